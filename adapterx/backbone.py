@@ -1,0 +1,185 @@
+"""Load the frozen encoder, fingerprint its weights, and build the offline built-in backbones.
+
+A backbone is named by one string:
+  * a hub id, e.g. ``FacebookAI/xlm-roberta-large`` (real ``from_pretrained``, safetensors only);
+  * a local directory holding a transformers checkpoint;
+  * ``builtin:tiny-xlmr``: a small XLM-R built from ``XLMRobertaConfig`` with weights drawn from a seed and a
+    tokenizer over the built-in lexicon (no network), its translation-equivalent word embeddings pulled
+    together to mimic the alignment multilingual pretraining gives (see ``adapterx.tinyworld``);
+  * ``random:xlm-roberta-base`` / ``random:xlm-roberta-large``: the real architectures with random weights,
+    for latency benchmarks (latency does not depend on weight values).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase, XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
+
+from adapterx import tinyworld
+from adapterx.errors import AdapterxError
+
+TINY_NAME = "builtin:tiny-xlmr"
+
+# Architectures of the public checkpoints (from their config.json), so that benchmarks of the real shapes
+# need no download.
+REAL_SHAPES: dict[str, dict] = {
+    "xlm-roberta-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "xlm-roberta-large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+}
+_REAL_COMMON = dict(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+                    pad_token_id=1, bos_token_id=0, eos_token_id=2)
+
+
+@dataclass
+class Backbone:
+    """A frozen encoder with its tokenizer, name and weight fingerprint."""
+
+    model: XLMRobertaModel
+    tokenizer: PreTrainedTokenizerBase | None
+    name: str
+    pretrained: bool
+    description: str
+    fingerprint: str = ""
+    # References to the base tensors as loaded: adapter libraries wrap modules but keep these tensors,
+    # so the fingerprint can be recomputed after training to prove the base did not change.
+    base_tensors: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def current_fingerprint(self) -> str:
+        return fingerprint_tensors(self.base_tensors)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+
+def fingerprint_tensors(tensors: dict[str, torch.Tensor]) -> str:
+    """A stable hash of names, shapes and float32 values; equal weights in fp32 or bf16 storage differ only
+    by the cast, so the hash is taken over float32 to keep an adapter loadable on a bf16 copy of its base."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu", torch.float32).contiguous()
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return "sha256:" + h.hexdigest()[:32]
+
+
+def freeze(model: nn.Module) -> None:
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+def load_backbone(name_or_path: str, *, seed: int = 0, dtype: torch.dtype | None = None,
+                  fingerprint: bool = True) -> Backbone:
+    """Load and freeze the encoder named by `name_or_path` (see the module docstring for the forms)."""
+    if name_or_path == TINY_NAME or name_or_path.startswith(TINY_NAME + "@"):
+        backbone = _tiny_backbone(name_or_path, seed)
+    elif name_or_path.startswith("random:"):
+        backbone = _random_real_shape(name_or_path, seed)
+    else:
+        backbone = _pretrained(name_or_path)
+    if dtype is not None:
+        backbone.model.to(dtype)
+    freeze(backbone.model)
+    backbone.model.eval()
+    backbone.base_tensors = dict(backbone.model.named_parameters())
+    if fingerprint:
+        backbone.fingerprint = backbone.current_fingerprint()
+    return backbone
+
+
+def _pretrained(name_or_path: str) -> Backbone:
+    local = Path(name_or_path).expanduser()
+    if name_or_path.startswith((".", "/", "~")) and not local.is_dir():
+        raise AdapterxError(f"backbone directory {local} does not exist")
+    try:
+        model = XLMRobertaModel.from_pretrained(name_or_path, add_pooling_layer=False, use_safetensors=True,
+                                                trust_remote_code=False)
+        tokenizer = XLMRobertaTokenizerFast.from_pretrained(name_or_path)
+    except OSError as exc:
+        raise AdapterxError(
+            f"cannot load backbone {name_or_path!r}: {exc}. Offline? Use a local directory or "
+            f"{TINY_NAME!r} (built in, no network)."
+        ) from exc
+    return Backbone(model, tokenizer, name_or_path, pretrained=True, description="pretrained weights")
+
+
+def _random_real_shape(name: str, seed: int) -> Backbone:
+    arch = name.split(":", 1)[1].removeprefix("FacebookAI/")
+    if arch not in REAL_SHAPES:
+        raise AdapterxError(f"unknown architecture {arch!r} in {name!r}; known: {', '.join(REAL_SHAPES)}")
+    config = XLMRobertaConfig(**REAL_SHAPES[arch], **_REAL_COMMON)
+    torch.manual_seed(seed)
+    model = XLMRobertaModel(config, add_pooling_layer=False)
+    return Backbone(model, None, name, pretrained=False,
+                    description=f"FacebookAI/{arch} architecture, RANDOM weights (seed {seed}); for latency only")
+
+
+# ---------------------------------------------------------------------------------------------- built-in
+TINY_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                   max_position_embeddings=130, type_vocab_size=1, layer_norm_eps=1e-5,
+                   pad_token_id=1, bos_token_id=0, eos_token_id=2)
+ALIGNMENT = 0.8  # weight of the shared concept vector in a word's embedding; the rest is language noise
+
+
+def tiny_tokenizer() -> XLMRobertaTokenizerFast:
+    """An XLM-R-style (Unigram, metaspace) tokenizer whose pieces are the built-in lexicon's words plus
+    single characters as fallback. Built from a list, not trained, so it is identical on every machine."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    words = ["▁" + w for w in tinyworld.vocabulary()]
+    chars = sorted(set("".join(tinyworld.vocabulary())) | set("abcdefghijklmnopqrstuvwxyz0123456789.,?!'-"))
+    pieces = [(p, 0.0) for p in specials] + [(w, -1.0) for w in words] + [("▁", -5.0)]
+    pieces += [(c, -10.0) for c in chars] + [("<mask>", 0.0)]
+    tok = Tokenizer(models.Unigram(pieces, unk_id=3, byte_fallback=False))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKD(), normalizers.StripAccents(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
+    return XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                   cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+                                   model_max_length=TINY_CONFIG["max_position_embeddings"] - 2)
+
+
+def _tiny_backbone(name: str, seed: int) -> Backbone:
+    if "@" in name:  # builtin:tiny-xlmr@<seed> pins another seed, e.g. to build a "different backbone"
+        seed = int(name.split("@", 1)[1])
+    tokenizer = tiny_tokenizer()
+    config = XLMRobertaConfig(vocab_size=len(tokenizer), **TINY_CONFIG)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    model = XLMRobertaModel(config, add_pooling_layer=False)
+    _align_translations(model, tokenizer, seed)
+    torch.random.set_rng_state(generator_state)
+    return Backbone(model, tokenizer, name, pretrained=False,
+                    description=f"built-in tiny XLM-R (seed {seed}): random weights, translation embeddings "
+                                f"aligned with strength {ALIGNMENT}; synthetic, not pretrained")
+
+
+@torch.no_grad()
+def _align_translations(model: XLMRobertaModel, tokenizer: XLMRobertaTokenizerFast, seed: int) -> None:
+    emb = model.embeddings.word_embeddings.weight
+    gen = torch.Generator().manual_seed(seed + 1)
+    for group in tinyworld.aligned_word_groups():
+        ids = sorted({tokenizer.convert_tokens_to_ids("▁" + w) for w in group})
+        shared = torch.randn(emb.shape[1], generator=gen) * 0.02
+        for i in ids:
+            noise = torch.randn(emb.shape[1], generator=gen) * 0.02
+            emb[i] = ALIGNMENT * shared + (1 - ALIGNMENT ** 2) ** 0.5 * noise
+
+
+def save_backbone(backbone: Backbone, directory: str | os.PathLike) -> None:
+    """Write the backbone as a plain transformers checkpoint (safetensors), e.g. to use it as a local dir."""
+    backbone.model.save_pretrained(directory, safe_serialization=True)
+    if backbone.tokenizer is not None:
+        backbone.tokenizer.save_pretrained(directory)
