@@ -1,0 +1,87 @@
+"""`AdaptedModel`: the frozen backbone, the adapters attached to it, and the task heads.
+
+The encoder may be wrapped by an adapter library (peft) or changed in place (the adapters library); the
+model keeps that detail inside `adapterx.methods` and offers one API: attach/activate adapters, pick a head,
+run forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from adapterx.backbone import Backbone
+from adapterx.errors import unknown
+from adapterx.heads import Head, HeadSpec, build_head
+
+
+@dataclass
+class TaskOutput:
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+
+
+@dataclass
+class AdapterRecord:
+    """What the model knows of an attached adapter: its kind, spec and the metadata it was saved with."""
+
+    name: str
+    kind: str
+    spec: object
+    metadata: dict = field(default_factory=dict)
+
+
+class AdaptedModel(nn.Module):
+    def __init__(self, backbone: Backbone):
+        super().__init__()
+        self.backbone = backbone
+        self.encoder: nn.Module = backbone.model
+        self.heads = nn.ModuleDict()
+        self.active_head: str | None = None
+        self.adapters: dict[str, AdapterRecord] = {}
+        self.active_adapters: list[str] = []
+        self.family: str | None = None  # the adapter library in use ("peft" | "adapters"); one per model
+
+    # ---------------------------------------------------------------- heads
+    def add_head(self, name: str, spec: HeadSpec) -> Head:
+        head = build_head(self.backbone.hidden_size, spec)
+        head.to(device=self.device, dtype=self.backbone.model.dtype)
+        self.heads[name] = head
+        self.active_head = name
+        return head
+
+    def set_head(self, name: str) -> None:
+        if name not in self.heads:
+            raise unknown("head", name, self.heads.keys())
+        self.active_head = name
+
+    @property
+    def head(self) -> Head:
+        if self.active_head is None:
+            raise RuntimeError("no task head: add one with add_head() or load an adapter that carries one")
+        return self.heads[self.active_head]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.model.parameters()).device
+
+    # ---------------------------------------------------------------- forward
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
+        """Encoder outputs with the active adapters (hidden states for heads and retrieval pooling)."""
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
+                **batch) -> TaskOutput:
+        hidden = self.encode(input_ids, attention_mask).last_hidden_state
+        logits = self.head(hidden, attention_mask, **batch)
+        loss = self.head.loss(logits, labels) if labels is not None else None
+        return TaskOutput(logits=logits, loss=loss)
+
+    # ---------------------------------------------------------------- accounting
+    def parameter_counts(self) -> dict[str, int]:
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        base = sum(t.numel() for t in self.backbone.base_tensors.values())
+        return {"trainable": trainable, "total": total, "base": base}

@@ -1,0 +1,27 @@
+"""Load a task's split in one language, checking the language and split exist first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+
+from adapterx.errors import AdapterxError
+from adapterx.tasks.base import DataRequest, Task
+
+
+def load_split(task: Task, split: str, language: str | None = None, data_dir: str | Path | None = None,
+               limit: int | None = None) -> datasets.Dataset:
+    language = language or task.train_language or task.languages[0]
+    if split == "train" and not task.trainable:
+        raise AdapterxError(f"task {task.name!r} has no training data (it is evaluated without training)")
+    if split not in task.splits:
+        raise AdapterxError(f"task {task.name!r} has no split {split!r}; splits: {', '.join(task.splits)}")
+    allowed = (task.train_language,) if split == "train" else task.languages
+    if language not in allowed:
+        raise AdapterxError(f"task {task.name!r} has no {split!r} data in language {language!r}; "
+                            f"languages: {', '.join(l for l in allowed if l)}")
+    rows = task.loader(DataRequest(task, split, language, Path(data_dir) if data_dir else None))
+    if limit is not None:
+        rows = rows.select(range(min(limit, len(rows))))
+    return rows
