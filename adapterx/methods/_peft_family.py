@@ -1,0 +1,104 @@
+"""Wiring shared by every kind implemented through peft (LoRA, prompt and prefix tuning, ...).
+
+The encoder is wrapped once in a `peft.PeftModel` (task_type=None: heads stay in adapterx, DESIGN.md
+pitfalls) and further adapters are added to that wrapper. Several active adapters need
+``base_model.set_adapter([...])`` plus explicit ``requires_grad`` (peft #2749): done in `activate`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from peft import PeftConfig, PeftModel
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+from adapterx.errors import CompositionError
+from adapterx.methods.base import AdapterSpec, Method
+
+if TYPE_CHECKING:
+    from adapterx.model import AdaptedModel
+
+PEFT_CONFIG_FILE = "adapter_config.json"
+PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
+
+
+class PeftMethod(Method):
+    family: ClassVar[str] = "peft"
+    weights_file: ClassVar[str] = PEFT_WEIGHTS_FILE
+    peft_model_class: ClassVar[type[PeftModel]] = PeftModel
+
+    def peft_config(self, spec: AdapterSpec) -> PeftConfig:
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- attach
+    def add(self, model: "AdaptedModel", name: str, spec: AdapterSpec) -> None:
+        config = self.peft_config(spec)
+        config.base_model_name_or_path = model.backbone.name
+        if self._wrapper(model) is None:
+            model.encoder = self.peft_model_class(model.backbone.model, config, adapter_name=name)
+            model.family = self.family
+        else:
+            model.encoder.add_adapter(name, config)
+
+    def load(self, model: "AdaptedModel", name: str, directory: Path) -> None:
+        wrapper = self._wrapper(model)
+        if wrapper is None:
+            model.encoder = self.peft_model_class.from_pretrained(
+                model.backbone.model, str(directory), adapter_name=name, is_trainable=False)
+            model.family = self.family
+        else:
+            wrapper.load_adapter(str(directory), adapter_name=name, is_trainable=False)
+
+    def save(self, model: "AdaptedModel", name: str, directory: Path) -> None:
+        # peft writes an adapter not named "default" into <dir>/<name>/: write to a scratch dir, move up.
+        with tempfile.TemporaryDirectory(dir=directory) as scratch:
+            model.encoder.save_pretrained(scratch, selected_adapters=[name], safe_serialization=True)
+            source = Path(scratch) / name if name != "default" else Path(scratch)
+            for file in (PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE):
+                shutil.move(str(source / file), str(directory / file))
+
+    # -------------------------------------------------------------- activation
+    def activate(self, model: "AdaptedModel", names: list[str], trainable: str | None) -> None:
+        model.encoder.base_model.set_adapter(list(names))
+        for param_name, param in model.encoder.named_parameters():
+            if param_name in _base_names(model):
+                continue
+            param.requires_grad_(trainable is not None and _belongs_to(param_name, trainable))
+
+    def delete(self, model: "AdaptedModel", name: str) -> None:
+        model.encoder.delete_adapter(name)
+
+    # -------------------------------------------------------------- weights
+    def adapter_state(self, model: "AdaptedModel", name: str) -> dict:
+        return get_peft_model_state_dict(model.encoder, adapter_name=name)
+
+    def load_adapter_state(self, model: "AdaptedModel", name: str, state: dict) -> None:
+        result = set_peft_model_state_dict(model.encoder, state, adapter_name=name)
+        missing = [k for k in result.missing_keys if _belongs_to(k, name)]
+        if missing:
+            raise CompositionError(f"adapter {name!r}: state has no tensors for {missing[:3]}")
+
+    def copy_weights(self, model: "AdaptedModel", source: str, target: str) -> None:
+        self.load_adapter_state(model, target, self.adapter_state(model, source))
+
+    @staticmethod
+    def _wrapper(model: "AdaptedModel") -> PeftModel | None:
+        if model.family not in (None, "peft"):
+            raise CompositionError(
+                f"this model already carries {model.family!r}-library adapters; peft-based kinds cannot be "
+                f"added to the same model (one adapter library per model)")
+        return model.encoder if isinstance(model.encoder, PeftModel) else None
+
+
+def _belongs_to(param_name: str, adapter: str) -> bool:
+    return f".{adapter}." in param_name or param_name.endswith(f".{adapter}")
+
+
+def _base_names(model: "AdaptedModel") -> set[str]:
+    # names of base tensors as seen through the peft wrapper are unknown up front; frozen base tensors are
+    # recognised by identity instead
+    ids = {id(t) for t in model.backbone.base_tensors.values()}
+    return {n for n, p in model.encoder.named_parameters() if id(p) in ids}

@@ -1,0 +1,192 @@
+"""Save and load adapters with their head and provenance; safetensors only; atomic directory writes.
+
+An adapter directory holds the library's own files (peft: adapter_config.json + adapter_model.safetensors,
+loadable by plain ``PeftModel.from_pretrained``; adapters: adapter_config.json + adapter.safetensors), the
+task head (head.safetensors) and ``adapterx.json``: kind and spec, task, labels, languages, head spec, base
+model name and weight fingerprint, metrics, library versions, and the adapters it must sit on (a stack).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from adapterx.errors import AdapterFileError, BackboneMismatchError
+from adapterx.heads import HeadSpec
+from adapterx.io import atomic_directory, atomic_write_json
+from adapterx.methods import AdapterSpec, get_method, spec_from_json
+from adapterx.model import AdaptedModel, AdapterRecord
+
+METADATA_FILE = "adapterx.json"
+HEAD_FILE = "head.safetensors"
+FORMAT_VERSION = 1
+
+
+def library_versions() -> dict[str, str]:
+    import accelerate, adapters, datasets, peft, safetensors, transformers  # noqa: E401
+
+    import adapterx
+    return {"adapterx": adapterx.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "adapters": adapters.__version__, "datasets": datasets.__version__,
+            "safetensors": safetensors.__version__, "accelerate": accelerate.__version__,
+            "python": platform.python_version()}
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()[:32]
+
+
+# ------------------------------------------------------------------------------------------------ attach
+def add_adapter(model: AdaptedModel, name: str, spec: AdapterSpec) -> AdapterRecord:
+    """Attach a new trainable adapter of `spec`'s kind under `name`."""
+    if name in model.adapters:
+        raise AdapterFileError(name, "an adapter of this name is already attached")
+    get_method(spec.kind).add(model, name, spec)
+    record = AdapterRecord(name=name, kind=spec.kind, spec=spec)
+    model.adapters[name] = record
+    return record
+
+
+def activate(model: AdaptedModel, names: list[str], trainable: str | None = None) -> None:
+    """Activate `names` (bottom first) and make only `trainable` trainable; heads stay as they are."""
+    for n in names:
+        if n not in model.adapters:
+            from adapterx.errors import unknown
+            raise unknown("adapter", n, model.adapters)
+    kinds = {model.adapters[n].kind for n in names}
+    method = get_method(model.adapters[names[0]].kind)
+    if any(get_method(k).family != method.family for k in kinds):
+        from adapterx.errors import CompositionError
+        raise CompositionError(f"adapters {names} come from different libraries and cannot be active together")
+    method.activate(model, names, trainable)
+    model.active_adapters = list(names)
+
+
+# ------------------------------------------------------------------------------------------------ save
+def save_adapter(model: AdaptedModel, name: str, directory: str | Path, *, task: str | None = None,
+                 labels: list[str] | tuple[str, ...] = (), languages: list[str] | tuple[str, ...] = (),
+                 head: str | None = None, metrics: dict | None = None, training: dict | None = None,
+                 requires: list[dict] | None = None) -> Path:
+    """Write adapter `name` (and head `head`, if given) to `directory`, atomically."""
+    directory = Path(directory)
+    record = model.adapters[name]
+    method = get_method(record.kind)
+    head_spec = None
+    with atomic_directory(directory) as tmp:
+        method.save(model, name, tmp)
+        if head is not None:
+            head_module = model.heads[head]
+            save_file({k: v.detach().contiguous().cpu() for k, v in head_module.state_dict().items()},
+                      str(tmp / HEAD_FILE))
+            head_spec = head_module.spec.to_json()
+        metadata = {
+            "format_version": FORMAT_VERSION,
+            "name": name,
+            "kind": record.kind,
+            "spec": record.spec.to_json(),
+            "weights_file": method.weights_file,
+            "weights_digest": file_digest(tmp / method.weights_file),
+            "task": task,
+            "labels": list(labels),
+            "languages": list(languages),
+            "head": head_spec,
+            "base_model": {"name": model.backbone.name, "fingerprint": model.backbone.fingerprint,
+                           "pretrained": model.backbone.pretrained},
+            "requires": requires or [],
+            "metrics": metrics or {},
+            "training": training or {},
+            "library_versions": library_versions(),
+            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        atomic_write_json(tmp / METADATA_FILE, metadata)
+    record.metadata = metadata
+    return directory
+
+
+# ------------------------------------------------------------------------------------------------ load
+def read_metadata(directory: str | Path) -> dict:
+    """The adapterx.json of a saved adapter, checked for presence and form."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise AdapterFileError(directory, "no such adapter directory")
+    path = directory / METADATA_FILE
+    if not path.is_file():
+        raise AdapterFileError(path, "missing: not an adapterx adapter directory (expected adapterx.json)")
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdapterFileError(path, f"corrupt JSON: {exc}") from exc
+    for key in ("kind", "spec", "weights_file", "base_model"):
+        if key not in metadata:
+            raise AdapterFileError(path, f"field {key!r} is missing")
+    if metadata.get("format_version", 0) > FORMAT_VERSION:
+        raise AdapterFileError(path, f"format_version {metadata['format_version']} is newer than this adapterx "
+                                     f"reads ({FORMAT_VERSION}); upgrade adapterx")
+    return metadata
+
+
+def check_safetensors(path: Path) -> None:
+    """Fail with the file's name if it is missing or not a readable safetensors file."""
+    if not path.is_file():
+        raise AdapterFileError(path, "missing weights file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                f.get_slice(key)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise AdapterFileError(path, f"corrupt safetensors file: {exc}") from exc
+
+
+def check_backbone(model: AdaptedModel, metadata: dict, directory: Path) -> None:
+    base = metadata["base_model"]
+    if base.get("fingerprint") != model.backbone.fingerprint:
+        raise BackboneMismatchError(
+            f"{directory}: adapter was trained on backbone {base.get('name')!r} (fingerprint "
+            f"{base.get('fingerprint')}), but is being loaded onto {model.backbone.name!r} (fingerprint "
+            f"{model.backbone.fingerprint}); load the backbone it was trained on")
+
+
+def load_adapter(model: AdaptedModel, directory: str | Path, *, name: str | None = None,
+                 with_head: bool = True, head_name: str | None = None) -> AdapterRecord:
+    """Attach the adapter saved in `directory` (and its head) after checking files and backbone."""
+    directory = Path(directory)
+    metadata = read_metadata(directory)
+    check_backbone(model, metadata, directory)
+    weights = directory / metadata["weights_file"]
+    check_safetensors(weights)
+    spec = spec_from_json(metadata["spec"])
+    name = name or metadata.get("name") or directory.name
+    if name in model.adapters:
+        raise AdapterFileError(directory, f"an adapter named {name!r} is already attached; pass another name")
+    method = get_method(spec.kind)
+    try:
+        method.load(model, name, directory)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise AdapterFileError(directory, f"cannot be loaded as a {spec.kind} adapter: {exc}") from exc
+    record = AdapterRecord(name=name, kind=spec.kind, spec=spec, metadata=metadata)
+    model.adapters[name] = record
+    if with_head and metadata.get("head"):
+        load_head(model, directory, metadata, head_name or name)
+    return record
+
+
+def load_head(model: AdaptedModel, directory: Path, metadata: dict, head_name: str) -> None:
+    path = directory / HEAD_FILE
+    check_safetensors(path)
+    head = model.add_head(head_name, HeadSpec.from_json(metadata["head"]))
+    state = load_file(str(path), device=str(model.device))
+    try:
+        head.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise AdapterFileError(path, f"head weights do not fit head {metadata['head']}: {exc}") from exc
