@@ -12,6 +12,7 @@ A backbone is named by one string:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -49,6 +50,25 @@ class Backbone:
     # References to the base tensors as loaded: adapter libraries wrap modules but keep these tensors,
     # so the fingerprint can be recomputed after training to prove the base did not change.
     base_tensors: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    # peft and the adapters library inject modules into the model in place, so a backbone serves one
+    # AdaptedModel; `fresh_copy()` gives another model its own untouched copy.
+    claimed: bool = field(default=False, repr=False)
+
+    def fresh_copy(self) -> "Backbone":
+        """An independent copy of the (untouched) weights, with the same name and fingerprint."""
+        if self.claimed:
+            raise AdapterxError(f"backbone {self.name!r} already carries adapters; copy it before attaching any")
+        model = copy.deepcopy(self.model)
+        return Backbone(model, self.tokenizer, self.name, self.pretrained, self.description, self.fingerprint,
+                        dict(model.named_parameters()))
+
+    def claim(self) -> None:
+        """Mark the backbone as owned by one AdaptedModel (called by AdaptedModel)."""
+        if self.claimed:
+            raise AdapterxError(
+                f"backbone {self.name!r} is already used by another AdaptedModel (adapter libraries change it in "
+                f"place); pass backbone.fresh_copy() instead")
+        self.claimed = True
 
     def current_fingerprint(self) -> str:
         return fingerprint_tensors(self.base_tensors)

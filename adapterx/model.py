@@ -36,6 +36,7 @@ class AdapterRecord:
 class AdaptedModel(nn.Module):
     def __init__(self, backbone: Backbone):
         super().__init__()
+        backbone.claim()
         self.backbone = backbone
         self.encoder: nn.Module = backbone.model
         self.heads = nn.ModuleDict()

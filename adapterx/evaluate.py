@@ -1,0 +1,62 @@
+"""Zero-shot cross-lingual evaluation: one model, one task, every language; and the benefit table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from adapterx.model import AdaptedModel
+from adapterx.tasks.base import Task
+from adapterx.tasks.data import load_split
+from adapterx.tasks.processing import processor_for
+
+
+def encode_split(task: Task, rows: datasets.Dataset, tokenizer) -> datasets.Dataset:
+    return processor_for(task).encode(task, rows, tokenizer)
+
+
+@torch.inference_mode()
+def evaluate_split(model: AdaptedModel, task: Task, rows: datasets.Dataset, tokenizer,
+                   batch_size: int = 64) -> dict[str, float]:
+    """Score `model` on raw `rows` of `task` with the task's metric."""
+    processor = processor_for(task)
+    encoded = processor.encode(task, rows, tokenizer)
+    loader = DataLoader(encoded, batch_size=batch_size, collate_fn=processor.collator(tokenizer))
+    was_training = model.training
+    model.eval()
+    predictions: list = []
+    for batch in loader:
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        labels = batch.pop("labels", None)
+        logits = model(**batch).logits
+        predictions.extend(processor.predict(logits, batch))
+        del labels
+    model.train(was_training)
+    return processor.score(task, predictions, encoded, rows)
+
+
+def evaluate_languages(model: AdaptedModel, task: Task, tokenizer, *, split: str = "test",
+                       languages: list[str] | None = None, data_dir: str | Path | None = None,
+                       limit: int | None = None, progress: bool = True) -> dict[str, dict[str, float]]:
+    """Per-language scores of `task` (all its languages unless `languages` narrows them)."""
+    results = {}
+    for language in tqdm(languages or list(task.languages), desc=f"evaluate {task.name}", disable=not progress,
+                         leave=False):
+        rows = load_split(task, split, language, data_dir, limit=limit)
+        results[language] = evaluate_split(model, task, rows, tokenizer)
+    return results
+
+
+def primary_metric(scores: dict[str, float]) -> str:
+    """The metric a table reports when several are computed (first key, e.g. 'accuracy' or 'f1')."""
+    return next(iter(scores))
+
+
+def language_average(per_language: dict[str, dict[str, float]]) -> float:
+    """XTREME-style average: the unweighted mean over languages of the primary metric."""
+    values = [scores[primary_metric(scores)] for scores in per_language.values()]
+    return sum(values) / len(values)

@@ -1,0 +1,182 @@
+"""Train one adapter (and its task head) on one task; everything else stays frozen.
+
+A plain loop over `accelerate` (so it runs unchanged under ``accelerate launch`` / ``torchrun``): AdamW on
+the trainable tensors only, warm-up + linear/cosine/constant schedule, gradient clipping, evaluation and
+checkpoints every N steps, ``resume`` from the newest checkpoint (pickle-free, see adapterx.checkpoint).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import datasets
+import torch
+from accelerate import Accelerator
+from accelerate.data_loader import skip_first_batches
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from adapterx.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from adapterx.errors import AdapterxError
+from adapterx.methods import get_method
+from adapterx.model import AdaptedModel
+
+SCHEDULES = ("linear", "cosine", "constant_with_warmup")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of one adapter-training run (recipe field `train`)."""
+
+    epochs: float = 3.0
+    batch_size: int = 16
+    learning_rate: float = 1e-3      # adapters want 1e-4..1e-3 where full fine-tuning used 1e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    schedule: str = "linear"
+    max_grad_norm: float = 1.0
+    gradient_accumulation: int = 1
+    max_steps: int | None = None     # overrides epochs when set
+    eval_every: int | None = None    # steps; default: once per epoch
+    checkpoint_every: int | None = None  # steps; default: once per epoch
+    keep_checkpoints: int = 2
+    seed: int = 0
+
+    def validate(self, where: str = "train") -> None:
+        def bad(name: str, why: str) -> AdapterxError:
+            return AdapterxError(f"{where}.{name}: {why}, got {getattr(self, name)!r}")
+        if self.epochs <= 0 and not self.max_steps:
+            raise bad("epochs", "must be > 0")
+        for name in ("batch_size", "gradient_accumulation", "keep_checkpoints"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise bad(name, "must be a positive integer")
+        if not 0 < self.learning_rate < 1:
+            raise bad("learning_rate", "must be in (0, 1)")
+        if not 0 <= self.warmup_ratio < 1:
+            raise bad("warmup_ratio", "must be in [0, 1)")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"must be one of {', '.join(SCHEDULES)}")
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    losses: list[tuple[int, float]] = field(default_factory=list)   # (step, mean loss since last log)
+    evals: list[dict] = field(default_factory=list)                 # {"step": n, metric: value, ...}
+    parameters: dict[str, int] = field(default_factory=dict)
+    resumed_from: int | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+Evaluator = Callable[[AdaptedModel], dict[str, float]]
+
+
+def trainable_state(model: AdaptedModel, adapter: str, head: str) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint must hold: the adapter's and the head's."""
+    state = {f"adapter.{k}": v for k, v in get_method(model.adapters[adapter].kind).adapter_state(model, adapter).items()}
+    state.update({f"head.{k}": v for k, v in model.heads[head].state_dict().items()})
+    return state
+
+
+def restore_trainable_state(model: AdaptedModel, adapter: str, head: str, state: dict[str, torch.Tensor]) -> None:
+    adapter_part = {k[len("adapter."):]: v for k, v in state.items() if k.startswith("adapter.")}
+    head_part = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
+    get_method(model.adapters[adapter].kind).load_adapter_state(model, adapter, adapter_part)
+    model.heads[head].load_state_dict(head_part, strict=True)
+
+
+def train_adapter(model: AdaptedModel, adapter: str, head: str, train_data: datasets.Dataset, collate,
+                  config: TrainConfig, output_dir: Path, evaluator: Evaluator | None = None,
+                  resume: bool = False, progress: bool = True, description: str = "train") -> TrainResult:
+    """Train adapter `adapter` and head `head` on encoded `train_data`; checkpoints go to output_dir."""
+    config.validate()
+    model.set_head(head)
+    accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation)
+    torch.manual_seed(config.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise AdapterxError(f"adapter {adapter!r} has no trainable parameters: activate it with trainable=")
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, collate_fn=collate,
+                        generator=generator)
+    steps_per_epoch = max(1, math.ceil(len(loader) / config.gradient_accumulation))
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_scheduler(config.schedule, optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+    prepared_model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+
+    checkpoint_dir = Path(output_dir) / "checkpoints"
+    result = TrainResult(steps=0, seconds=0.0, parameters=model.parameter_counts())
+    step, epoch, batches_done = 0, 0, 0
+    if resume and (ckpt := latest_checkpoint(checkpoint_dir)) is not None:
+        tensors, state = load_checkpoint(ckpt, optimizer)
+        restore_trainable_state(model, adapter, head, tensors)
+        scheduler.load_state_dict(state["scheduler"])
+        step, epoch, batches_done = state["step"], state["epoch"], state["batches_in_epoch"]
+        result.losses = [tuple(x) for x in state["losses"]]
+        result.evals = state["evals"]
+        result.resumed_from = step
+    eval_every = config.eval_every or steps_per_epoch
+    checkpoint_every = config.checkpoint_every or steps_per_epoch
+
+    started = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=step, desc=description, disable=not progress or not accelerator.is_main_process,
+               unit="step", dynamic_ncols=True)
+    running, running_n = 0.0, 0
+    while step < total_steps:
+        generator.manual_seed(config.seed + epoch)   # the order of an epoch depends only on (seed, epoch)
+        epoch_loader = skip_first_batches(loader, batches_done) if batches_done else loader
+        prepared_model.train()
+        for batch in epoch_loader:
+            with accelerator.accumulate(prepared_model):
+                loss = prepared_model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm:
+                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            batches_done += 1
+            running += loss.item()
+            running_n += 1
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{running / running_n:.4f}")
+            if step % max(1, min(eval_every, 50)) == 0 or step == total_steps:
+                result.losses.append((step, running / running_n))
+                running, running_n = 0.0, 0
+            if evaluator is not None and (step % eval_every == 0 or step == total_steps):
+                prepared_model.eval()
+                scores = evaluator(model)
+                result.evals.append({"step": step, **scores})
+                bar.write(f"[{description}] step {step}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+                prepared_model.train()
+            if step % checkpoint_every == 0 and step < total_steps and accelerator.is_main_process:
+                save_checkpoint(checkpoint_dir, trainable_state(model, adapter, head), optimizer, {
+                    "step": step, "epoch": epoch, "batches_in_epoch": batches_done,
+                    "scheduler": scheduler.state_dict(), "losses": result.losses, "evals": result.evals,
+                }, keep=config.keep_checkpoints)
+            if step >= total_steps:
+                break
+        else:
+            epoch, batches_done = epoch + 1, 0
+    bar.close()
+    model.eval()
+    result.steps = step
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,71 @@
+"""One task's adapter, end to end: load data, prepare the model by strategy, train, evaluate, save.
+
+Both `adapterx train` and the recipe runner call `train_task`; the CLI and the runner only gather options.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapterx import store, transfer
+from adapterx.backbone import Backbone
+from adapterx.errors import AdapterxError
+from adapterx.evaluate import evaluate_split
+from adapterx.heads import HeadSpec
+from adapterx.methods import AdapterSpec
+from adapterx.tasks.base import Task
+from adapterx.tasks.data import load_split
+from adapterx.tasks.processing import processor_for
+from adapterx.train import TrainConfig, TrainResult, train_adapter
+
+
+@dataclass
+class TrainedAdapter:
+    directory: Path
+    result: TrainResult
+    validation: dict[str, float]
+
+
+def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainConfig, output_dir: Path, *,
+               strategy: str = "none", intermediate: Path | None = None, data_dir: Path | None = None,
+               train_limit: int | None = None, eval_limit: int | None = None, resume: bool = False,
+               progress: bool = True) -> TrainedAdapter:
+    """Train an adapter for `task` and save it (with head and provenance) to ``output_dir/adapter``."""
+    if not task.trainable:
+        raise AdapterxError(f"task {task.name!r} has no training data; evaluate it with an adapter of another task")
+    if backbone.tokenizer is None:
+        raise AdapterxError(f"backbone {backbone.name!r} has no tokenizer; it serves latency benchmarks only")
+    output_dir = Path(output_dir)
+    tokenizer = backbone.tokenizer
+    processor = processor_for(task)
+    train_rows = load_split(task, "train", data_dir=data_dir, limit=train_limit)
+    eval_rows = load_split(task, "validation", task.train_language, data_dir=data_dir, limit=eval_limit)
+    encoded = processor.encode(task, train_rows, tokenizer)
+
+    prepared = transfer.prepare(strategy, backbone.fresh_copy(), spec, intermediate)
+    model = prepared.model
+    model.add_head(prepared.trainable, HeadSpec(task.head, task.num_labels, dict(task.options.get("head", {}))))
+    fingerprint_before = model.backbone.current_fingerprint()
+
+    def evaluator(m) -> dict[str, float]:
+        return evaluate_split(m, task, eval_rows, tokenizer)
+
+    result = train_adapter(model, prepared.trainable, prepared.trainable, encoded, processor.collator(tokenizer),
+                           config, output_dir, evaluator=evaluator, resume=resume, progress=progress,
+                           description=f"{task.name}/{strategy}")
+    if model.backbone.current_fingerprint() != fingerprint_before:
+        raise AdapterxError("the base weights changed during training: this is a bug in adapterx, please report")
+    validation = result.evals[-1] if result.evals else evaluator(model)
+    validation = {k: v for k, v in validation.items() if k != "step"}
+    adapter_dir = output_dir / "adapter"
+    store.save_adapter(model, prepared.trainable, adapter_dir, task=task.name, labels=task.labels,
+                       languages=task.languages, head=prepared.trainable,
+                       metrics={"validation": validation, f"validation_language": task.train_language},
+                       training={"strategy": strategy, "config": vars(config), "steps": result.steps,
+                                 "seconds": round(result.seconds, 2), "parameters": result.parameters,
+                                 "losses": result.losses, "evals": result.evals},
+                       requires=prepared.requires)
+    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # the run finished: checkpoints are spent
+    return TrainedAdapter(adapter_dir, result, validation)
