@@ -1,0 +1,170 @@
+"""The recipe schema: a YAML file, checked field by field before any work starts.
+
+Every mapping in a recipe is a dataclass here; an unknown or mistyped field is an error that names the file
+and the field's dotted path. `load_recipe` is the only entry point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from adapterx.errors import AdapterxError, RecipeError
+from adapterx.methods import AdapterSpec, parse_spec
+from adapterx.tasks import get_task
+from adapterx.train import TrainConfig
+from adapterx.transfer import STRATEGIES
+
+
+@dataclass
+class IntermediateSection:
+    """English intermediate tasks; one intermediate adapter is trained per task."""
+
+    tasks: list[str] = field(default_factory=list)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    train_limit: int | None = None   # use only the first N training rows (quick runs)
+
+
+@dataclass
+class TargetSection:
+    """The target task, trained on its English data, evaluated zero-shot in its other languages."""
+
+    task: str = ""
+    strategies: list[str] = field(default_factory=lambda: ["stack", "continue"])
+    train: TrainConfig = field(default_factory=TrainConfig)
+    train_limit: int | None = None
+
+
+@dataclass
+class EvaluateSection:
+    split: str = "test"
+    languages: list[str] | None = None     # None: every language of the target task
+    limit: int | None = None               # rows per language (quick runs)
+
+
+@dataclass
+class Recipe:
+    name: str
+    backbone: str
+    adapter: dict
+    target: TargetSection
+    intermediate: IntermediateSection = field(default_factory=IntermediateSection)
+    evaluate: EvaluateSection = field(default_factory=EvaluateSection)
+    output_dir: str | None = None          # default: artifacts/<name>
+    data_dir: str | None = None            # local copies of task data; None: built-in / the hub
+    description: str = ""
+    source: Path | None = field(default=None, compare=False)
+
+    @property
+    def adapter_spec(self) -> AdapterSpec:
+        return parse_spec(self.adapter, where=f"{self.source}: adapter")
+
+    @property
+    def output(self) -> Path:
+        return Path(self.output_dir or f"artifacts/{self.name}")
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        data.pop("source")
+        return data
+
+
+def config_hash(obj: object) -> str:
+    """A stable hash of a JSON-able description: the cache key of a phase."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------- parsing
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such recipe file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of fields, got {type(data).__name__}")
+    recipe = _build(Recipe, data, f"{path}", "")
+    recipe.source = path
+    _check_semantics(recipe, path)
+    return recipe
+
+
+def _build(cls, data: dict, file: str, prefix: str):
+    if not isinstance(data, dict):
+        raise RecipeError(f"{file}: {prefix.rstrip('.') or 'recipe'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    unknown_fields = sorted(set(data) - set(known))
+    if unknown_fields:
+        raise RecipeError(f"{file}: unknown field {prefix}{unknown_fields[0]!r}; "
+                          f"fields of {prefix.rstrip('.') or 'the recipe'}: {', '.join(sorted(known))}")
+    missing = [n for n, f in known.items() if f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING and n not in data]
+    if missing:
+        raise RecipeError(f"{file}: missing required field {prefix}{missing[0]!r}")
+    values = {name: _convert(hints[name], value, file, f"{prefix}{name}") for name, value in data.items()}
+    return cls(**values)
+
+
+def _convert(hint, value, file: str, where: str):
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value or {}, file, where + ".")
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)]
+        return _convert(inner[0], value, file, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise RecipeError(f"{file}: field {where!r} must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_convert(item, v, file, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool, dict) and (not isinstance(value, hint) or
+                                                  (hint is int and isinstance(value, bool))):
+        raise RecipeError(f"{file}: field {where!r} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def _check_semantics(recipe: Recipe, path: Path) -> None:
+    """Names that must exist: tasks, strategies, languages, the adapter kind and its fields."""
+    try:
+        recipe.adapter_spec
+        target = get_task(recipe.target.task)
+        for name in recipe.intermediate.tasks:
+            if not get_task(name).trainable:
+                raise RecipeError(f"{path}: intermediate.tasks: {name!r} has no training data")
+    except RecipeError:
+        raise
+    except AdapterxError as exc:
+        raise RecipeError(f"{path}: {exc}") from exc
+    if not target.trainable:
+        raise RecipeError(f"{path}: target.task: {target.name!r} has no training data; retrieval targets are "
+                          f"evaluated with the intermediate adapter directly")
+    for strategy in recipe.target.strategies:
+        if strategy not in STRATEGIES or strategy == "none":
+            raise RecipeError(f"{path}: target.strategies: unknown strategy {strategy!r}; known: "
+                              f"{', '.join(s for s in STRATEGIES if s != 'none')}")
+    if recipe.target.strategies and not recipe.intermediate.tasks:
+        raise RecipeError(f"{path}: target.strategies need at least one intermediate.tasks entry")
+    for language in recipe.evaluate.languages or []:
+        if language not in target.languages:
+            raise RecipeError(f"{path}: evaluate.languages: {target.name!r} has no language {language!r}; "
+                              f"languages: {', '.join(target.languages)}")
+    for section in ("intermediate", "target"):
+        try:
+            getattr(recipe, section).train.validate(f"{path}: {section}.train")
+        except AdapterxError as exc:
+            raise RecipeError(str(exc)) from exc
