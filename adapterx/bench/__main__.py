@@ -1,0 +1,21 @@
+"""``python -m adapterx.bench ...``: the bench subcommand on its own (same options as ``adapterx bench``)."""
+
+import argparse
+import sys
+
+from adapterx.bench.cli import add_bench_parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adapterx.bench")
+    sub = parser.add_subparsers(dest="command_name")
+    add_bench_parser(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "bench":  # `python -m adapterx.bench --quick` == `... bench --quick`
+        argv = ["bench", *argv]
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Deployment forms: each a callable model over one batch, all sharing one backbone's weights.
+
+A form is named by a string; the registry maps a name pattern to a builder, so adding a form is one function
+plus one ``@form(...)`` line. Forms share the base weights (a structural copy whose parameters are the same
+tensors), so twenty forms of XLM-R base cost little more memory than one; the base form is always the plain
+transformers model (never an adapters-initialised one: ``adapters.init`` alone costs 1-3%).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from adapterx.errors import AdapterxError
+
+FORM_HELP = """\
+  base                    the plain transformers model (no adapter code at all)
+  lora                    one LoRA adapter through peft, unmerged (r, alpha=2r, query+value, dropout 0)
+  lora-fast               the same adapter through adapterx.fastlora (no peft loop, casts or dropout module)
+  lora-merged             the same adapter merged into the weights (peft merge_and_unload -> plain model)
+  lora-stack-K            K LoRA adapters active together through peft (its Python loop over adapters)
+  lora-stack-K-fused      the same K adapters as ONE low-rank product (A and B concatenated, fastlora)
+  bottleneck              one bottleneck adapter (adapters SeqBnConfig) on a copy of the base
+  bottleneck-stack-K      K bottleneck adapters in an adapters Stack
+  lora-mixed-N            a batch whose rows use N different LoRA adapters, peft adapter_names (sub-batch loop)
+  lora-mixed-N-gathered   the same mixed batch as one gathered per-row low-rank product (fastlora)"""
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        return self.input_ids.shape[0]
+
+
+@dataclass
+class Form:
+    """One deployment form. ``run(module, batch)`` returns the last hidden state; ``module`` is what
+    ``torch.compile`` wraps and what parameters are counted over. ``reference`` names the form it is compared
+    with besides ``base`` (e.g. a fused stack with the naive one)."""
+
+    name: str
+    description: str
+    module: nn.Module
+    run: Callable[[nn.Module, Batch], torch.Tensor]
+    reference: str | None = None
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        return self.run(self.module, batch)
+
+
+@dataclass
+class FormContext:
+    """What builders need: the base model (already on its device and dtype) and adapter settings."""
+
+    base: nn.Module
+    rank: int = 8
+    reduction_factor: int = 16
+    seed: int = 0
+    targets: tuple[str, ...] = ("query", "value")
+    _lora: dict[int, dict[str, tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=dict, repr=False)
+
+    @property
+    def alpha(self) -> int:
+        return 2 * self.rank
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.rank
+
+    def lora_weights(self, i: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """LoRA adapter number i: {module name: (A (r, in), B (out, r))}, small random values (B non-zero, so
+        outputs differ from the base), drawn in float32 from (seed, i) and cast to the base's device/dtype."""
+        if i not in self._lora:
+            gen = torch.Generator().manual_seed(self.seed * 1000 + 17 + i)
+            w = next(self.base.parameters())
+            weights = {}
+            for name, mod in self.base.named_modules():
+                if isinstance(mod, nn.Linear) and name.rsplit(".", 1)[-1] in self.targets:
+                    a = torch.randn(self.rank, mod.in_features, generator=gen) * 0.02
+                    b = torch.randn(mod.out_features, self.rank, generator=gen) * 0.02
+                    weights[name] = (a.to(w.device, w.dtype), b.to(w.device, w.dtype))
+            self._lora[i] = weights
+        return self._lora[i]
+
+
+def share_copy(model: nn.Module, clone: Callable[[str], bool] = lambda name: False) -> nn.Module:
+    """A structural deep copy of `model` whose parameters and buffers are the *same tensors* as the
+    original's, except those whose name `clone` accepts, which are copied (e.g. weights a merge will change)."""
+    memo = {}
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if not clone(name):
+            memo[id(t)] = t
+    return copy.deepcopy(model, memo)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())
+
+
+def freeze_eval(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.eval()
+
+
+def plain_run(module: nn.Module, batch: Batch) -> torch.Tensor:
+    return module(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+
+
+# ----------------------------------------------------------------------------------------------- registry
+Builder = Callable[..., Form]
+_REGISTRY: list[tuple[re.Pattern, Builder]] = []
+
+
+def form(pattern: str) -> Callable[[Builder], Builder]:
+    """Register a builder for form names matching `pattern` (named groups become int keyword arguments)."""
+    def register(fn: Builder) -> Builder:
+        _REGISTRY.append((re.compile(pattern + r"\Z"), fn))
+        return fn
+    return register
+
+
+def _lookup(name: str) -> tuple[Builder, dict[str, int]]:
+    for pattern, fn in _REGISTRY:
+        m = pattern.match(name)
+        if m:
+            return fn, {k: int(v) for k, v in m.groupdict().items()}
+    raise AdapterxError(f"unknown bench form {name!r}; known forms:\n{FORM_HELP}")
+
+
+def check_form_names(names) -> None:
+    for name in names:
+        _, params = _lookup(name)
+        if any(v < 1 or v > 64 for v in params.values()):
+            raise AdapterxError(f"bench form {name!r}: depth / adapter count must lie in 1..64")
+
+
+def build_form(name: str, ctx: FormContext) -> Form:
+    fn, params = _lookup(name)
+    f = fn(ctx, **params)
+    f.name = name
+    freeze_eval(f.module)
+    return f
+
+
+@form("base")
+def _base(ctx: FormContext) -> Form:
+    return Form("base", "plain transformers model", ctx.base, plain_run)
+
+
+# Import the builders so that they register (kept in their own modules, one family each).
+from adapterx.bench import lora_forms as _lora_forms  # noqa: E402,F401
+from adapterx.bench import bottleneck_forms as _bottleneck_forms  # noqa: E402,F401

@@ -1,0 +1,231 @@
+"""Run the benchmark grid: build the forms once per (device, dtype), time them interleaved at every point."""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from adapterx.backbone import REAL_SHAPES, load_backbone
+from adapterx.bench import env
+from adapterx.bench.config import BenchConfig
+from adapterx.bench.forms import Batch, Form, FormContext, build_form, check_form_names, count_parameters
+from adapterx.bench.targets import evaluate_targets
+from adapterx.bench.timing import Clock, paired_ratio, run_interleaved, summarize
+from adapterx.errors import AdapterxError
+
+SCHEMA_VERSION = 1
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def resolve_shape(shape: str) -> tuple[str, str]:
+    """Map --shape to a backbone name: pretrained weights when they are in the local Hugging Face cache,
+    else the same architecture with random weights. Returns (backbone name, note)."""
+    if shape.startswith(("builtin:", "random:")) or shape.startswith((".", "/", "~")):
+        return shape, ""
+    arch = shape.removeprefix("FacebookAI/")
+    if arch not in REAL_SHAPES:
+        raise AdapterxError(f"bench: unknown --shape {shape!r}; use xlm-roberta-base, xlm-roberta-large, "
+                            f"random:<arch>, builtin:tiny-xlmr or a local checkpoint directory")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        cached = try_to_load_from_cache(f"FacebookAI/{arch}", "model.safetensors")
+    except Exception:  # noqa: BLE001 - any cache problem means "not at hand"
+        cached = None
+    if isinstance(cached, str):
+        return f"FacebookAI/{arch}", "pretrained weights from the local Hugging Face cache"
+    return f"random:{arch}", f"FacebookAI/{arch} weights not at hand: real shape, RANDOM weights"
+
+
+def check_devices(cfg: BenchConfig) -> list[tuple[str, str]]:
+    """The (device, dtype) pairs to run; a clear error for what this machine cannot do."""
+    if "cuda" in cfg.devices and not torch.cuda.is_available():
+        raise AdapterxError(f"bench: --devices cuda requested, but no CUDA GPU is usable here "
+                            f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}). "
+                            f"Use --devices cpu.")
+    pairs = [(d, t) for d in cfg.devices for t in cfg.dtypes if not (d == "cpu" and t == "fp16")]
+    if not pairs:
+        raise AdapterxError("bench: fp16 runs on CUDA only; on CPU use --dtypes fp32 or bf16")
+    return pairs
+
+
+def make_batch(vocab: int, batch_size: int, seq_len: int, device: str, seed: int) -> Batch:
+    gen = torch.Generator().manual_seed(seed + 31 * batch_size + seq_len)
+    ids = torch.randint(5, vocab, (batch_size, seq_len), generator=gen)
+    ids[:, 0], ids[:, -1] = 0, 2  # <s> ... </s>
+    return Batch(ids.to(device), torch.ones_like(ids).to(device))
+
+
+def _compile_mode(cfg: BenchConfig, device: str) -> str:
+    if cfg.compile_mode != "auto":
+        return cfg.compile_mode
+    return "reduce-overhead" if device == "cuda" else "default"
+
+
+def _callables(forms: dict[str, Form], mode: str, cfg: BenchConfig, device: str, batch: Batch,
+               errors: dict[str, str]) -> dict[str, Callable[[], object]]:
+    out = {}
+    for name, f in forms.items():
+        if mode == "eager":
+            out[name] = (lambda f=f: f(batch))
+            continue
+        compiled = torch.compile(f.module, mode=_compile_mode(cfg, device), dynamic=False)
+        fn = (lambda f=f, m=compiled: f.run(m, batch))
+        try:
+            with torch.inference_mode():
+                fn()
+        except Exception as exc:  # noqa: BLE001 - a form that does not compile is reported, not fatal
+            if name == "base":
+                raise AdapterxError(f"bench: torch.compile failed on the base model: {exc}") from exc
+            errors[name] = f"torch.compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            continue
+        out[name] = fn
+    return out
+
+
+def _cuda_peak_mb(fn: Callable[[], object]) -> float:
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def estimate(cfg: BenchConfig, probe_s: float, probe_tokens: int, n_forms: int) -> tuple[int, float]:
+    """(forward passes, estimated seconds) of the whole grid, scaling one probed base pass by token count."""
+    rounds = cfg.warmup + cfg.iterations
+    per_point = len(cfg.devices) * len(cfg.dtypes) * len(cfg.threads) * len(cfg.modes)
+    tokens = sum(b * s for b in cfg.batch_sizes for s in cfg.seq_lens)
+    passes = cfg.grid_size() * n_forms * rounds
+    return passes, probe_s * tokens / probe_tokens * per_point * n_forms * rounds
+
+
+def run_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
+    """Measure every form over the grid of `cfg`; returns the results document (see report.write_outputs)."""
+    check_form_names(cfg.forms)
+    pairs = check_devices(cfg)
+    backbone_name, shape_note = resolve_shape(cfg.shape)
+    started = time.time()
+    log(f"bench: loading backbone {backbone_name} ...")
+    backbone = load_backbone(backbone_name, seed=cfg.seed, fingerprint=False)
+    base_cpu = backbone.model
+    base_cpu.set_attn_implementation(cfg.attention)
+    mcfg = base_cpu.config
+    too_long = [s for s in cfg.seq_lens if s > mcfg.max_position_embeddings - 2]
+    if too_long:
+        raise AdapterxError(f"bench: sequence length(s) {too_long} exceed the backbone's maximum "
+                            f"{mcfg.max_position_embeddings - 2}")
+    notes = [n for n in (shape_note,) if n]
+    skipped = [(d, t) for d in cfg.devices for t in cfg.dtypes if (d, t) not in pairs]
+    if skipped:
+        notes.append(f"skipped {skipped}: fp16 is CUDA-only")
+    notes.append("Ratios are medians of per-round paired ratios (form time / base time in the same round); "
+                 "p10-p90 of those ratios is their spread. 'within noise' = the spread covers 1.0 or exceeds "
+                 "the difference claimed.")
+
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "adapterx bench",
+        "command": cfg.command,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": env.machine(),
+        "versions": env.versions(),
+        "git_commit": env.git_commit(),
+        "settings": cfg.to_dict(),
+        "backbone": {
+            "name": backbone_name, "requested": cfg.shape, "weights": "pretrained" if backbone.pretrained else "random",
+            "description": backbone.description, "hidden_size": mcfg.hidden_size,
+            "num_hidden_layers": mcfg.num_hidden_layers, "num_attention_heads": mcfg.num_attention_heads,
+            "intermediate_size": mcfg.intermediate_size, "vocab_size": mcfg.vocab_size,
+            "attn_implementation": base_cpu.config._attn_implementation,
+        },
+        "forms": {},
+        "results": [],
+        "notes": notes,
+    }
+    total_rounds = (len(pairs) * len(cfg.modes) * len(cfg.threads) * len(cfg.batch_sizes) * len(cfg.seq_lens)
+                    * cfg.iterations)
+    from tqdm import tqdm
+    bar = tqdm(total=total_rounds, desc="bench rounds", unit="round", disable=not cfg.progress, file=sys.stderr)
+    estimated = False
+    default_threads = torch.get_num_threads()
+    try:
+        for device, dtype_name in pairs:
+            dtype = TORCH_DTYPES[dtype_name]
+            base = base_cpu if (device, dtype) == ("cpu", torch.float32) else copy.deepcopy(base_cpu).to(device, dtype)
+            ctx = FormContext(base, rank=cfg.rank, reduction_factor=cfg.reduction_factor, seed=cfg.seed)
+            log(f"bench: building {len(cfg.forms)} forms on {device}/{dtype_name} ...")
+            forms = {name: build_form(name, ctx) for name in cfg.forms}
+            base_params = count_parameters(base)
+            for name, f in forms.items():
+                n = count_parameters(f.module)
+                doc["forms"].setdefault(name, {"description": f.description, "reference": f.reference,
+                                               "params_total": n, "params_added": n - base_params})
+            if not estimated:
+                probe = make_batch(mcfg.vocab_size, min(cfg.batch_sizes), min(cfg.seq_lens), device, cfg.seed)
+                clock = Clock(device)
+                with torch.inference_mode():
+                    forms["base"](probe)
+                    probe_s = clock(lambda: forms["base"](probe))
+                passes, secs = estimate(cfg, probe_s, probe.input_ids.numel(), len(forms))
+                log(f"bench: grid of {cfg.grid_size()} points x {len(forms)} forms x "
+                    f"{cfg.warmup + cfg.iterations} rounds = {passes} forward passes; "
+                    f"estimated {secs / 60:.1f} min (from one probe pass; excludes building and compiling)")
+                estimated = True
+            for mode in cfg.modes:
+                for threads in cfg.threads:
+                    torch.set_num_threads(threads or default_threads)
+                    for bs in cfg.batch_sizes:
+                        for seq in cfg.seq_lens:
+                            bar.set_postfix_str(f"{device} {dtype_name} {mode} t={torch.get_num_threads()} "
+                                                f"b={bs} s={seq}")
+                            doc["results"].extend(_measure_point(cfg, forms, device, dtype_name, mode, bs, seq,
+                                                                 mcfg.vocab_size, bar))
+            del forms, ctx, base
+    finally:
+        bar.close()
+        torch.set_num_threads(default_threads)
+    doc["targets"] = evaluate_targets(doc["results"])
+    doc["elapsed_s"] = round(time.time() - started, 1)
+    return doc
+
+
+def _measure_point(cfg: BenchConfig, forms: dict[str, Form], device: str, dtype_name: str, mode: str,
+                   bs: int, seq: int, vocab: int, bar) -> list[dict]:
+    batch = make_batch(vocab, bs, seq, device, cfg.seed)
+    errors: dict[str, str] = {}
+    fns = _callables(forms, mode, cfg, device, batch, errors)
+    times = run_interleaved(fns, warmup=cfg.warmup, iterations=cfg.iterations, clock=Clock(device),
+                            progress=bar.update)
+    peak_rss = env.peak_rss_mb()
+    point = {"device": device, "dtype": dtype_name, "threads": torch.get_num_threads(), "mode": mode,
+             "batch_size": bs, "seq_len": seq}
+    rows = []
+    for name, f in forms.items():
+        row = dict(point, form=name, iterations=cfg.iterations, reference=f.reference)
+        if name in errors:
+            rows.append(dict(row, error=errors[name]))
+            continue
+        t = times[name]
+        med = summarize(t)["median"]
+        row.update(
+            time_ms={k: (v * 1000 if k != "cv" else v) for k, v in summarize(t).items()},
+            ratio_to_base=paired_ratio(t, times["base"]),
+            ratio_to_reference=(paired_ratio(t, times[f.reference])
+                                if f.reference in times else None),
+            throughput={"sequences_per_s": bs / med, "tokens_per_s": bs * seq / med},
+            memory={"cpu_peak_rss_mb": round(peak_rss, 1),
+                    "cuda_max_allocated_mb": round(_cuda_peak_mb(fns[name]), 1) if device == "cuda" else None},
+            error=None,
+        )
+        rows.append(row)
+    return rows
