@@ -29,7 +29,7 @@ def all_tasks() -> list[Task]:
 
 def _load_builtin_registrations() -> None:
     # Imported lazily so that `import adapterx.tasks` stays cheap and free of import cycles.
-    from adapterx.tasks import builtin  # noqa: F401
+    from adapterx.tasks import builtin, intermediate, xtreme  # noqa: F401
 
 
 __all__ = ["DataRequest", "Loader", "Task", "all_tasks", "get_task", "register_task"]
