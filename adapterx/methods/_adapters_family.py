@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import adapters
 import torch
-from adapters.composition import Stack
+from adapters.composition import Average, BatchSplit, Stack
 
 from adapterx.errors import CompositionError
 from adapterx.methods.base import AdapterSpec, Method
@@ -57,6 +57,12 @@ class AdaptersMethod(Method):
         for param_name, param in self._adapter_params(model, None):
             param.requires_grad_(trainable is not None and f".adapters.{trainable}." in param_name)
 
+    def activate_setup(self, model: "AdaptedModel", setup) -> None:
+        """Activate a composition given as nested ``(block, [children], {options})`` tuples over adapter names
+        (blocks: "stack", "average" with ``weights``, "batch_split" with ``batch_sizes``), so that callers never
+        touch the library's composition classes. Inference only: nothing is made trainable."""
+        model.encoder.set_active_adapters(_library_setup(setup))
+
     def delete(self, model: "AdaptedModel", name: str) -> None:
         model.encoder.delete_adapter(name)
 
@@ -80,3 +86,27 @@ class AdaptersMethod(Method):
     def _adapter_params(model: "AdaptedModel", name: str | None):
         marker = f".adapters.{name}." if name else ".adapters."
         return [(n, p) for n, p in model.encoder.named_parameters() if marker in n]
+
+
+def _average(children: list, options: dict) -> Average:
+    # adapters 1.3's bottleneck Average returns mean_i(w_i * out_i) = (1/n) * sum_i w_i out_i; passing n * w_i
+    # (unnormalised) makes it the weighted average sum_i w_i out_i that the weights describe
+    # (adapterx.compose's tests check the result against a hand-built reference).
+    n = len(children)
+    return Average(*children, weights=[n * float(w) for w in options["weights"]], normalize_weights=False)
+
+
+_SETUP_BLOCKS = {
+    "stack": lambda children, options: Stack(*children),
+    "average": _average,
+    "batch_split": lambda children, options: BatchSplit(*children, batch_sizes=list(options["batch_sizes"])),
+}
+
+
+def _library_setup(setup):
+    if isinstance(setup, str):
+        return setup
+    block, children, options = setup
+    if block not in _SETUP_BLOCKS:
+        raise CompositionError(f"unknown composition block {block!r}; known: {', '.join(_SETUP_BLOCKS)}")
+    return _SETUP_BLOCKS[block]([_library_setup(c) for c in children], options)

@@ -1,0 +1,222 @@
+"""`adapterx compose` and `adapterx merge`: thin shells over `adapterx.compose` and `adapterx.merge`.
+
+Wired into the main parser by ``add_compose_parsers(subparsers)``; each subcommand sets ``func(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from adapterx.errors import AdapterxError
+
+COMPOSE_EPILOG = """\
+modes (parts are given bottom first; the last part's head reads the result unless --head names another):
+  stack        bottleneck: the adapters library's Stack (each adapter reads the one below);
+               LoRA: all active at once, their weight deltas add up (same as sum)
+  sum          LoRA only: every delta added
+  weighted     one adapter from several, weights default to equal shares:
+               LoRA: exact sum of w_i * deltaW_i (peft "cat"; any ranks);
+               bottleneck: sum of w_i * adapter_i(x) per layer (adapters' Average; weights must sum to 1)
+  linear       LoRA, peft "linear": A and B factors averaged separately (approximate; equal ranks)
+  ties, dare_linear, dare_ties, magnitude_prune
+               LoRA, peft's task-vector merges of the factors; --density (default 0.5) = share kept
+  mixed        many adapters on one base: with --check, one batch whose row i uses the i-th adapter,
+               each read by its own head, in one forward pass
+
+examples:
+  adapterx compose --adapter inter=runs/nli/adapter --adapter target=runs/xnli/adapter --mode stack \\
+      --check "der hund isst den apfel" --output runs/composed          # a self-contained copy + manifest
+  adapterx compose --adapter a=runs/a/adapter --adapter b=runs/b/adapter --mode ties --weights 0.7,0.3 \\
+      --density 0.5 --output composition.json                           # a manifest pointing at the parts
+  adapterx compose --manifest runs/composed --check "the dog eats"      # reload a saved composition
+
+A manifest is one JSON file naming every part, its path and the digests of its files; reloading checks them,
+so an adapter changed or moved since is reported by file name instead of silently giving other outputs.
+"""
+
+MERGE_EPILOG = """\
+Only LoRA can be folded into weights: a bottleneck adapter has a non-linearity between its projections, so
+asking to merge one fails and says which parts could be merged. Several --adapter LoRAs are summed (all
+active), as in `compose --mode sum`.
+
+The output directory is a plain transformers checkpoint (model.safetensors, config.json with id2label,
+tokenizer files). With a classification head it loads with no adapterx or peft installed:
+  from transformers import AutoModelForSequenceClassification, AutoTokenizer
+  model = AutoModelForSequenceClassification.from_pretrained("runs/merged")
+Other heads: the encoder loads with AutoModel; the head is saved beside it (head.safetensors + head.json).
+
+Before anything is written, the checkpoint is reloaded and its logits compared with the unmerged model's on a
+probe batch; the command prints max |delta| and fails (writing nothing) above --tolerance.
+
+example:
+  adapterx merge --adapter runs/xnli/adapter --output runs/xnli-merged
+"""
+
+
+def _parse_adapters(items: list[str]) -> list[tuple[str, Path]]:
+    """'inter=DIR' -> ('inter', DIR); a bare DIR is named after its directory (runs/xnli/adapter -> 'xnli')."""
+    out: list[tuple[str, Path]] = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or "/" in name:
+            name, path = "", item
+        if not name:
+            where = Path(path).expanduser().resolve()
+            stem = where.parent.name if where.name == "adapter" else where.name
+            name = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in stem)
+            name = name if name[:1].isalpha() else f"a_{name}"
+            taken = {n for n, _ in out}
+            if name in taken:
+                name = next(f"{name}_{i}" for i in range(2, 100) if f"{name}_{i}" not in taken)
+        out.append((name, Path(path)))
+    return out
+
+
+def _weights(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(w) for w in text.split(",") if w.strip()]
+    except ValueError as exc:
+        raise AdapterxError(f"--weights: expected numbers separated by commas, e.g. 0.5,0.5; got {text!r}") from exc
+
+
+def _encode(backbone, texts: list[str]):
+    if backbone.tokenizer is None:
+        raise AdapterxError(f"--check: backbone {backbone.name!r} has no tokenizer")
+    firsts, seconds = [], []
+    for t in texts:
+        a, sep, b = t.partition("|||")
+        firsts.append(a.strip())
+        seconds.append(b.strip() if sep else None)
+    if any(s is not None for s in seconds):
+        enc = backbone.tokenizer(firsts, [s or "" for s in seconds], padding=True, return_tensors="pt")
+    else:
+        enc = backbone.tokenizer(firsts, padding=True, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def _format_logits(logits, labels: list[str]) -> str:
+    import torch
+
+    values = logits.float()
+    if values.dim() != 1:
+        return f"logits of shape {tuple(values.shape)}"
+    names = labels if len(labels) == values.numel() else [str(i) for i in range(values.numel())]
+    probs = torch.softmax(values, -1)
+    cells = ", ".join(f"{n} {v:+.4f}" for n, v in zip(names, values.tolist()))
+    best = int(values.argmax())
+    return f"{cells}  -> {names[best]} (p={probs[best]:.3f})"
+
+
+# ------------------------------------------------------------------------------------------------ compose
+def cmd_compose(args) -> int:
+    from adapterx.backbone import load_backbone
+    from adapterx.compose import Mixed, compose, load_manifest
+
+    if args.manifest:
+        if args.adapter or args.weights or args.density is not None or args.head:
+            raise AdapterxError("--manifest rebuilds a saved composition: drop --adapter/--weights/--density/--head")
+        backbone = load_backbone(args.backbone) if args.backbone else None
+        composed = load_manifest(args.manifest, backbone)
+        print(f"loaded composition {args.manifest}")
+    else:
+        if not args.adapter:
+            raise AdapterxError("name the adapters to compose: --adapter NAME=DIR (repeat, bottom first), or "
+                                "--manifest to reload a saved composition")
+        parts = _parse_adapters(args.adapter)
+        backbone = load_backbone(args.backbone or "builtin:tiny-xlmr")
+        composed = compose(backbone, parts, args.mode, weights=_weights(args.weights), density=args.density,
+                           head=args.head)
+    print("composed " + composed.describe())
+    if args.check:
+        input_ids, mask = _encode(composed.backbone, [args.check])
+        if isinstance(composed.composition, Mixed):
+            names = composed.composition.names()
+            rows = composed.forward_rows(input_ids.repeat(len(names), 1), mask.repeat(len(names), 1), names)
+            print(f"check {args.check!r}, one batch, row i through adapter i:")
+            for name, logits in zip(names, rows):
+                print(f"  {name}: {_format_logits(logits, composed.parts[name].labels)}")
+        elif composed.head is None:
+            hidden = composed.encode(input_ids, mask)
+            print(f"check {args.check!r}: no head; <s> hidden state norm {hidden[0, 0].norm():.4f}")
+        else:
+            logits = composed(input_ids, mask)[0]
+            labels = composed.parts[composed.head].labels
+            print(f"check {args.check!r} (head of {composed.head!r}): {_format_logits(logits, labels)}")
+    if args.output:
+        written = composed.save(args.output)
+        print(f"wrote {written}" + (" (parts copied beside it)" if Path(args.output).suffix != ".json" else ""))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ merge
+def cmd_merge(args) -> int:
+    from adapterx.backbone import load_backbone
+    from adapterx.compose import load_manifest
+    from adapterx.merge import merge, merge_adapters
+
+    if bool(args.adapter) == bool(args.manifest):
+        raise AdapterxError("give the LoRA adapters to merge with --adapter DIR (repeat), or --manifest FILE")
+    backbone = load_backbone(args.backbone or "builtin:tiny-xlmr") if (args.backbone or args.adapter) else None
+    if args.manifest:
+        report = merge(load_manifest(args.manifest, backbone), args.output, tolerance=args.tolerance)
+    else:
+        report = merge_adapters(backbone, _parse_adapters(args.adapter), args.output, head=args.head,
+                                tolerance=args.tolerance)
+    print(f"merged LoRA {', '.join(report.merged)} into {backbone.name if backbone else 'the base'} weights")
+    print(f"max |merged - unmerged| {report.compared} on the probe batch: {report.max_abs_diff:.3g} "
+          f"(tolerance {report.tolerance:g}) ok")
+    for note in report.notes:
+        print(f"note: {note}")
+    print(f"wrote {report.directory} ({report.parameters:,} parameters; load with "
+          f"transformers.{report.loader}.from_pretrained)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ parsers
+def add_compose_parsers(subparsers) -> None:
+    """Register `compose` and `merge` on the main parser's subparsers."""
+    from adapterx.compose import MODES
+
+    p = subparsers.add_parser(
+        "compose", help="attach several saved adapters to one frozen base: stack, sum, weighted/TIES/DARE, mixed",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=COMPOSE_EPILOG,
+        description="Load the frozen base once and attach any number of saved adapters, combined as --mode; "
+                    "print what was composed and its parameter counts, optionally the logits for a test input, "
+                    "and optionally save the composition as a manifest.")
+    p.add_argument("--backbone", help="hub id, local dir or builtin:tiny-xlmr (default: builtin:tiny-xlmr; with "
+                                      "--manifest, the one recorded there)")
+    p.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR",
+                   help="a saved adapter directory, named NAME in the composition; repeat, bottom (intermediate) "
+                        "first, target last")
+    p.add_argument("--mode", default="stack", choices=MODES, help="how to combine them (see below; default stack)")
+    p.add_argument("--weights", metavar="W1,W2,...", help="one weight per adapter for the weighted modes "
+                                                          "(default: equal shares summing to 1)")
+    p.add_argument("--density", type=float, help="share of each delta kept, for ties/dare_*/magnitude_prune "
+                                                 "(default 0.5)")
+    p.add_argument("--head", metavar="NAME", help="use this part's head instead of the last part's")
+    p.add_argument("--manifest", metavar="FILE|DIR", help="reload a composition saved with --output")
+    p.add_argument("--check", metavar="TEXT", help="print the logits for this input ('A ||| B' for a pair)")
+    p.add_argument("--output", metavar="FILE.json|DIR",
+                   help="save the composition: FILE.json = a manifest pointing at the parts where they are; "
+                        "DIR = a self-contained copy (DIR/composition.json + DIR/parts/<name>/)")
+    p.set_defaults(func=cmd_compose)
+
+    p = subparsers.add_parser(
+        "merge", help="fold LoRA adapters into the base weights; write a plain transformers checkpoint",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=MERGE_EPILOG,
+        description="Fold the LoRA deltas into the base's linear weights (zero inference overhead) and save "
+                    "a checkpoint that plain transformers loads, after checking it against the unmerged model.")
+    p.add_argument("--backbone", help="the backbone the adapters were trained on (default: builtin:tiny-xlmr; "
+                                      "with --manifest, the one recorded there)")
+    p.add_argument("--adapter", action="append", default=[], metavar="[NAME=]DIR",
+                   help="a saved LoRA adapter directory; repeat to merge several (their deltas add up); the "
+                        "last one's head is saved")
+    p.add_argument("--manifest", metavar="FILE|DIR", help="merge a composition saved by `adapterx compose`")
+    p.add_argument("--head", metavar="NAME", help="save this part's head instead of the last one's")
+    p.add_argument("--output", required=True, metavar="DIR", help="checkpoint directory (replaced atomically)")
+    p.add_argument("--tolerance", type=float, default=1e-4,
+                   help="largest allowed max |merged - unmerged| logit difference (fp32; default 1e-4)")
+    p.set_defaults(func=cmd_merge)

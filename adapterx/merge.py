@@ -1,0 +1,247 @@
+"""Fold LoRA deltas into the base weights and save a plain transformers checkpoint.
+
+The merged checkpoint needs neither adapterx nor peft: ``AutoModelForSequenceClassification.from_pretrained``
+loads it when the head is a classification head (adapterx's ClassificationHead has the names and math of
+transformers' RobertaClassificationHead: ``classifier.dense`` + tanh + ``classifier.out_proj`` on <s>), with
+``id2label``/``label2id`` in config.json. Other heads: the encoder is saved for ``AutoModel`` and the head
+beside it as ``head.safetensors`` + ``head.json`` (a README.md in the directory says so).
+
+Every merge is checked before anything is written: the checkpoint is saved to a temporary directory,
+reloaded with plain transformers, and its logits compared with the unmerged model's on a probe batch; a
+difference over the tolerance (1e-4 in fp32) fails the merge and leaves the output directory untouched.
+
+Only LoRA folds into linear weights. A bottleneck adapter computes ``up(f(down(h)))`` with a non-linearity
+``f`` between the projections: no weight matrix equals it, so asking to merge one is an error that names it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from safetensors.torch import save_file
+from transformers import (AutoModel, AutoModelForSequenceClassification, XLMRobertaConfig,
+                          XLMRobertaForSequenceClassification, XLMRobertaModel)
+
+from adapterx import fastlora, store
+from adapterx.compose import ComposedModel, Mixed, Part, compose, kinds_summary, read_parts
+from adapterx.errors import CompositionError
+from adapterx.io import atomic_directory, atomic_write_json, atomic_write_text
+from adapterx.methods import get_method
+from adapterx.model import AdaptedModel
+
+TOLERANCE = 1e-4
+MERGE_INFO_FILE = "adapterx_merge.json"
+PROBE_TEXTS = (
+    "the happy dog eats the apple",
+    "der hund isst nicht den apfel heute",
+    "le chat dort",
+    "el perro come la manzana y el gato duerme en la casa",
+    "a",
+    "the cat does not eat the big red apple today because it is not hungry",
+)
+
+
+@dataclass
+class MergeReport:
+    directory: Path
+    merged: list[str]                   # adapter names folded into the weights
+    loader: str                         # the transformers class that loads the checkpoint
+    max_abs_diff: float                 # merged (reloaded from disk) vs unmerged, on the probe batch
+    compared: str                       # what was compared: "logits" or "hidden states"
+    tolerance: float
+    parameters: int
+    notes: list[str] = field(default_factory=list)
+
+
+# ============================================================================================ checks
+def check_mergeable(parts: Mapping[str, Part] | Sequence[Part]) -> None:
+    """Raise CompositionError naming every part that cannot be folded into linear weights, and which can."""
+    parts = list(parts.values()) if isinstance(parts, Mapping) else list(parts)
+    blocked = [p for p in parts if not p.mergeable]
+    if not blocked:
+        return
+    reasons = {p.kind: getattr(get_method(p.kind), "not_mergeable_reason", "") for p in blocked}
+    why = "; ".join(f"{kind}: {r}" if r else f"{kind} adapters are not a weight change" for kind, r in
+                    reasons.items())
+    if any(p.kind == "bottleneck" for p in blocked):
+        why += ("; a bottleneck adapter computes up(f(down(h))) with a non-linearity f between the projections, "
+                "so no change of a linear weight equals it")
+    raise CompositionError(
+        f"cannot merge {', '.join(repr(p.name) for p in blocked)} into the base weights ({why}). What each "
+        f"part can do: {kinds_summary(parts)}. Train a LoRA adapter (--adapter kind=lora,r=8) to get a "
+        f"mergeable one, or serve these unmerged with `adapterx compose`")
+
+
+# ============================================================================================ fold
+def plain_base_copy(model: AdaptedModel) -> XLMRobertaModel:
+    """A plain transformers encoder (no peft, no adapters library) holding copies of the frozen base weights."""
+    config = XLMRobertaConfig.from_dict(model.backbone.model.config.to_dict())
+    plain = XLMRobertaModel(config, add_pooling_layer=False)
+    state = {k: v.detach().clone() for k, v in model.backbone.base_tensors.items()}
+    result = plain.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CompositionError(f"base weights do not fit a plain {type(plain).__name__}: missing "
+                               f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}")
+    return plain.to(device=model.device, dtype=model.backbone.model.dtype).eval()
+
+
+def merge_into_base(model: AdaptedModel, names: Sequence[str]) -> XLMRobertaModel:
+    """A plain encoder whose linear weights include the LoRA deltas of `names` (W + Σ_i s_i B_i A_i, summed in
+    float32); the model itself is left unchanged."""
+    for n in names:
+        record = model.adapters[n]
+        if not get_method(record.kind).mergeable:
+            raise CompositionError(f"adapter {n!r} is {record.kind}, which cannot be folded into linear weights; "
+                                   f"only LoRA merges")
+    factors = fastlora.lora_factors_from_peft(model.encoder, list(names))
+    return fastlora.merge_lora(plain_base_copy(model), factors)
+
+
+# ============================================================================================ save
+def probe_batch(model: AdaptedModel, texts: Sequence[str] = PROBE_TEXTS) -> dict[str, torch.Tensor]:
+    """A small padded batch of several languages and lengths (random ids for a backbone with no tokenizer)."""
+    tok = model.backbone.tokenizer
+    if tok is not None:
+        batch = tok(list(texts), padding=True, truncation=True, max_length=64, return_tensors="pt")
+        batch = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    else:
+        gen = torch.Generator().manual_seed(0)
+        vocab = model.backbone.model.config.vocab_size
+        ids = torch.randint(5, vocab, (4, 16), generator=gen)
+        mask = torch.ones_like(ids)
+        mask[1, 10:] = 0
+        mask[3, 4:] = 0
+        batch = {"input_ids": ids, "attention_mask": mask}
+    return {k: v.to(model.device) for k, v in batch.items()}
+
+
+def merge(composed: ComposedModel, directory: str | Path, *, tolerance: float = TOLERANCE,
+          probe: Mapping[str, torch.Tensor] | None = None) -> MergeReport:
+    """Fold the composition's active LoRA adapters into the base weights and write a plain transformers
+    checkpoint (safetensors, config.json, tokenizer files, head) to `directory`, atomically, after checking on a
+    probe batch that the reloaded checkpoint reproduces the unmerged model within `tolerance`."""
+    if isinstance(composed.composition, Mixed):
+        raise CompositionError("a mixed composition picks adapters per row; one set of merged weights cannot do "
+                               "that. Merge each adapter on its own")
+    check_mergeable(composed.parts)
+    model = composed.model
+    names = list(composed.active)
+    merged = merge_into_base(model, names)
+    head = model.heads[composed.head] if composed.head else None
+    probe = dict(probe) if probe is not None else probe_batch(model)
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp, torch.no_grad():
+        if head is not None and head.spec.kind == "classification":
+            report = _save_classifier(composed, merged, head, tmp, probe)
+        else:
+            report = _save_encoder(composed, merged, head, tmp, probe)
+        report.directory, report.merged, report.tolerance = directory, names, tolerance
+        if not report.max_abs_diff <= tolerance:   # also catches NaN
+            raise CompositionError(
+                f"merged and unmerged {report.compared} differ by {report.max_abs_diff:.3g} > {tolerance:g} on the "
+                f"probe batch; nothing was written to {directory}")
+        if model.backbone.tokenizer is not None:
+            model.backbone.tokenizer.save_pretrained(str(tmp))
+        info = {"backbone": {"name": model.backbone.name, "fingerprint": model.backbone.fingerprint},
+                "composition": composed.composition.to_dict(), "merged": names, "head": composed.head,
+                "parts": [{"name": p.name, "path": str(p.path.resolve()), "kind": p.kind,
+                           "weights_digest": p.metadata.get("weights_digest")} for p in composed.parts.values()],
+                "check": {"max_abs_diff": report.max_abs_diff, "tolerance": tolerance, "compared": report.compared,
+                          "dtype": str(model.backbone.model.dtype)},
+                "loader": report.loader, "library_versions": store.library_versions()}
+        atomic_write_json(tmp / MERGE_INFO_FILE, info)
+        atomic_write_text(tmp / "README.md", _readme(report, composed))
+    return report
+
+
+def _labels(part: Part, num_labels: int) -> list[str]:
+    labels = part.labels
+    return labels if len(labels) == num_labels else [f"LABEL_{i}" for i in range(num_labels)]
+
+
+def _save_classifier(composed: ComposedModel, merged: XLMRobertaModel, head, tmp: Path, probe) -> MergeReport:
+    part = composed.parts[composed.head]
+    labels = _labels(part, head.spec.num_labels)
+    config = XLMRobertaConfig.from_dict(merged.config.to_dict())
+    config.architectures = ["XLMRobertaForSequenceClassification"]
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    config.num_labels = len(labels)
+    config.problem_type = "single_label_classification"
+    config.classifier_dropout = head.spec.options.get("dropout")
+    state = {f"roberta.{k}": v for k, v in merged.state_dict().items()}
+    state.update({f"classifier.{k}": v for k, v in head.state_dict().items()})
+    full = XLMRobertaForSequenceClassification(config)
+    result = full.load_state_dict(state, strict=True)
+    del result
+    full.to(merged.dtype).save_pretrained(str(tmp), safe_serialization=True)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(str(tmp)).to(composed.model.device).eval()
+    got = reloaded(input_ids=probe["input_ids"], attention_mask=probe["attention_mask"]).logits
+    want = composed(probe["input_ids"], probe["attention_mask"])
+    diff = (got.float() - want.float()).abs().max().item()
+    params = sum(p.numel() for p in reloaded.parameters())
+    return MergeReport(tmp, [], "AutoModelForSequenceClassification", diff, "logits", TOLERANCE, params)
+
+
+def _save_encoder(composed: ComposedModel, merged: XLMRobertaModel, head, tmp: Path, probe) -> MergeReport:
+    merged.config.architectures = ["XLMRobertaModel"]
+    merged.save_pretrained(str(tmp), safe_serialization=True)
+    reloaded = AutoModel.from_pretrained(str(tmp), add_pooling_layer=False).to(composed.model.device).eval()
+    hidden = reloaded(input_ids=probe["input_ids"], attention_mask=probe["attention_mask"]).last_hidden_state
+    want_hidden = composed.encode(probe["input_ids"], probe["attention_mask"])
+    notes = []
+    if head is None:
+        got, want, compared = hidden, want_hidden, "hidden states"
+        notes.append("no head: the encoder alone was saved (AutoModel)")
+    else:
+        got = head(hidden, probe["attention_mask"])
+        want = head(want_hidden, probe["attention_mask"])
+        compared = "logits"
+        save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, str(tmp / "head.safetensors"))
+        part = composed.parts[composed.head]
+        atomic_write_json(tmp / "head.json", {"head": head.spec.to_json(), "labels": part.labels,
+                                              "task": part.metadata.get("task")})
+        notes.append(f"{head.spec.kind} head has no transformers AutoModelFor… class here: saved as "
+                     f"head.safetensors + head.json beside the AutoModel encoder")
+    diff = (got.float() - want.float()).abs().max().item()
+    params = sum(p.numel() for p in reloaded.parameters())
+    return MergeReport(tmp, [], "AutoModel", diff, compared, TOLERANCE, params, notes)
+
+
+def _readme(report: MergeReport, composed: ComposedModel) -> str:
+    lines = [f"# Merged checkpoint: {composed.backbone.name} + LoRA {', '.join(report.merged)}", "",
+             "Plain transformers weights (safetensors); adapterx and peft are not needed to load it.", "",
+             "```python", f"from transformers import AutoTokenizer, {report.loader}",
+             f"model = {report.loader}.from_pretrained(PATH)", "tokenizer = AutoTokenizer.from_pretrained(PATH)",
+             "```", "",
+             f"Checked when written: max |merged - unmerged| {report.compared} = {report.max_abs_diff:.3g} "
+             f"(tolerance {report.tolerance:g}) on a probe batch.", ""]
+    if report.loader == "AutoModel" and (Path(report.directory) / "head.json").exists() or report.notes:
+        lines += [f"Note: {n}." for n in report.notes] + [""]
+        if any("head.safetensors" in n for n in report.notes):
+            lines += ["The head (head.safetensors, spec in head.json) is adapterx's; rebuild it with "
+                      "`adapterx.heads.build_head(hidden_size, HeadSpec.from_json(spec))` and apply it to "
+                      "`last_hidden_state`.", ""]
+    lines += ["Provenance (backbone fingerprint, adapters and their digests): adapterx_merge.json.", ""]
+    return "\n".join(lines)
+
+
+# ============================================================================================ from disk
+def merge_adapters(backbone, adapters: Mapping[str, str | Path] | Sequence[tuple[str, str | Path]],
+                   directory: str | Path, *, head: str | None = None, tolerance: float = TOLERANCE) -> MergeReport:
+    """Load saved LoRA adapters on `backbone` (all active: their deltas add), fold them into the base and write
+    the checkpoint (see `merge`). Non-LoRA adapters fail before anything is loaded."""
+    parts = read_parts(adapters)
+    check_mergeable(parts)
+    composed = compose(backbone, {n: p.path for n, p in parts.items()}, "sum", head=head)
+    return merge(composed, directory, tolerance=tolerance)
+
+
+def report_json(report: MergeReport) -> str:
+    data = asdict(report)
+    data["directory"] = str(report.directory)
+    return json.dumps(data, indent=2)
