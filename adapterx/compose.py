@@ -413,7 +413,7 @@ class ComposedModel:
                      *, fast: bool = False) -> list[torch.Tensor]:
         """One encoder pass over a batch whose row j uses adapter ``row_adapters[j]``; row j's logits come
         from that adapter's head. ``fast=True`` (LoRA) uses `adapterx.fastlora`'s gathered low-rank product
-        instead of peft's per-adapter sub-batches (peft #2283)."""
+        instead of peft's per-adapter sub-batches (peft #2283); it builds a second, plain copy of the base once."""
         names = self.composition.names()
         if len(row_adapters) != input_ids.shape[0]:
             raise CompositionError(f"{len(row_adapters)} row adapters for a batch of {input_ids.shape[0]} rows")

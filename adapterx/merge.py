@@ -97,7 +97,10 @@ def merge_into_base(model: AdaptedModel, names: Sequence[str]) -> XLMRobertaMode
         if not get_method(record.kind).mergeable:
             raise CompositionError(f"adapter {n!r} is {record.kind}, which cannot be folded into linear weights; "
                                    f"only LoRA merges")
-    factors = fastlora.lora_factors_from_peft(model.encoder, list(names))
+    factors: dict[str, list[fastlora.LoraFactors]] = {}
+    for n in names:   # one at a time: adapters may target different modules
+        for module, found in fastlora.lora_factors_from_peft(model.encoder, [n]).items():
+            factors.setdefault(module, []).extend(found)
     return fastlora.merge_lora(plain_base_copy(model), factors)
 
 
@@ -143,7 +146,8 @@ def merge(composed: ComposedModel, directory: str | Path, *, tolerance: float = 
         if not report.max_abs_diff <= tolerance:   # also catches NaN
             raise CompositionError(
                 f"merged and unmerged {report.compared} differ by {report.max_abs_diff:.3g} > {tolerance:g} on the "
-                f"probe batch; nothing was written to {directory}")
+                f"probe batch (weights in {model.backbone.model.dtype}; the 1e-4 bound is for float32); nothing "
+                f"was written to {directory}")
         if model.backbone.tokenizer is not None:
             model.backbone.tokenizer.save_pretrained(str(tmp))
         info = {"backbone": {"name": model.backbone.name, "fingerprint": model.backbone.fingerprint},
@@ -176,8 +180,7 @@ def _save_classifier(composed: ComposedModel, merged: XLMRobertaModel, head, tmp
     state = {f"roberta.{k}": v for k, v in merged.state_dict().items()}
     state.update({f"classifier.{k}": v for k, v in head.state_dict().items()})
     full = XLMRobertaForSequenceClassification(config)
-    result = full.load_state_dict(state, strict=True)
-    del result
+    full.load_state_dict(state, strict=True)
     full.to(merged.dtype).save_pretrained(str(tmp), safe_serialization=True)
     reloaded = AutoModelForSequenceClassification.from_pretrained(str(tmp)).to(composed.model.device).eval()
     got = reloaded(input_ids=probe["input_ids"], attention_mask=probe["attention_mask"]).logits
@@ -220,7 +223,7 @@ def _readme(report: MergeReport, composed: ComposedModel) -> str:
              "```", "",
              f"Checked when written: max |merged - unmerged| {report.compared} = {report.max_abs_diff:.3g} "
              f"(tolerance {report.tolerance:g}) on a probe batch.", ""]
-    if report.loader == "AutoModel" and (Path(report.directory) / "head.json").exists() or report.notes:
+    if report.notes:
         lines += [f"Note: {n}." for n in report.notes] + [""]
         if any("head.safetensors" in n for n in report.notes):
             lines += ["The head (head.safetensors, spec in head.json) is adapterx's; rebuild it with "

@@ -1,0 +1,179 @@
+"""Merging LoRA into the base weights: the merged checkpoint equals the unmerged model (≤ 1e-4 in fp32), loads
+with plain transformers in a fresh process where peft, adapters and adapterx are not installed, and refusals
+(bottleneck adapters, a failed check) name the parts and write nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForSequenceClassification
+
+from adapterx.backbone import load_backbone
+from adapterx.compose import compose
+from adapterx.errors import CompositionError
+from adapterx.merge import TOLERANCE, merge, merge_adapters
+from test_compose import LABELS, make_adapter, run_cli
+
+TEXTS = ["the happy dog eats the apple", "der hund isst nicht den apfel heute", "le chat"]
+BLOCKED = ("peft", "adapters", "adapterx")
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_backbone("builtin:tiny-xlmr")
+
+
+@pytest.fixture(scope="module")
+def saved(base, tmp_path_factory):
+    root = tmp_path_factory.mktemp("merge-adapters")
+    return {
+        "inter": make_adapter(base.fresh_copy(), root / "inter", r=4, seed=11, labels=["no", "yes"]),
+        "target": make_adapter(base.fresh_copy(), root / "target", r=8, alpha=16.0, seed=12,
+                               target_modules=["query", "key", "value", "dense"]),
+        "bare": make_adapter(base.fresh_copy(), root / "bare", r=4, seed=13, head=False),
+        "bottleneck": make_adapter(base.fresh_copy(), root / "bottleneck", "bottleneck", seed=14),
+    }
+
+
+@pytest.fixture(scope="module")
+def merged(base, saved, tmp_path_factory):
+    out = tmp_path_factory.mktemp("merged") / "xnli-merged"
+    report = merge_adapters(base.fresh_copy(), [("inter", saved["inter"]), ("target", saved["target"])], out)
+    return out, report
+
+
+def unmerged_logits(base, saved, texts=TEXTS):
+    composed = compose(base.fresh_copy(), {"inter": saved["inter"], "target": saved["target"]}, "sum")
+    enc = base.tokenizer(texts, padding=True, return_tensors="pt")
+    return composed(enc["input_ids"], enc["attention_mask"])
+
+
+def test_merge_equals_unmerged_and_writes_a_plain_checkpoint(base, saved, merged):
+    out, report = merged
+    assert report.max_abs_diff <= TOLERANCE and report.compared == "logits"
+    assert report.merged == ["inter", "target"]
+    assert report.loader == "AutoModelForSequenceClassification"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md",
+                 "adapterx_merge.json"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.bin")) and not (out / "adapter_config.json").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["XLMRobertaForSequenceClassification"]
+    assert config["id2label"] == {str(i): label for i, label in enumerate(LABELS)}
+    assert config["label2id"] == {label: i for i, label in enumerate(LABELS)}
+    # independently of merge's own check: reload and compare on other inputs
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    texts = ["the cat does not eat", "ein hund"]
+    enc = base.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        got = model(**enc).logits
+    assert (got - unmerged_logits(base, saved, texts)).abs().max() <= TOLERANCE
+    # the merge really changed the weights (the LoRA deltas are not zero)
+    plain = AutoModel.from_pretrained(out, add_pooling_layer=False)
+    query = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.allclose(plain.state_dict()[query], base.base_tensors[query])
+
+
+def _filtered_site_packages(root: Path) -> Path:
+    """A copy (by symlinks) of this environment's site-packages without peft, adapters and adapterx."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    view = root / "site"
+    view.mkdir()
+    for entry in site.iterdir():
+        stem = entry.name.lower().replace("-", "_")
+        if any(stem == b or stem.startswith(b + "_") or stem.startswith(b + ".") or stem.startswith(f"__editable__.{b}")
+               or stem.startswith(f"__editable___{b}") for b in BLOCKED) or entry.suffix == ".pth":
+            continue
+        (view / entry.name).symlink_to(entry)
+    return view
+
+
+FRESH_PROCESS = r"""
+import importlib.util, json, sys
+sys.path.insert(0, sys.argv[1])
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+directory, texts = sys.argv[2], json.loads(sys.argv[3])
+model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+tokenizer = AutoTokenizer.from_pretrained(directory)
+enc = tokenizer(texts, padding=True, return_tensors="pt")
+with torch.no_grad():
+    logits = model(**enc).logits
+blocked = ("peft", "adapters", "adapterx")
+print(json.dumps({"logits": logits.tolist(), "id2label": model.config.id2label,
+                  "imported": sorted(m for m in sys.modules if m.split(".")[0] in blocked),
+                  "installed": [b for b in blocked if importlib.util.find_spec(b) is not None]}))
+"""
+
+
+def test_merged_checkpoint_loads_in_a_fresh_process_with_only_transformers(base, saved, merged, tmp_path):
+    out, _ = merged
+    site = _filtered_site_packages(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    result = subprocess.run([sys.executable, "-S", "-c", FRESH_PROCESS, str(site), str(out), json.dumps(TEXTS)],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["installed"] == [] and data["imported"] == []      # peft/adapters/adapterx absent, not imported
+    assert data["id2label"] == {str(i): label for i, label in enumerate(LABELS)}
+    got = torch.tensor(data["logits"])
+    assert (got - unmerged_logits(base, saved)).abs().max() <= TOLERANCE
+
+
+def test_a_bottleneck_adapter_cannot_be_merged(base, saved, tmp_path):
+    with pytest.raises(CompositionError) as info:
+        merge_adapters(base.fresh_copy(), [("inter", saved["bottleneck"])], tmp_path / "out")
+    message = str(info.value)
+    assert "'inter'" in message and "non-linearity" in message and "kind=lora" in message
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(CompositionError) as info:
+        merge_adapters(base.fresh_copy(), [("inter", saved["bottleneck"]), ("target", saved["target"])],
+                       tmp_path / "out")
+    message = str(info.value)
+    assert "lora (mergeable" in message and "bottleneck (not mergeable" in message
+    assert str(saved["bottleneck"]) in message and str(saved["target"]) in message
+
+
+def test_a_failed_check_writes_nothing(base, saved, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    with pytest.raises(CompositionError, match="differ by .* > -1.*nothing was written"):
+        merge_adapters(base.fresh_copy(), [("target", saved["target"])], out, tolerance=-1.0)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_encoder_only_merge_for_an_adapter_without_head(base, saved, tmp_path):
+    report = merge_adapters(base.fresh_copy(), [("bare", saved["bare"])], tmp_path / "enc")
+    assert report.loader == "AutoModel" and report.compared == "hidden states"
+    assert report.max_abs_diff <= TOLERANCE
+    assert AutoModel.from_pretrained(tmp_path / "enc").config.architectures == ["XLMRobertaModel"]
+
+
+def test_a_weighted_merge_folds_too(base, saved, tmp_path):
+    composed = compose(base.fresh_copy(), {"bare": saved["bare"], "target": saved["target"]}, "weighted",
+                       weights=[0.3, 0.7])
+    report = merge(composed, tmp_path / "w")
+    assert report.max_abs_diff <= TOLERANCE and report.merged == ["weighted_bare_target"]
+    mixed = compose(base.fresh_copy(), {"inter": saved["inter"], "target": saved["target"]}, "mixed")
+    with pytest.raises(CompositionError, match="picks adapters per row"):
+        merge(mixed, tmp_path / "m")
+
+
+def test_cli_merge_reports_the_difference(saved, tmp_path, capsys):
+    rc = run_cli(["merge", "--adapter", str(saved["target"]), "--output", str(tmp_path / "cli")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "max |merged - unmerged| logits" in out and "AutoModelForSequenceClassification" in out
+    with pytest.raises(CompositionError, match="bottleneck"):
+        run_cli(["merge", "--adapter", str(saved["bottleneck"]), "--output", str(tmp_path / "no")])
+    with pytest.raises(SystemExit):
+        run_cli(["merge", "--help"])
+    assert "no adapterx or peft" in capsys.readouterr().out
