@@ -156,3 +156,29 @@ def test_bucc_test_threshold_comes_from_dev(pristine_backbone):
     own = evaluate_on_split(pristine_backbone.model, task, load_split(task, "test", "de", FIXTURES), tokenizer,
                             dev_rows=None)
     assert set(own) == set(test)
+
+
+def test_mining_matches_a_direct_transcription_of_laser_max_retrieval():
+    """XTREME mines BUCC with LASER's mine_bitext (ratio margin, k=4, retrieval 'max'); compare on random data."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(7, 5, generator=gen), dim=-1)
+    y = torch.nn.functional.normalize(torch.randn(6, 5, generator=gen), dim=-1)
+    k = 4
+    sims = x @ y.T
+    x_mean = sims.topk(k, dim=1).values.mean(1)
+    y_mean = sims.T.topk(k, dim=1).values.mean(1)
+    x2y_ind, y2x_ind = sims.topk(k, dim=1).indices, sims.T.topk(k, dim=1).indices
+    fwd = [max(((sims[i, j] / ((x_mean[i] + y_mean[j]) / 2)).item(), int(j)) for j in x2y_ind[i])
+           for i in range(7)]
+    bwd = [max(((sims[i, j] / ((x_mean[i] + y_mean[j]) / 2)).item(), int(i)) for i in y2x_ind[j])
+           for j in range(6)]
+    items = [(s, i, j) for i, (s, j) in enumerate(fwd)] + [(s, i, j) for j, (s, i) in enumerate(bwd)]
+    expected, seen_x, seen_y = {}, set(), set()
+    for s, i, j in sorted(items, key=lambda t: -t[0]):
+        if i not in seen_x and j not in seen_y:
+            seen_x.add(i)
+            seen_y.add(j)
+            expected[(i, j)] = s
+    mined = mine_pairs(x, y, "margin", k)
+    assert mined.keys() == expected.keys()
+    assert all(mined[p] == pytest.approx(expected[p], rel=1e-5) for p in mined)

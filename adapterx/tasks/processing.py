@@ -374,11 +374,12 @@ class RetrievalProcessor(Processor):
         if scoring not in SCORINGS:
             raise unknown("retrieval scoring", scoring, SCORINGS)
         if task.metric == "bucc_f1":
-            src_ids = [rows[r]["source_id"] for r in src_rows]
-            trg_ids = [rows[r]["target_id"] for r in trg_rows]
+            source_column, target_column = rows["source_id"], rows["target_id"]
+            src_ids = [source_column[r] for r in src_rows]
+            trg_ids = [target_column[r] for r in trg_rows]
             candidates = mine_pairs(x, y, scoring, k)
             scored = {(src_ids[i], trg_ids[j]): s for (i, j), s in candidates.items()}
-            gold = {(s, t) for s, t in zip(rows["source_id"], rows["target_id"]) if s and t}
+            gold = {(s, t) for s, t in zip(source_column, target_column) if s and t}
             return bucc_f1(scored, gold, threshold)
         # Tatoeba-style: row i's source sentence should find row i's target sentence
         row_of_target = list(trg_rows)
@@ -407,13 +408,19 @@ def _margin_inputs(x, y, k):
     return x2y_sim, x2y_ind, x2y_sim.mean(1), y2x_sim, y2x_ind, y2x_sim.mean(1)
 
 
-def _best(x, y, ind, scoring, x_mean, y_mean):
-    """For each row of x, the best of its candidate indices `ind` into y: (index, score)."""
-    sims = (x.unsqueeze(1) * y[ind]).sum(-1)
-    if scoring == "margin":   # ratio margin: cos(x, y) / mean of the two neighbourhoods' average similarity
-        sims = sims / ((x_mean.unsqueeze(1) + y_mean[ind]) / 2)
-    score, which = sims.max(1)
-    return ind.gather(1, which.unsqueeze(1)).squeeze(1), score
+def _best(x, y, ind, scoring, x_mean, y_mean, chunk: int = 1024):
+    """For each row of x, the best y among its candidate indices `ind` (None: all of y): (index, score).
+    Ratio margin: cos(x, y) / the mean of x's and y's average similarity to their k nearest neighbours."""
+    best_index, best_score = [], []
+    for start in range(0, x.shape[0], chunk):
+        sims = x[start:start + chunk] @ y.T
+        if scoring == "margin":
+            sims = sims / ((x_mean[start:start + chunk].unsqueeze(1) + y_mean.unsqueeze(0)) / 2)
+        candidates = torch.arange(y.shape[0]).expand(sims.shape[0], -1) if ind is None else ind[start:start + chunk]
+        score, which = sims.gather(1, candidates).max(1)
+        best_index.append(candidates.gather(1, which.unsqueeze(1)).squeeze(1))
+        best_score.append(score)
+    return torch.cat(best_index), torch.cat(best_score)
 
 
 def nearest(x: torch.Tensor, y: torch.Tensor, scoring: str = "cosine", k: int = 4) -> list[int]:
@@ -421,8 +428,7 @@ def nearest(x: torch.Tensor, y: torch.Tensor, scoring: str = "cosine", k: int = 
     if scoring == "cosine":
         return _topk_chunked(x, y, 1)[1][:, 0].tolist()
     _, _, x_mean, _, _, y_mean = _margin_inputs(x, y, k)
-    all_y = torch.arange(y.shape[0]).expand(x.shape[0], -1)
-    return _best(x, y, all_y, scoring, x_mean, y_mean)[0].tolist()
+    return _best(x, y, None, scoring, x_mean, y_mean)[0].tolist()
 
 
 def mine_pairs(x: torch.Tensor, y: torch.Tensor, scoring: str = "margin", k: int = 4
