@@ -31,6 +31,9 @@ def save_checkpoint(directory: Path, trainable: dict[str, torch.Tensor], optimiz
                 tensors[f"{index}.{key}"] = value.detach().contiguous().cpu()
             else:
                 scalars[f"{index}.{key}"] = value
+    tensors["rng.cpu"] = torch.get_rng_state()   # dropout draws continue exactly where they stopped
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
     with atomic_directory(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
         save_file(tensors, str(tmp / "optimizer.safetensors"))
@@ -56,6 +59,11 @@ def load_checkpoint(path: Path, optimizer: torch.optim.Optimizer) -> tuple[dict[
     except (OSError, json.JSONDecodeError) as exc:
         raise AdapterFileError(path, f"checkpoint is incomplete or corrupt: {exc}") from exc
     tensors = load_file(str(path / "optimizer.safetensors"))
+    torch.set_rng_state(tensors.pop("rng.cpu"))
+    if "rng.cuda" in tensors:
+        cuda_state = tensors.pop("rng.cuda")
+        if torch.cuda.is_available():
+            torch.cuda.set_rng_state(cuda_state)
     entries: dict[int, dict] = {}
     for key, value in [*tensors.items(), *meta["scalars"].items()]:
         index, name = key.split(".", 1)

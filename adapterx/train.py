@@ -16,8 +16,7 @@ from typing import Callable
 import datasets
 import torch
 from accelerate import Accelerator
-from accelerate.data_loader import skip_first_batches
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -80,6 +79,23 @@ class TrainResult:
         return asdict(self)
 
 
+class SeededBatchSampler(Sampler[list[int]]):
+    """Shuffled batches whose order depends only on (seed, epoch), with the first `skip` batches left out:
+    a resumed run sees exactly the batches the interrupted one had not seen yet."""
+
+    def __init__(self, size: int, batch_size: int, seed: int):
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.epoch, self.skip = 0, 0
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        for start in range(self.skip * self.batch_size, self.size, self.batch_size):
+            yield order[start:start + self.batch_size]
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.batch_size)
+
+
 Evaluator = Callable[[AdaptedModel], dict[str, float]]
 
 
@@ -108,9 +124,11 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str, train_data: data
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise AdapterxError(f"adapter {adapter!r} has no trainable parameters: activate it with trainable=")
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, collate_fn=collate,
-                        generator=generator)
+    sampler = SeededBatchSampler(len(train_data), config.batch_size, config.seed)
+    # a generator of its own: starting an iterator must not draw from the global one (dropout's), or a
+    # resumed run would see other dropout masks than the uninterrupted one
+    loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate,
+                        generator=torch.Generator().manual_seed(config.seed))
     steps_per_epoch = max(1, math.ceil(len(loader) / config.gradient_accumulation))
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -137,10 +155,9 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str, train_data: data
                unit="step", dynamic_ncols=True)
     running, running_n = 0.0, 0
     while step < total_steps:
-        generator.manual_seed(config.seed + epoch)   # the order of an epoch depends only on (seed, epoch)
-        epoch_loader = skip_first_batches(loader, batches_done) if batches_done else loader
+        sampler.epoch, sampler.skip = epoch, batches_done
         prepared_model.train()
-        for batch in epoch_loader:
+        for batch in loader:
             with accelerator.accumulate(prepared_model):
                 loss = prepared_model(**batch).loss
                 accelerator.backward(loss)

@@ -46,6 +46,11 @@ def write_builtin_data(root: Path = BUILTIN_DATA) -> None:
                 path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
+# The built-in backbone is not pretrained: its <s> state carries little of the input, so the built-in
+# classification tasks pool the mean of all tokens (see ClassificationHead).
+_MEAN_POOLING = {"head": {"pooling": "mean"}}
+
+
 def _load_builtin(request: DataRequest):
     root = request.data_dir or BUILTIN_DATA
     return load_jsonl(find_file(root, request.task.name, request.split, request.language, ("jsonl",)))
@@ -53,18 +58,18 @@ def _load_builtin(request: DataRequest):
 
 register_task(Task(
     name="tiny-nli", role="intermediate", head="classification", metric="accuracy", loader=_load_builtin,
-    labels=tinyworld.NLI_LABELS, text_fields=("premise", "hypothesis"), max_length=48,
+    labels=tinyworld.NLI_LABELS, text_fields=("premise", "hypothesis"), max_length=48, options=_MEAN_POOLING,
     description="built-in English NLI (MNLI-like), synthetic",
 ))
 register_task(Task(
     name="tiny-sst", role="intermediate", head="classification", metric="accuracy", loader=_load_builtin,
-    labels=tinyworld.SENTIMENT_LABELS, text_fields=("sentence",), max_length=32,
+    labels=tinyworld.SENTIMENT_LABELS, text_fields=("sentence",), max_length=32, options=_MEAN_POOLING,
     description="built-in English sentiment (SST-2-like), synthetic",
 ))
 register_task(Task(
     name="tiny-xnli", role="target", head="classification", metric="accuracy", loader=_load_builtin,
     labels=tinyworld.NLI_LABELS, text_fields=("premise", "hypothesis"), max_length=48,
-    languages=tinyworld.LANGUAGES,
+    languages=tinyworld.LANGUAGES, options=_MEAN_POOLING,
     description="built-in cross-lingual NLI with XNLI's labels: English training, en/de/es/fr evaluation",
 ))
 

@@ -1,0 +1,212 @@
+"""`adapterx`: a thin shell over the library. Each subcommand gathers options and calls one function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from adapterx.errors import AdapterxError
+
+EPILOG = """\
+typical session (offline, built-in backbone and data):
+  adapterx run recipes/quickstart.yaml            the whole study: train, evaluate, report
+  adapterx tasks                                  which tasks exist, their languages, head, metric
+  adapterx train --task tiny-nli --adapter kind=lora,r=8 --output runs/nli
+  adapterx train --task tiny-xnli --strategy stack --on-top-of runs/nli/adapter --output runs/xnli
+  adapterx evaluate --task tiny-xnli --adapter target-only=runs/base/adapter --adapter stacked=runs/xnli/adapter
+  adapterx bench --quick                          inference overhead of merged / unmerged / stacked adapters
+
+backbones: builtin:tiny-xlmr (offline), FacebookAI/xlm-roberta-large (hub), a local directory,
+           random:xlm-roberta-base|large (real shapes, random weights: latency only)
+"""
+
+
+def _parse_options(text: str, what: str) -> dict:
+    """'kind=lora,r=8,target_modules=query+value' -> {'kind': 'lora', 'r': 8, 'target_modules': [...]}"""
+    options = {}
+    for item in filter(None, text.split(",")):
+        if "=" not in item:
+            raise AdapterxError(f"{what}: expected key=value, got {item!r} in {text!r}")
+        key, value = item.split("=", 1)
+        options[key.strip()] = [yaml.safe_load(v) for v in value.split("+")] if "+" in value else yaml.safe_load(value)
+    return options
+
+
+# ----------------------------------------------------------------------------------------------- train
+def cmd_train(args) -> int:
+    from adapterx.backbone import load_backbone
+    from adapterx.methods import parse_spec
+    from adapterx.tasks import get_task
+    from adapterx.train import TrainConfig
+    from adapterx.workflow import train_task
+
+    spec = parse_spec(_parse_options(args.adapter, "--adapter"), where="--adapter")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                         warmup_ratio=args.warmup, schedule=args.schedule, max_steps=args.max_steps,
+                         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed)
+    task = get_task(args.task)
+    backbone = load_backbone(args.backbone)
+    if args.strategy != "none" and not args.on_top_of:
+        raise AdapterxError(f"--strategy {args.strategy} needs --on-top-of <intermediate adapter dir>")
+    trained = train_task(backbone, task, spec, config, Path(args.output), strategy=args.strategy,
+                         intermediate=Path(args.on_top_of) if args.on_top_of else None,
+                         data_dir=args.data_dir, train_limit=args.train_limit, resume=args.resume)
+    p = trained.result.parameters
+    print(f"trained {task.name} adapter ({spec.kind}, strategy {args.strategy}) in {trained.result.steps} steps, "
+          f"{trained.result.seconds:.1f} s")
+    print(f"parameters: trainable {p['trainable']:,} of {p['total']:,} ({100 * p['trainable'] / p['total']:.2f}%)")
+    print("validation: " + ", ".join(f"{k} {v:.2f}" for k, v in trained.validation.items()))
+    print(f"saved to {trained.directory}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- evaluate
+def cmd_evaluate(args) -> int:
+    from adapterx.backbone import load_backbone
+    from adapterx.evaluate import evaluate_languages, language_average, primary_metric
+    from adapterx.io import atomic_write_json
+    from adapterx.tasks import get_task
+    from adapterx.transfer import load_for_inference
+
+    task = get_task(args.task)
+    backbone = load_backbone(args.backbone)
+    languages = args.languages.split(",") if args.languages else None
+    results = {}
+    for item in args.adapter:
+        label, _, path = item.rpartition("=")
+        label = label or Path(path).parent.name
+        model = load_for_inference(backbone.fresh_copy(), Path(path))
+        results[label] = evaluate_languages(model, task, backbone.tokenizer, split=args.split,
+                                            languages=languages, data_dir=args.data_dir, limit=args.limit)
+    first = next(iter(results.values()))
+    metric = primary_metric(next(iter(first.values())))
+    langs = list(first)
+    print(f"{task.name}: {metric} on {args.split}" + ("; Δ vs first row" if len(results) > 1 else ""))
+    print("| adapter | " + " | ".join(langs) + " | avg |\n|" + "---|" * (len(langs) + 2))
+    base_avg = language_average(first)
+    for label, scores in results.items():
+        cells = [f"{scores[l][metric]:.1f}" for l in langs]
+        avg = language_average(scores)
+        delta = f" ({avg - base_avg:+.1f})" if scores is not first else ""
+        print(f"| {label} | " + " | ".join(cells) + f" | {avg:.1f}{delta} |")
+    if args.output:
+        atomic_write_json(args.output, {"task": task.name, "split": args.split, "metric": metric,
+                                        "results": results})
+        print(f"wrote {args.output}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- run
+def cmd_run(args) -> int:
+    from adapterx.recipe import load_recipe
+    from adapterx.runner import run_recipe
+
+    recipe = load_recipe(args.recipe)
+    if args.dry_run:
+        print(f"{args.recipe}: valid. backbone {recipe.backbone}, adapter {recipe.adapter}, "
+              f"intermediate {recipe.intermediate.tasks}, target {recipe.target.task} "
+              f"({', '.join(recipe.target.strategies)}); output {recipe.output}")
+        return 0
+    results = run_recipe(recipe, force=args.force)
+    from adapterx.report import benefit_table
+    print(benefit_table(results))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adapterx", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Train small adapters per task on a frozen XLM-R, compose them at load time, and measure "
+                    "both the accuracy an English intermediate task buys on a cross-lingual target and what "
+                    "the adapters cost at inference.")
+    parser.add_argument("--verbose", action="store_true", help="show library warnings and tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    p = sub.add_parser("train", help="train one adapter (and its head) on one task",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Train an adapter on a task's English training data; only the adapter and its "
+                                   "task head train, the backbone stays frozen. With --strategy the adapter builds "
+                                   "on an intermediate-task adapter: 'stack' keeps it frozen beneath, 'continue' "
+                                   "starts from its weights.")
+    p.add_argument("--task", required=True, help="task name (see `adapterx tasks`)")
+    p.add_argument("--backbone", default="builtin:tiny-xlmr", help="hub id, local dir or builtin:tiny-xlmr")
+    p.add_argument("--adapter", default="kind=lora,r=8,alpha=16",
+                   help="adapter spec as key=value pairs; lists with '+': target_modules=query+value; "
+                        "kinds: lora (r, alpha, dropout, target_modules), bottleneck (architecture=pfeiffer|houlsby, "
+                        "reduction_factor)")
+    p.add_argument("--output", required=True, help="run directory; the adapter is saved to OUTPUT/adapter")
+    p.add_argument("--strategy", default="none", choices=["none", "stack", "continue"],
+                   help="how to build on --on-top-of")
+    p.add_argument("--on-top-of", help="intermediate adapter directory (for --strategy stack|continue)")
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3, help="adapters want 1e-4..1e-3")
+    p.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of all steps")
+    p.add_argument("--schedule", default="linear", choices=["linear", "cosine", "constant_with_warmup"])
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--eval-every", type=int, help="steps between evaluations (default: each epoch)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: each epoch)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", help="local copies of the task data (<dir>/<task>/<split>.<lang>.<ext>)")
+    p.add_argument("--train-limit", type=int, help="use only the first N training rows")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="zero-shot evaluation of saved adapters in every language of a task",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--task", required=True)
+    p.add_argument("--backbone", default="builtin:tiny-xlmr")
+    p.add_argument("--adapter", action="append", required=True, metavar="[LABEL=]DIR",
+                   help="a saved adapter (repeat to compare; the first row is the baseline)")
+    p.add_argument("--languages", help="comma-separated subset (default: all of the task's)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, help="rows per language")
+    p.add_argument("--data-dir")
+    p.add_argument("--output", help="write the scores as JSON here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("run", help="run a recipe: train intermediate + target adapters, evaluate, report",
+                       description="Run the phases of a recipe (YAML). Phases whose outputs exist for the same "
+                                   "configuration are reused; --force redoes them.")
+    p.add_argument("recipe", help="recipe YAML, e.g. recipes/quickstart.yaml")
+    p.add_argument("--force", action="store_true", help="ignore cached phases")
+    p.add_argument("--dry-run", action="store_true", help="validate the recipe and stop")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+    warnings.filterwarnings("ignore", module=r"(peft|adapters|transformers|torch|accelerate)(\.|$)")
+    for name in ("adapters", "transformers", "peft", "accelerate", "datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import datasets
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        _quiet_libraries()
+    try:
+        return args.func(args)
+    except AdapterxError as exc:
+        if args.verbose:
+            raise
+        print(f"adapterx: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
