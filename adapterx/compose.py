@@ -455,9 +455,16 @@ class ComposedModel:
         for n in self.active:
             if n not in self.parts:
                 lines.append(f"  {n:<12} (made by the weighted merge) {counts['adapters'][n]:,} adapter params")
-        share = 100.0 * (counts["active_adapters"] + counts["head"]) / counts["base"]
-        lines.append(f"parameters: base {counts['base']:,}; active adapters {counts['active_adapters']:,}; "
-                     f"head(s) {counts['head']:,} (+{share:.2f}% over the base)")
+        if isinstance(self.composition, Mixed):
+            per_row = max(counts["adapters"].values())
+            share = 100.0 * (sum(counts["adapters"].values()) + counts["head"]) / counts["base"]
+            lines.append(f"parameters: base {counts['base']:,}; adapters {sum(counts['adapters'].values()):,} "
+                         f"(one per row, at most {per_row:,}); heads {counts['head']:,} (+{share:.2f}% over the "
+                         f"base, all adapters and heads held)")
+        else:
+            share = 100.0 * (counts["active_adapters"] + counts["head"]) / counts["base"]
+            lines.append(f"parameters: base {counts['base']:,}; active adapters {counts['active_adapters']:,}; "
+                         f"head {counts['head']:,} (+{share:.2f}% over the base)")
         return "\n".join(lines)
 
     def save(self, path: str | Path, *, copy_parts: bool | None = None) -> Path:

@@ -183,8 +183,8 @@ def add_compose_parsers(subparsers) -> None:
     p = subparsers.add_parser(
         "compose", help="attach several saved adapters to one frozen base: stack, sum, weighted/TIES/DARE, mixed",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=COMPOSE_EPILOG,
-        description="Load the frozen base once and attach any number of saved adapters, combined as --mode; "
-                    "print what was composed and its parameter counts, optionally the logits for a test input, "
+        description="Load the frozen base once and attach any number of saved adapters, combined as --mode;\n"
+                    "print what was composed and its parameter counts, optionally the logits for a test input,\n"
                     "and optionally save the composition as a manifest.")
     p.add_argument("--backbone", help="hub id, local dir or builtin:tiny-xlmr (default: builtin:tiny-xlmr; with "
                                       "--manifest, the one recorded there)")
@@ -207,7 +207,7 @@ def add_compose_parsers(subparsers) -> None:
     p = subparsers.add_parser(
         "merge", help="fold LoRA adapters into the base weights; write a plain transformers checkpoint",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=MERGE_EPILOG,
-        description="Fold the LoRA deltas into the base's linear weights (zero inference overhead) and save "
+        description="Fold the LoRA deltas into the base's linear weights (zero inference overhead) and save\n"
                     "a checkpoint that plain transformers loads, after checking it against the unmerged model.")
     p.add_argument("--backbone", help="the backbone the adapters were trained on (default: builtin:tiny-xlmr; "
                                       "with --manifest, the one recorded there)")
