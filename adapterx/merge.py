@@ -1,10 +1,13 @@
 """Fold LoRA deltas into the base weights and save a plain transformers checkpoint.
 
-The merged checkpoint needs neither adapterx nor peft: ``AutoModelForSequenceClassification.from_pretrained``
-loads it when the head is a classification head (adapterx's ClassificationHead has the names and math of
-transformers' RobertaClassificationHead: ``classifier.dense`` + tanh + ``classifier.out_proj`` on <s>), with
-``id2label``/``label2id`` in config.json. Other heads: the encoder is saved for ``AutoModel`` and the head
-beside it as ``head.safetensors`` + ``head.json`` (a README.md in the directory says so).
+The merged checkpoint needs neither adapterx nor peft. Heads with a transformers twin of the same math
+(`TRANSFORMERS_HEADS`) are saved inside it, with ``id2label``/``label2id`` in config.json:
+  classification (pooling "cls")  -> ``AutoModelForSequenceClassification`` (RobertaClassificationHead:
+                                     ``classifier.dense`` + tanh + ``classifier.out_proj`` on <s>)
+  tagging                         -> ``AutoModelForTokenClassification`` (``classifier`` on every token)
+Other heads (mean-pooled classification, span QA with its padding mask, multiple choice, retrieval) have no
+such twin: the encoder is saved for ``AutoModel`` and the head beside it as ``head.safetensors`` +
+``head.json``, and README.md in the directory says so.
 
 Every merge is checked before anything is written: the checkpoint is saved to a temporary directory,
 reloaded with plain transformers, and its logits compared with the unmerged model's on a probe batch; a
@@ -19,16 +22,18 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
+import transformers
 from safetensors.torch import save_file
-from transformers import (AutoModel, AutoModelForSequenceClassification, XLMRobertaConfig,
-                          XLMRobertaForSequenceClassification, XLMRobertaModel)
+from transformers import (AutoModel, XLMRobertaConfig, XLMRobertaForSequenceClassification,
+                          XLMRobertaForTokenClassification, XLMRobertaModel)
 
 from adapterx import fastlora, store
 from adapterx.compose import ComposedModel, Mixed, Part, compose, kinds_summary, read_parts
 from adapterx.errors import CompositionError
+from adapterx.heads import HeadSpec
 from adapterx.io import atomic_directory, atomic_write_json, atomic_write_text
 from adapterx.methods import get_method
 from adapterx.model import AdaptedModel
@@ -138,10 +143,11 @@ def merge(composed: ComposedModel, directory: str | Path, *, tolerance: float = 
     probe = dict(probe) if probe is not None else probe_batch(model)
     directory = Path(directory)
     with atomic_directory(directory) as tmp, torch.no_grad():
-        if head is not None and head.spec.kind == "classification":
-            report = _save_classifier(composed, merged, head, tmp, probe)
+        entry, why_not = _transformers_head(head)
+        if entry is not None:
+            report = _save_with_head(composed, merged, head, entry, tmp, probe)
         else:
-            report = _save_encoder(composed, merged, head, tmp, probe)
+            report = _save_encoder(composed, merged, head, tmp, probe, why_not)
         report.directory, report.merged, report.tolerance = directory, names, tolerance
         if not report.max_abs_diff <= tolerance:   # also catches NaN
             raise CompositionError(
@@ -167,30 +173,70 @@ def _labels(part: Part, num_labels: int) -> list[str]:
     return labels if len(labels) == num_labels else [f"LABEL_{i}" for i in range(num_labels)]
 
 
-def _save_classifier(composed: ComposedModel, merged: XLMRobertaModel, head, tmp: Path, probe) -> MergeReport:
+@dataclass(frozen=True)
+class TransformersHead:
+    """How an adapterx head kind maps onto a transformers model class with the same math."""
+
+    model_class: type
+    loader: str                      # the Auto class that loads it
+    prefix: str                      # where the head's state goes in the transformers state dict
+    fits: Callable[[HeadSpec], str]  # "" if the head's options have transformers' math, else why not
+
+
+def _cls_pooling(spec: HeadSpec) -> str:
+    pooling = spec.options.get("pooling", "cls")
+    return "" if pooling == "cls" else (f"the classification head pools by {pooling!r}; transformers' "
+                                        f"XLMRobertaForSequenceClassification reads the <s> token only")
+
+
+TRANSFORMERS_HEADS: dict[str, TransformersHead] = {
+    # adapterx ClassificationHead == RobertaClassificationHead: dense + tanh + out_proj on <s>
+    "classification": TransformersHead(XLMRobertaForSequenceClassification, "AutoModelForSequenceClassification",
+                                       "classifier.", _cls_pooling),
+    # adapterx TaggingHead == XLMRobertaForTokenClassification: one linear `classifier` on every token
+    "tagging": TransformersHead(XLMRobertaForTokenClassification, "AutoModelForTokenClassification", "",
+                                lambda spec: ""),
+}
+
+
+def _transformers_head(head) -> tuple[TransformersHead | None, str]:
+    if head is None:
+        return None, ""
+    entry = TRANSFORMERS_HEADS.get(head.spec.kind)
+    if entry is None:
+        return None, f"{head.spec.kind} head has no transformers AutoModelFor… class with the same math here"
+    why = entry.fits(head.spec)
+    return (None, why) if why else (entry, "")
+
+
+def _save_with_head(composed: ComposedModel, merged: XLMRobertaModel, head, entry: TransformersHead, tmp: Path,
+                    probe) -> MergeReport:
     part = composed.parts[composed.head]
     labels = _labels(part, head.spec.num_labels)
     config = XLMRobertaConfig.from_dict(merged.config.to_dict())
-    config.architectures = ["XLMRobertaForSequenceClassification"]
+    config.architectures = [entry.model_class.__name__]
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: i for i, label in enumerate(labels)}
     config.num_labels = len(labels)
-    config.problem_type = "single_label_classification"
+    if head.spec.kind == "classification":
+        config.problem_type = "single_label_classification"
     config.classifier_dropout = head.spec.options.get("dropout")
     state = {f"roberta.{k}": v for k, v in merged.state_dict().items()}
-    state.update({f"classifier.{k}": v for k, v in head.state_dict().items()})
-    full = XLMRobertaForSequenceClassification(config)
+    state.update({f"{entry.prefix}{k}": v for k, v in head.state_dict().items()})
+    full = entry.model_class(config)
     full.load_state_dict(state, strict=True)
     full.to(merged.dtype).save_pretrained(str(tmp), safe_serialization=True)
-    reloaded = AutoModelForSequenceClassification.from_pretrained(str(tmp)).to(composed.model.device).eval()
+    loader = getattr(transformers, entry.loader)
+    reloaded = loader.from_pretrained(str(tmp)).to(composed.model.device).eval()
     got = reloaded(input_ids=probe["input_ids"], attention_mask=probe["attention_mask"]).logits
     want = composed(probe["input_ids"], probe["attention_mask"])
     diff = (got.float() - want.float()).abs().max().item()
     params = sum(p.numel() for p in reloaded.parameters())
-    return MergeReport(tmp, [], "AutoModelForSequenceClassification", diff, "logits", TOLERANCE, params)
+    return MergeReport(tmp, [], entry.loader, diff, "logits", TOLERANCE, params)
 
 
-def _save_encoder(composed: ComposedModel, merged: XLMRobertaModel, head, tmp: Path, probe) -> MergeReport:
+def _save_encoder(composed: ComposedModel, merged: XLMRobertaModel, head, tmp: Path, probe,
+                  why_not: str) -> MergeReport:
     merged.config.architectures = ["XLMRobertaModel"]
     merged.save_pretrained(str(tmp), safe_serialization=True)
     reloaded = AutoModel.from_pretrained(str(tmp), add_pooling_layer=False).to(composed.model.device).eval()
@@ -208,8 +254,7 @@ def _save_encoder(composed: ComposedModel, merged: XLMRobertaModel, head, tmp: P
         part = composed.parts[composed.head]
         atomic_write_json(tmp / "head.json", {"head": head.spec.to_json(), "labels": part.labels,
                                               "task": part.metadata.get("task")})
-        notes.append(f"{head.spec.kind} head has no transformers AutoModelFor… class here: saved as "
-                     f"head.safetensors + head.json beside the AutoModel encoder")
+        notes.append(f"{why_not}: the head is saved as head.safetensors + head.json beside the AutoModel encoder")
     diff = (got.float() - want.float()).abs().max().item()
     params = sum(p.numel() for p in reloaded.parameters())
     return MergeReport(tmp, [], "AutoModel", diff, compared, TOLERANCE, params, notes)

@@ -25,12 +25,13 @@ LABELS = ["entailment", "neutral", "contradiction"]
 
 
 def make_adapter(backbone, directory, kind="lora", *, seed=0, labels=LABELS, head=True, **options):
-    """Save an adapter whose weights are random (B != 0), with a classification head."""
+    """Save an adapter whose weights are random (B != 0), with a head (`head`: True = classification over
+    `labels`, a HeadSpec, or False)."""
     model = AdaptedModel(backbone)
     store.add_adapter(model, "x", parse_spec({"kind": kind, **options}))
     store.activate(model, ["x"], trainable="x")
     if head:
-        model.add_head("x", HeadSpec("classification", len(labels)))
+        model.add_head("x", head if isinstance(head, HeadSpec) else HeadSpec("classification", len(labels)))
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for _, p in sorted(model.named_parameters(), key=lambda item: item[0]):

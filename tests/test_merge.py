@@ -18,6 +18,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification
 from adapterx.backbone import load_backbone
 from adapterx.compose import compose
 from adapterx.errors import CompositionError
+from adapterx.heads import HeadSpec
 from adapterx.merge import TOLERANCE, merge, merge_adapters
 from test_compose import LABELS, make_adapter, run_cli
 
@@ -156,6 +157,22 @@ def test_encoder_only_merge_for_an_adapter_without_head(base, saved, tmp_path):
     assert report.loader == "AutoModel" and report.compared == "hidden states"
     assert report.max_abs_diff <= TOLERANCE
     assert AutoModel.from_pretrained(tmp_path / "enc").config.architectures == ["XLMRobertaModel"]
+
+
+@pytest.mark.parametrize("spec,loader", [
+    (HeadSpec("tagging", 3), "AutoModelForTokenClassification"),
+    (HeadSpec("classification", 3, {"pooling": "mean"}), "AutoModel"),
+])
+def test_other_heads(base, tmp_path, spec, loader):
+    adapter = make_adapter(base.fresh_copy(), tmp_path / "adapter", r=4, seed=15, head=spec)
+    report = merge_adapters(base.fresh_copy(), [("t", adapter)], tmp_path / "out")
+    assert report.loader == loader and report.compared == "logits" and report.max_abs_diff <= TOLERANCE
+    if loader == "AutoModel":    # no transformers twin: encoder + head files, and the README says why
+        assert (tmp_path / "out" / "head.safetensors").is_file() and (tmp_path / "out" / "head.json").is_file()
+        assert "pools by 'mean'" in (tmp_path / "out" / "README.md").read_text()
+    else:
+        config = json.loads((tmp_path / "out" / "config.json").read_text())
+        assert config["architectures"] == ["XLMRobertaForTokenClassification"] and len(config["id2label"]) == 3
 
 
 def test_a_weighted_merge_folds_too(base, saved, tmp_path):
