@@ -22,10 +22,10 @@ else as :class:`LoraFactors`. :func:`merge_lora` folds factors into the base wei
 Example::
 
     factors = lora_factors_from_peft(peft_model, ["mnli", "xnli"])    # {module name: [LoraFactors, ...]}
-    plain = copy.deepcopy(peft_model.get_base_model())                 # or any model with those modules
-    apply_fused_lora(unwrap_peft(plain), factors)                      # stack of 2, one low-rank product
+    stacked = apply_fused_lora(plain_base_copy, factors)               # both adapters, one low-rank product
+    out = stacked(input_ids=ids, attention_mask=mask)
 
-    multi = apply_gathered_lora(base_copy, factors)                    # N adapters, chosen per row
+    multi = apply_gathered_lora(other_base_copy, factors, ["mnli", "xnli"])   # one adapter per row
     out = multi(input_ids=ids, attention_mask=mask, adapter_ids=torch.tensor([0, 1, 1, 0]))
 """
 

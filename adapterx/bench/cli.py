@@ -62,7 +62,8 @@ def add_bench_parser(subparsers) -> None:
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     extra = {"dtypes": {"metavar": ",".join(DTYPES)}, "compile": {"choices": COMPILE_CHOICES},
-             "attention": {"choices": ("sdpa", "eager")}}
+             "attention": {"choices": ("sdpa", "eager")},
+             "clock": {"choices": ("wall", "cpu")}}
     aliases = {"devices": ["--device"]}
     for f in fields(BenchConfig):
         if f.name in ("command", "progress", "quick"):

@@ -45,6 +45,9 @@ class BenchConfig:
     compile_mode: str = _help("torch.compile mode; 'default' on CPU, 'reduce-overhead' (CUDA graphs) is the "
                               "usual choice on CUDA. 'auto' picks that per device.", default="auto")
     attention: str = _help("Attention implementation: sdpa or eager.", default="sdpa")
+    clock: str = _help("What a CPU timing measures: 'wall' (wall clock) or 'cpu' (process CPU time: robust when "
+                       "other processes share the cores; use with --threads 1). CUDA always uses CUDA events.",
+                       default="wall")
     iterations: int = _help("Timed rounds; each round runs every form once, interleaved (A B C A B C ...).",
                             default=30)
     warmup: int = _help("Untimed warm-up rounds before timing.", default=3)
@@ -76,6 +79,8 @@ class BenchConfig:
             raise AdapterxError(f"bench: unknown device(s) {bad}; known: cpu, cuda")
         if self.compile not in COMPILE_CHOICES:
             raise AdapterxError(f"bench: --compile must be one of {COMPILE_CHOICES}, got {self.compile!r}")
+        if self.clock not in ("wall", "cpu"):
+            raise AdapterxError(f"bench: --clock must be wall or cpu, got {self.clock!r}")
         if self.attention not in ("sdpa", "eager"):
             raise AdapterxError(f"bench: --attention must be sdpa or eager, got {self.attention!r}")
         if any(b < 1 for b in self.batch_sizes) or any(s < 2 for s in self.seq_lens):

@@ -75,7 +75,7 @@ def to_markdown(doc: dict) -> str:
         + (f", GPU {', '.join(m['cuda_devices'])}" if m.get("cuda_devices") else "")
         + f"; torch {v['torch']}, transformers {v['transformers']}, peft {v['peft']}, adapters {v['adapters']}; "
         f"commit `{doc['git_commit'][:12]}`; {doc['settings']['iterations']} interleaved rounds after "
-        f"{doc['settings']['warmup']} warm-up.",
+        f"{doc['settings']['warmup']} warm-up; clock: {doc['settings'].get('clock', 'wall')}.",
         "",
     ]
     if doc.get("command"):

@@ -128,6 +128,14 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
     skipped = [(d, t) for d in cfg.devices for t in cfg.dtypes if (d, t) not in pairs]
     if skipped:
         notes.append(f"skipped {skipped}: fp16 is CUDA-only")
+    notes.append("Other processes may share these CPUs (see machine.load_average_1m in results.json): forms are "
+                 "interleaved round by round so that such drift hits every form alike.")
+    if cfg.clock == "cpu" and "cpu" in cfg.devices:
+        notes.append("CPU timings are process CPU time (--clock cpu), not wall time: waiting for a core shared "
+                     "with other processes is not counted" + ("" if set(cfg.threads) == {1} else
+                     "; with several threads, OpenMP barrier spinning is counted too"))
+    notes.append("Memory: on CPU the process's peak RSS (all forms share one process and the base weights), on "
+                 "CUDA torch.cuda.max_memory_allocated of one forward pass of each form.")
     notes.append("Ratios are medians of per-round paired ratios (form time / base time in the same round); "
                  "p10-p90 of those ratios is their spread. 'within noise' = the spread covers 1.0 or exceeds "
                  "the difference claimed.")
@@ -172,7 +180,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
                                                "params_total": n, "params_added": n - base_params})
             if not estimated:
                 probe = make_batch(mcfg.vocab_size, min(cfg.batch_sizes), min(cfg.seq_lens), device, cfg.seed)
-                clock = Clock(device)
+                clock = Clock(device, cfg.clock)
                 with torch.inference_mode():
                     forms["base"](probe)
                     probe_s = clock(lambda: forms["base"](probe))
@@ -195,6 +203,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
         bar.close()
         torch.set_num_threads(default_threads)
     doc["targets"] = evaluate_targets(doc["results"])
+    doc["machine"]["load_average_1m_end"] = env.machine()["load_average_1m"]
     doc["elapsed_s"] = round(time.time() - started, 1)
     return doc
 
@@ -204,7 +213,7 @@ def _measure_point(cfg: BenchConfig, forms: dict[str, Form], device: str, dtype_
     batch = make_batch(vocab, bs, seq, device, cfg.seed)
     errors: dict[str, str] = {}
     fns = _callables(forms, mode, cfg, device, batch, errors)
-    times = run_interleaved(fns, warmup=cfg.warmup, iterations=cfg.iterations, clock=Clock(device),
+    times = run_interleaved(fns, warmup=cfg.warmup, iterations=cfg.iterations, clock=Clock(device, cfg.clock),
                             progress=bar.update)
     peak_rss = env.peak_rss_mb()
     point = {"device": device, "dtype": dtype_name, "threads": torch.get_num_threads(), "mode": mode,
