@@ -114,8 +114,12 @@ def cmd_run(args) -> int:
               f"({', '.join(recipe.target.strategies)}); output {recipe.output}")
         return 0
     results = run_recipe(recipe, force=args.force)
-    from adapterx.report import benefit_table
+    from adapterx.report import benefit_table, readme_summary
     print(benefit_table(results))
+    if args.readme:
+        from adapterx.bench.report import update_readme
+        update_readme(args.readme, recipe.name, readme_summary(results, f"adapterx run {args.recipe}"))
+        print(f"updated the {recipe.name!r} section of {args.readme}")
     return 0
 
 
@@ -177,7 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe YAML, e.g. recipes/quickstart.yaml")
     p.add_argument("--force", action="store_true", help="ignore cached phases")
     p.add_argument("--dry-run", action="store_true", help="validate the recipe and stop")
+    p.add_argument("--readme", metavar="FILE",
+                   help="also write the benefit table between the '<!-- bench:<recipe name>:start/end -->' markers")
     p.set_defaults(func=cmd_run)
+
+    from adapterx.bench.cli import add_bench_parser
+    from adapterx.compose_cli import add_compose_parsers
+    from adapterx.tasks.cli import add_tasks_parser
+    add_tasks_parser(sub)
+    add_compose_parsers(sub)
+    add_bench_parser(sub)
     return parser
 
 

@@ -5,38 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import datasets
-import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from adapterx.model import AdaptedModel
 from adapterx.tasks.base import Task
-from adapterx.tasks.data import load_split
-from adapterx.tasks.processing import processor_for
+from adapterx.tasks.processing import evaluate_language, evaluate_on_split
 
 
-def encode_split(task: Task, rows: datasets.Dataset, tokenizer) -> datasets.Dataset:
-    return processor_for(task).encode(task, rows, tokenizer)
-
-
-@torch.inference_mode()
 def evaluate_split(model: AdaptedModel, task: Task, rows: datasets.Dataset, tokenizer,
                    batch_size: int = 64) -> dict[str, float]:
-    """Score `model` on raw `rows` of `task` with the task's metric."""
-    processor = processor_for(task)
-    encoded = processor.encode(task, rows, tokenizer)
-    loader = DataLoader(encoded, batch_size=batch_size, collate_fn=processor.collator(tokenizer))
-    was_training = model.training
-    model.eval()
-    predictions: list = []
-    for batch in loader:
-        batch = {k: v.to(model.device) for k, v in batch.items()}
-        labels = batch.pop("labels", None)
-        logits = model(**batch).logits
-        predictions.extend(processor.predict(logits, batch))
-        del labels
-    model.train(was_training)
-    return processor.score(task, predictions, encoded, rows)
+    """Score `model` on raw `rows` of `task` with the task's metric (any head kind)."""
+    return evaluate_on_split(model, task, rows, tokenizer, batch_size=batch_size)
 
 
 def evaluate_languages(model: AdaptedModel, task: Task, tokenizer, *, split: str = "test",
@@ -46,8 +25,8 @@ def evaluate_languages(model: AdaptedModel, task: Task, tokenizer, *, split: str
     results = {}
     for language in tqdm(languages or list(task.languages), desc=f"evaluate {task.name}", disable=not progress,
                          leave=False):
-        rows = load_split(task, split, language, data_dir, limit=limit)
-        results[language] = evaluate_split(model, task, rows, tokenizer)
+        results[language] = evaluate_language(model, task, tokenizer, split, language, data_dir=data_dir,
+                                              limit=limit)
     return results
 
 

@@ -105,12 +105,12 @@ def _build(cls, data: dict, file: str, prefix: str):
     known = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     unknown_fields = sorted(set(data) - set(known))
     if unknown_fields:
-        raise RecipeError(f"{file}: unknown field {prefix}{unknown_fields[0]!r}; "
+        raise RecipeError(f"{file}: unknown field '{prefix}{unknown_fields[0]}'; "
                           f"fields of {prefix.rstrip('.') or 'the recipe'}: {', '.join(sorted(known))}")
     missing = [n for n, f in known.items() if f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING and n not in data]
     if missing:
-        raise RecipeError(f"{file}: missing required field {prefix}{missing[0]!r}")
+        raise RecipeError(f"{file}: missing required field '{prefix}{missing[0]}'")
     values = {name: _convert(hints[name], value, file, f"{prefix}{name}") for name, value in data.items()}
     return cls(**values)
 
