@@ -15,6 +15,7 @@ from torch import nn
 from adapterx.backbone import Backbone
 from adapterx.errors import unknown
 from adapterx.heads import Head, HeadSpec, build_head
+from adapterx.methods import get_method
 
 
 @dataclass
@@ -70,8 +71,25 @@ class AdaptedModel(nn.Module):
 
     # ---------------------------------------------------------------- forward
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
-        """Encoder outputs with the active adapters (hidden states for heads and retrieval pooling)."""
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        """Encoder outputs with the active adapters (hidden states for heads and retrieval pooling).
+
+        `last_hidden_state` (and `hidden_states`, if asked for) have one position per input token, aligned with
+        `attention_mask`: positions an active adapter puts in front (prompt tuning's virtual tokens, see
+        `Method.encoder_output_offset`) are dropped here. `attentions`, if asked for, are left whole."""
+        outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        if getattr(outputs, "last_hidden_state", None) is None:   # return_dict=False: left as the encoder gave it
+            return outputs
+        offset = sum(get_method(self.adapters[n].kind).encoder_output_offset(self, n) for n in self.active_adapters)
+        if offset:
+            outputs.last_hidden_state = outputs.last_hidden_state[:, offset:]
+            if getattr(outputs, "hidden_states", None) is not None:
+                outputs.hidden_states = tuple(h[:, offset:] for h in outputs.hidden_states)
+        if outputs.last_hidden_state.shape[1] != input_ids.shape[1]:
+            raise RuntimeError(
+                f"encoder returned {outputs.last_hidden_state.shape[1]} positions for {input_ids.shape[1]} input "
+                f"tokens with active adapters {self.active_adapters}: activate adapters with store.activate so "
+                f"that the model knows which are in use")
+        return outputs
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
                 **batch) -> TaskOutput:

@@ -52,7 +52,20 @@ class Method:
     family: ClassVar[str]
     spec_type: ClassVar[type[AdapterSpec]]
     mergeable: ClassVar[bool] = False
+    # Why merge refuses this kind, in the user's words (a kind with mergeable = False sets it in its own file;
+    # adapterx.merge.check_mergeable shows it)
+    not_mergeable_reason: ClassVar[str] = ""
+    # Whether an adapter of this kind can be active together with others (a stack: transfer strategy 'stack',
+    # compose). False for kinds their library runs one at a time; activation then raises CompositionError, and
+    # recipe checks can refuse strategy 'stack' before any training.
+    stackable: ClassVar[bool] = True
     weights_file: ClassVar[str]
+
+    def encoder_output_offset(self, model: "AdaptedModel", name: str) -> int:
+        """How many positions adapter `name`, while active, puts in front of the encoder's output sequence
+        (e.g. the virtual tokens of prompt tuning). `AdaptedModel.encode` drops them, so heads always see one
+        position per input token, aligned with the attention mask. Most kinds add none."""
+        return 0
 
     def add(self, model: "AdaptedModel", name: str, spec: AdapterSpec) -> None:
         """Attach a new, freshly initialised adapter named `name`."""

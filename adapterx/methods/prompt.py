@@ -1,0 +1,95 @@
+"""Prompt tuning (Lester et al. 2021) through peft: `num_virtual_tokens` trainable embeddings put in front of
+the input embeddings; the encoder itself is untouched. Tu et al. 2022 (arXiv 2210.12360) find that prompts
+transfer across languages better than fine-tuning. Not mergeable: a prompt is extra input, not a weight.
+
+The encoder's output is `num_virtual_tokens` positions longer than the input; `encoder_output_offset` tells
+`AdaptedModel.encode` to drop them, so heads see (batch, input tokens, hidden) aligned with the attention mask.
+The virtual tokens take the first positions (XLM-R numbers positions of embeddings in order), so an input may
+have at most max_position_embeddings - 2 - num_virtual_tokens tokens (510 - n on XLM-R).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from peft import PeftModelForFeatureExtraction, PromptTuningConfig, PromptTuningInit, TaskType
+
+from adapterx.errors import AdapterxError
+from adapterx.methods._peft_family import PeftMethod
+from adapterx.methods.base import AdapterSpec
+
+if TYPE_CHECKING:
+    from adapterx.model import AdaptedModel
+
+_INITS = {"random": PromptTuningInit.RANDOM, "vocab": PromptTuningInit.SAMPLE_VOCAB, "text": PromptTuningInit.RANDOM}
+
+
+@dataclass(frozen=True)
+class PromptSpec(AdapterSpec):
+    """init: 'random' (soft tokens), 'vocab' (embeddings of random vocabulary tokens) or 'text' (embeddings of
+    `init_text`'s tokens, repeated to fill the prompt, as peft does; done here with the backbone's tokenizer, so
+    it also works offline and for the built-in backbone)."""
+
+    kind = "prompt"
+    num_virtual_tokens: int = 16
+    init: str = "random"
+    init_text: str = ""
+
+    def validate(self, where: str) -> None:
+        if not isinstance(self.num_virtual_tokens, int) or self.num_virtual_tokens < 1:
+            raise AdapterxError(f"{where}.num_virtual_tokens: must be a positive integer, got "
+                                f"{self.num_virtual_tokens!r}")
+        if self.init not in _INITS:
+            raise AdapterxError(f"{where}.init: {self.init!r} is not one of {', '.join(_INITS)}")
+        if (self.init == "text") != bool(self.init_text):
+            raise AdapterxError(f"{where}.init_text: give a text exactly when init is 'text' (init={self.init!r}, "
+                                f"init_text={self.init_text!r})")
+
+
+class PromptMethod(PeftMethod):
+    kind = "prompt"
+    spec_type = PromptSpec
+    mergeable = False
+    not_mergeable_reason = "prompt/prefix adapters add virtual tokens; they cannot be folded into weights"
+    stackable = False   # peft runs one prompt-learning adapter at a time, with no other adapter beside it
+    # plain PeftModel ignores prompts in forward; the feature-extraction wrapper applies them and returns hidden
+    # states, leaving heads to adapterx
+    peft_model_class = PeftModelForFeatureExtraction
+
+    def peft_config(self, spec: PromptSpec) -> PromptTuningConfig:
+        return PromptTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=spec.num_virtual_tokens,
+                                  prompt_tuning_init=_INITS[spec.init])
+
+    def add(self, model: "AdaptedModel", name: str, spec: PromptSpec) -> None:
+        _check_position_budget(model, spec.num_virtual_tokens)
+        super().add(model, name, spec)
+        if spec.init == "text":
+            self._init_from_text(model, name, spec)
+
+    def encoder_output_offset(self, model: "AdaptedModel", name: str) -> int:
+        return model.adapters[name].spec.num_virtual_tokens
+
+    @staticmethod
+    @torch.no_grad()
+    def _init_from_text(model: "AdaptedModel", name: str, spec: PromptSpec) -> None:
+        tokenizer = model.backbone.tokenizer
+        if tokenizer is None:
+            raise AdapterxError(f"prompt adapter {name!r}: init 'text' needs a backbone with a tokenizer")
+        ids = tokenizer(spec.init_text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise AdapterxError(f"prompt adapter {name!r}: init_text {spec.init_text!r} has no tokens")
+        n = spec.num_virtual_tokens
+        ids = (ids * (n // len(ids) + 1))[:n]
+        embeddings = model.backbone.model.get_input_embeddings()
+        table = model.encoder.prompt_encoder[name].embedding.weight
+        table.copy_(embeddings(torch.tensor(ids, device=table.device)).to(table.dtype))
+
+
+def _check_position_budget(model: "AdaptedModel", num_virtual_tokens: int) -> None:
+    """Virtual tokens use up position embeddings (XLM-R reserves 2); fail early if none would be left."""
+    positions = model.backbone.model.config.max_position_embeddings - 2
+    if num_virtual_tokens >= positions:
+        raise AdapterxError(f"num_virtual_tokens={num_virtual_tokens} leaves no positions for the input: "
+                            f"{model.backbone.name} has {positions}, shared by virtual and input tokens")
