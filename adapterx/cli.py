@@ -108,14 +108,23 @@ def cmd_run(args) -> int:
     from adapterx.runner import run_recipe
 
     recipe = load_recipe(args.recipe)
-    if args.dry_run:
+    if args.dry_run or args.list_jobs:
+        from adapterx.runner import describe_jobs
         print(f"{args.recipe}: valid. backbone {recipe.backbone}, adapter {recipe.adapter}, "
-              f"intermediate {recipe.intermediate.tasks}, target {recipe.target.task} "
-              f"({', '.join(recipe.target.strategies)}); output {recipe.output}")
+              f"intermediate {recipe.intermediate.tasks}{' + multitask' if recipe.intermediate.multitask else ''}, "
+              f"targets {recipe.target.tasks} ({', '.join(recipe.target.strategies)}), seeds {recipe.seeds}; "
+              f"output {recipe.output}")
+        if args.list_jobs:
+            print("jobs (run each with --job N, in any order or in parallel; then once without --job):")
+            print("\n".join(describe_jobs(recipe)))
         return 0
-    results = run_recipe(recipe, force=args.force)
+    results = run_recipe(recipe, force=args.force, job=args.job)
+    if args.job is not None:
+        return 0
     from adapterx.report import benefit_table, readme_summary
-    print(benefit_table(results))
+    for name, target in results["targets"].items():
+        print(f"{name} ({target['metric']}):")
+        print(benefit_table(target))
     if args.readme:
         from adapterx.bench.report import update_readme
         update_readme(args.readme, recipe.name, readme_summary(results, f"adapterx run {args.recipe}"))
@@ -181,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe YAML, e.g. recipes/quickstart.yaml")
     p.add_argument("--force", action="store_true", help="ignore cached phases")
     p.add_argument("--dry-run", action="store_true", help="validate the recipe and stop")
+    p.add_argument("--list-jobs", action="store_true", help="print the independent jobs of the recipe and stop")
+    p.add_argument("--job", type=int, metavar="N", help="run only job N (for a cluster; see --list-jobs)")
     p.add_argument("--readme", metavar="FILE",
                    help="also write the benefit table between the '<!-- bench:<recipe name>:start/end -->' markers")
     p.set_defaults(func=cmd_run)

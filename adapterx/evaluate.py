@@ -39,3 +39,28 @@ def language_average(per_language: dict[str, dict[str, float]]) -> float:
     """XTREME-style average: the unweighted mean over languages of the primary metric."""
     values = [scores[primary_metric(scores)] for scores in per_language.values()]
     return sum(values) / len(values)
+
+
+def merged_form(model: AdaptedModel) -> AdaptedModel | None:
+    """The same model with its active adapters folded into the base weights (None if one cannot be merged):
+    the deployment form with no adapter modules left at inference."""
+    import copy
+
+    from adapterx.backbone import Backbone, fingerprint_tensors, freeze
+    from adapterx.merge import merge_into_base
+    from adapterx.methods import get_method
+
+    names = list(model.active_adapters)
+    if not names or not all(get_method(model.adapters[n].kind).mergeable for n in names):
+        return None
+    plain = merge_into_base(model, names)
+    freeze(plain)
+    tensors = dict(plain.named_parameters())
+    source = model.backbone
+    backbone = Backbone(plain, source.tokenizer, f"{source.name}+merged({','.join(names)})", source.pretrained,
+                        f"{source.description}; adapters {names} merged into the weights",
+                        fingerprint_tensors(tensors), tensors)
+    merged = AdaptedModel(backbone)
+    merged.heads[model.active_head] = copy.deepcopy(model.head)
+    merged.set_head(model.active_head)
+    return merged.eval()

@@ -92,10 +92,12 @@ class AdaptedModel(nn.Module):
         return outputs
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
-                **batch) -> TaskOutput:
+                head: str | None = None, **batch) -> TaskOutput:
+        """Logits of head `head` (default: the active head); the loss too when `labels` are given."""
+        task_head = self.heads[head] if head is not None else self.head
         hidden = self.encode(input_ids, attention_mask).last_hidden_state
-        logits = self.head(hidden, attention_mask, **batch)
-        loss = self.head.loss(logits, labels) if labels is not None else None
+        logits = task_head(hidden, attention_mask, **batch)
+        loss = task_head.loss(logits, labels) if labels is not None else None
         return TaskOutput(logits=logits, loss=loss)
 
     # ---------------------------------------------------------------- accounting

@@ -28,25 +28,47 @@ class IntermediateSection:
     """English intermediate tasks; one intermediate adapter is trained per task."""
 
     tasks: list[str] = field(default_factory=list)
+    multitask: bool = False          # also train one adapter on all tasks, batches sampled in proportion to size
     train: TrainConfig = field(default_factory=TrainConfig)
     train_limit: int | None = None   # use only the first N training rows (quick runs)
 
 
 @dataclass
 class TargetSection:
-    """The target task, trained on its English data, evaluated zero-shot in its other languages."""
+    """Target tasks, trained on their English data, evaluated zero-shot in their other languages. Tasks without
+    training data (retrieval: bucc2018, tatoeba) are evaluated with each intermediate adapter directly."""
 
-    task: str = ""
+    tasks: list[str] = field(default_factory=list)
     strategies: list[str] = field(default_factory=lambda: ["stack", "continue"])
     train: TrainConfig = field(default_factory=TrainConfig)
     train_limit: int | None = None
 
 
+FORMS = ("unmerged", "merged")
+
+
 @dataclass
 class EvaluateSection:
     split: str = "test"
-    languages: list[str] | None = None     # None: every language of the target task
+    languages: list[str] | None = None     # None: every language of each target task
     limit: int | None = None               # rows per language (quick runs)
+    forms: list[str] = field(default_factory=lambda: ["unmerged", "merged"])   # merged: LoRA only
+    bootstrap: int = 1000                  # resamples for the confidence interval over seeds
+    confidence: float = 0.95
+
+
+@dataclass
+class BenchSection:
+    """Latency of the deployment forms the study produced (see `adapterx bench` for the full grid)."""
+
+    enabled: bool = True
+    shape: str | None = None               # default: the recipe's backbone; e.g. xlm-roberta-large
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    seq_lens: list[int] = field(default_factory=lambda: [128])
+    iterations: int = 10
+    warmup: int = 2
+    threads: int = 0                       # 0: torch's default
+    clock: str = "wall"                    # "cpu": process CPU time (robust on shared cores; use threads: 1)
 
 
 @dataclass
@@ -57,6 +79,8 @@ class Recipe:
     target: TargetSection
     intermediate: IntermediateSection = field(default_factory=IntermediateSection)
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
+    bench: BenchSection = field(default_factory=BenchSection)
+    seeds: list[int] = field(default_factory=lambda: [0])   # target adapters are trained once per seed
     output_dir: str | None = None          # default: artifacts/<name>
     data_dir: str | None = None            # local copies of task data; None: built-in / the hub
     description: str = ""
@@ -141,8 +165,8 @@ def _convert(hint, value, file: str, where: str):
 def _check_semantics(recipe: Recipe, path: Path) -> None:
     """Names that must exist: tasks, strategies, languages, the adapter kind and its fields."""
     try:
-        recipe.adapter_spec
-        target = get_task(recipe.target.task)
+        spec = recipe.adapter_spec
+        targets = [get_task(name) for name in recipe.target.tasks]
         for name in recipe.intermediate.tasks:
             if not get_task(name).trainable:
                 raise RecipeError(f"{path}: intermediate.tasks: {name!r} has no training data")
@@ -150,9 +174,23 @@ def _check_semantics(recipe: Recipe, path: Path) -> None:
         raise
     except AdapterxError as exc:
         raise RecipeError(f"{path}: {exc}") from exc
-    if not target.trainable:
-        raise RecipeError(f"{path}: target.task: {target.name!r} has no training data; retrieval targets are "
-                          f"evaluated with the intermediate adapter directly")
+    if not targets:
+        raise RecipeError(f"{path}: target.tasks: name at least one target task")
+    if not recipe.seeds:
+        raise RecipeError(f"{path}: seeds: name at least one seed")
+    if recipe.intermediate.multitask and len(recipe.intermediate.tasks) < 2:
+        raise RecipeError(f"{path}: intermediate.multitask needs at least two intermediate.tasks")
+    if any(not t.trainable for t in targets) and not recipe.intermediate.tasks:
+        raise RecipeError(f"{path}: retrieval targets (no training data) need intermediate.tasks to evaluate")
+    from adapterx.methods import get_method
+    if "stack" in recipe.target.strategies and not get_method(spec.kind).stackable:
+        raise RecipeError(f"{path}: target.strategies: 'stack' is impossible with adapter kind {spec.kind!r} "
+                          f"(only one such adapter can be active); use continue")
+    for form in recipe.evaluate.forms:
+        if form not in FORMS:
+            raise RecipeError(f"{path}: evaluate.forms: unknown form {form!r}; known: {', '.join(FORMS)}")
+    if not 0 < recipe.evaluate.confidence < 1:
+        raise RecipeError(f"{path}: evaluate.confidence must be in (0, 1), got {recipe.evaluate.confidence}")
     for strategy in recipe.target.strategies:
         if strategy not in STRATEGIES or strategy == "none":
             raise RecipeError(f"{path}: target.strategies: unknown strategy {strategy!r}; known: "
@@ -160,9 +198,10 @@ def _check_semantics(recipe: Recipe, path: Path) -> None:
     if recipe.target.strategies and not recipe.intermediate.tasks:
         raise RecipeError(f"{path}: target.strategies need at least one intermediate.tasks entry")
     for language in recipe.evaluate.languages or []:
-        if language not in target.languages:
-            raise RecipeError(f"{path}: evaluate.languages: {target.name!r} has no language {language!r}; "
-                              f"languages: {', '.join(target.languages)}")
+        for target in targets:
+            if language not in target.languages:
+                raise RecipeError(f"{path}: evaluate.languages: {target.name!r} has no language {language!r}; "
+                                  f"languages: {', '.join(target.languages)}")
     for section in ("intermediate", "target"):
         try:
             getattr(recipe, section).train.validate(f"{path}: {section}.train")

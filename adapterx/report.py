@@ -1,4 +1,4 @@
-"""report.md from a run's results.json: what was trained on what, and what the intermediate task bought."""
+"""report.md (+ PNG) from a run's results: the benefit table, the overhead table, and the trade-off plot."""
 
 from __future__ import annotations
 
@@ -7,68 +7,177 @@ from pathlib import Path
 from adapterx.io import atomic_write_text
 
 
-def _fmt(x: float, signed: bool = False) -> str:
-    return f"{x:+.1f}" if signed else f"{x:.1f}"
+def _pm(stats: dict) -> str:
+    return f"{stats['mean']:.1f}" + (f" ± {stats['std']:.1f}" if stats.get("n", 1) > 1 else "")
 
 
-def benefit_table(results: dict) -> str:
-    runs = results["runs"]
-    languages = list(next(iter(runs.values()))["per_language"])
-    head = ["run", "strategy", "modules", *languages, "avg", "Δ avg"]
+def _signed(x: float) -> str:
+    return f"{x:+.1f}"
+
+
+def _ratio(r: dict | None) -> str:
+    if not r:
+        return "–"
+    text = f"{r['median']:.3f} [{r['p10']:.2f}–{r['p90']:.2f}]"
+    return text + (" ~" if r.get("within_noise") else "")
+
+
+def benefit_table(target: dict) -> str:
+    """Runs x languages: mean ± std over seeds, (Δ to the baseline); the average with its CI."""
+    languages = target["languages"]
+    head = ["run", "strategy", "form", "modules", *languages, "avg", "Δ avg [CI]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, run in runs.items():
-        cells = [f"{_fmt(run['per_language'][lang])} ({_fmt(run['benefit'][lang], True)})"
-                 if label != "target-only" else _fmt(run["per_language"][lang]) for lang in languages]
-        lines.append("| " + " | ".join([label, run["strategy"], str(run["modules_at_inference"]), *cells,
-                                         _fmt(run["average"]), _fmt(run["average_benefit"], True)]) + " |")
+    for row in target["rows"]:
+        cells = []
+        for lang in languages:
+            cell = _pm(row["per_language"][lang])
+            if "benefit" in row:
+                cell += f" ({_signed(row['benefit'][lang]['mean'])})"
+            cells.append(cell)
+        if "average_benefit" in row:
+            b = row["average_benefit"]
+            delta = f"{_signed(b['mean'])} [{b['ci'][0]:+.1f}, {b['ci'][1]:+.1f}]"
+        else:
+            delta = "baseline"
+        lines.append("| " + " | ".join([row["label"], row["strategy"], row["form"], str(row["modules_at_inference"]),
+                                         *cells, _pm(row["average"]), delta]) + " |")
     return "\n".join(lines)
 
 
-def render_report(results: dict) -> str:
+def overhead_table(bench: dict) -> str:
+    """Bench forms x batch sizes: latency ratio to the base model, median [p10–p90] of paired rounds."""
+    rows = [r for r in bench["results"] if not r.get("error")]
+    batches = sorted({r["batch_size"] for r in rows})
+    seqs = sorted({r["seq_len"] for r in rows})
+    head = ["form", *[f"batch {b} × seq {s}" for s in seqs for b in batches]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for form in dict.fromkeys(r["form"] for r in rows):
+        cells = []
+        for s in seqs:
+            for b in batches:
+                match = [r for r in rows if r["form"] == form and r["batch_size"] == b and r["seq_len"] == s]
+                cells.append(_ratio(match[0]["ratio_to_base"]) if match else "–")
+        lines.append("| " + " | ".join([form, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def tradeoff_points(results: dict) -> list[dict]:
+    """One point per (target, run, form) that has both a benefit and a measured overhead (smallest batch)."""
+    points = []
+    for target_name, target in results["targets"].items():
+        for row in target["rows"]:
+            if "average_benefit" not in row or not row["overhead"]:
+                continue
+            batch = min(row["overhead"], key=int)
+            points.append({"target": target_name, "label": row["label"], "strategy": row["strategy"],
+                           "form": row["form"], "benefit": row["average_benefit"]["mean"],
+                           "benefit_ci": row["average_benefit"]["ci"], "batch_size": int(batch),
+                           "overhead": row["overhead"][batch]})
+    return points
+
+
+def plot_tradeoff(results: dict, path: Path) -> bool:
+    """Accuracy benefit (y) against latency overhead (x), one point per (run, deployment form)."""
+    points = tradeoff_points(results)
+    if not points:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    markers = {("stack", "unmerged"): "^", ("stack", "merged"): "v", ("continue", "unmerged"): "o",
+               ("continue", "merged"): "D", ("merge-then-train", "unmerged"): "P", ("merge-then-train", "merged"): "X"}
+    labels = sorted({p["target"] + ": " + (p["label"].split("+")[0]) for p in points})
+    colours = {name: plt.cm.tab10(i % 10) for i, name in enumerate(labels)}
+    seen = set()
+    for p in points:
+        r = p["overhead"]
+        x = (r["median"] - 1) * 100
+        colour = colours[p["target"] + ": " + p["label"].split("+")[0]]
+        style = (p["strategy"], p["form"])
+        ax.errorbar(x, p["benefit"], xerr=[[x - (r["p10"] - 1) * 100], [(r["p90"] - 1) * 100 - x]],
+                    yerr=[[p["benefit"] - p["benefit_ci"][0]], [p["benefit_ci"][1] - p["benefit"]]],
+                    fmt=markers.get(style, "o"), color=colour, capsize=3, alpha=0.8, markersize=8)
+        seen.add(style)
+    handles = [plt.Line2D([], [], color=c, marker="s", ls="", label=name) for name, c in colours.items()]
+    handles += [plt.Line2D([], [], color="black", marker=markers.get(s, "o"), ls="", label=f"{s[0]}, {s[1]}")
+                for s in sorted(seen)]
+    ax.legend(handles=handles, fontsize=8, loc="best", title="intermediate task / strategy, form")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.axvline(0, color="grey", lw=0.8)
+    batch = points[0]["batch_size"]
+    ax.set_xlabel(f"latency overhead vs base model, % (batch {batch}; bars p10–p90)")
+    ax.set_ylabel(f"accuracy benefit over target-only, points (bars {results['confidence']:.0%} CI)")
+    ax.set_title("What the intermediate task buys, and what it costs at inference")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
+def render_report(results: dict, plot_name: str | None) -> str:
     b = results["backbone"]
     recipe = results["recipe"]
     versions = ", ".join(f"{k} {v}" for k, v in results["library_versions"].items())
     weights = "pretrained" if b["pretrained"] else "NOT pretrained (random/synthetic weights)"
     parts = [
-        f"# {recipe['name']}: does intermediate-task training help {results['target_task']}?",
+        f"# {recipe['name']}: what English intermediate-task training buys, and what it costs",
         "",
         f"- backbone: `{b['name']}` — {b['description']}; weights {weights}; fingerprint `{b['fingerprint']}`",
-        f"- adapter: `{recipe['adapter']}`",
-        f"- target task: `{results['target_task']}`, {results['metric']} on the `{results['split']}` split, "
-        f"zero-shot in every language but the training language",
+        f"- adapter: `{recipe['adapter']}`; seeds {results['seeds']}; split `{results['split']}`",
         f"- device: {results['device']}; run time {results['seconds']:.0f} s "
         f"({sum(p['reused'] for p in results['phases'])} of {len(results['phases'])} phases reused from cache)",
         f"- libraries: {versions}",
-        "",
-        "## Accuracy benefit",
-        "",
-        f"{results['metric']} per language; in brackets the difference to the target-only adapter "
-        "(the benefit of the intermediate task). `modules` = adapter modules active at inference.",
-        "",
-        benefit_table(results),
         "",
     ]
     if not b["pretrained"]:
         parts += ["> The backbone is not pretrained: these numbers show the pipeline working on synthetic data, "
                   "not the science. Run a `recipes/paper/` recipe on `FacebookAI/xlm-roberta-large` for that.", ""]
+    parts += ["## Accuracy benefit", "",
+              "Per language: mean ± std over seeds, in brackets the difference to the baseline (target-only "
+              "adapter; the bare backbone on retrieval targets). Δ avg: the XTREME-style average's difference with "
+              f"its {results['confidence']:.0%} bootstrap interval over seeds. `modules`: adapter modules active at "
+              "inference (0 once merged).", ""]
+    for name, target in results["targets"].items():
+        parts += [f"### {name} ({target['metric']})", "", benefit_table(target), ""]
+    bench = results.get("bench")
+    if bench:
+        bb = bench.get("backbone") or {}
+        settings = bench.get("settings") or {}
+        parts += ["## Inference overhead", "",
+                  f"Latency ratio to the plain base model, median [p10–p90] over interleaved rounds (`~` = within "
+                  f"noise). Backbone `{bb.get('name', '?')}` ({bb.get('weights', bb.get('description', ''))}), "
+                  f"{', '.join(settings.get('dtypes', []))}, {settings.get('iterations', '?')} rounds.", "",
+                  overhead_table(bench), ""]
+        parts += [f"- {n}" for n in bench.get("notes", [])] + [""]
+    if plot_name:
+        parts += ["## Benefit against cost", "", f"![benefit vs overhead]({plot_name})", ""]
     parts += ["## Phases", "", "| phase | reused | seconds |", "|---|---|---|"]
     parts += [f"| {p['name']} | {'yes' if p['reused'] else 'no'} | {p['seconds']:.1f} |" for p in results["phases"]]
     return "\n".join(parts) + "\n"
 
 
 def readme_summary(results: dict, command: str) -> str:
-    """The benefit table with the facts needed to read it, for a README section."""
+    """The benefit and overhead tables with the facts needed to read them, for a README section."""
     b = results["backbone"]
-    return "\n".join([
-        f"Generated by `{command}` on {results['device']} in {results['seconds']:.0f} s "
-        f"(backbone `{b['name']}`, {'pretrained' if b['pretrained'] else 'not pretrained'}; "
-        f"{results['metric']} on `{results['target_task']}` {results['split']}, Δ = benefit over target-only):",
-        "",
-        benefit_table(results),
-    ])
+    lines = [f"Generated by `{command}` on {results['device']} in {results['seconds']:.0f} s (backbone `{b['name']}`, "
+             f"{'pretrained' if b['pretrained'] else 'not pretrained'}; seeds {results['seeds']}; "
+             f"Δ = benefit over target-only).", ""]
+    for name, target in results["targets"].items():
+        lines += [f"**{name}** ({target['metric']}, {results['split']} split):", "", benefit_table(target), ""]
+    if results.get("bench"):
+        lines += ["Latency ratio to the base model (the same run, tiny backbone):", "",
+                  overhead_table(results["bench"]), ""]
+    return "\n".join(lines)
 
 
 def write_report(run_dir: Path, results: dict) -> Path:
-    path = Path(run_dir) / "report.md"
-    atomic_write_text(path, render_report(results))
+    run_dir = Path(run_dir)
+    plot = "benefit_vs_overhead.png" if plot_tradeoff(results, run_dir / "benefit_vs_overhead.png") else None
+    path = run_dir / "report.md"
+    atomic_write_text(path, render_report(results, plot))
     return path

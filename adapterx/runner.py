@@ -1,12 +1,18 @@
 """`adapterx run`: the phases of a recipe, each cached by a hash of everything it depends on.
 
-train-intermediate (per task) -> train-target (target-only, and per intermediate task x strategy)
--> evaluate (per adapter, per language) -> report. A phase whose output exists with the same key is
-skipped; `force` redoes everything; an interrupted training phase resumes from its last checkpoint.
+The study is split into independent *jobs* (`plan_jobs`): one per intermediate task (train it, then every target
+adapter built on it, for every strategy and seed, and their evaluations), one for the multi-task mixture, and
+one for the baselines (target-only adapters; the bare backbone on retrieval targets). A cluster can run
+``adapterx run R --job N`` for each N in parallel; a final ``adapterx run R`` reuses every cached phase, runs
+the latency bench of the deployment forms, and writes results.json, report.md and the plots.
+
+A phase whose output exists with the same key is skipped; `force` redoes it; an interrupted training phase
+resumes from its last checkpoint.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -15,7 +21,8 @@ from pathlib import Path
 
 from adapterx import transfer
 from adapterx.backbone import Backbone, load_backbone
-from adapterx.evaluate import evaluate_languages, language_average, primary_metric
+from adapterx.errors import AdapterxError
+from adapterx.evaluate import evaluate_languages, merged_form
 from adapterx.io import atomic_write_json
 from adapterx.recipe import Recipe, config_hash
 from adapterx.store import library_versions, read_metadata
@@ -24,13 +31,22 @@ from adapterx.train import TrainConfig
 from adapterx.workflow import train_task
 
 PHASE_FILE = "phase.json"
-RESULTS_SCHEMA = 1
+RESULTS_SCHEMA = 2
+MULTITASK = "multitask"
+BASELINE = "target-only"
+NO_INTERMEDIATE = "no-intermediate"
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    name: str
+    intermediate: str | None      # a task name, MULTITASK, or None for the baselines job
 
 
 @dataclass
 class Phase:
     name: str
-    directory: Path
     key: str
     reused: bool = False
     seconds: float = 0.0
@@ -43,6 +59,10 @@ class RunState:
     force: bool
     progress: bool
     phases: list[Phase] = field(default_factory=list)
+
+    @property
+    def out(self) -> Path:
+        return self.recipe.output
 
     def cached(self, directory: Path, key: str) -> dict | None:
         marker = directory / PHASE_FILE
@@ -59,72 +79,115 @@ class RunState:
             print(message, flush=True)
 
 
-def run_recipe(recipe: Recipe, *, force: bool = False, progress: bool = True) -> dict:
-    """Run every phase of `recipe` (reusing cached ones) and return the results written to results.json."""
+# ------------------------------------------------------------------------------------------------ jobs
+def plan_jobs(recipe: Recipe) -> list[Job]:
+    names = [None, *recipe.intermediate.tasks] + ([MULTITASK] if recipe.intermediate.multitask else [])
+    return [Job(i, "baselines" if n is None else f"intermediate:{n}", n) for i, n in enumerate(names)]
+
+
+def describe_jobs(recipe: Recipe) -> list[str]:
+    targets = ", ".join(recipe.target.tasks)
+    lines = []
+    for job in plan_jobs(recipe):
+        if job.intermediate is None:
+            what = f"target-only adapters on {targets} x seeds {recipe.seeds}"
+        else:
+            what = (f"train {job.intermediate} adapter, then {targets} x strategies "
+                    f"{recipe.target.strategies} x seeds {recipe.seeds}")
+        lines.append(f"{job.index}\t{job.name}\t{what}")
+    return lines
+
+
+def run_recipe(recipe: Recipe, *, force: bool = False, progress: bool = True, job: int | None = None) -> dict:
+    """Run every phase of `recipe` (or only job `job`), reusing cached phases; returns the results."""
     started = time.perf_counter()
-    out = recipe.output
+    jobs = plan_jobs(recipe)
+    if job is not None and not 0 <= job < len(jobs):
+        raise AdapterxError(f"--job {job}: this recipe has jobs 0..{len(jobs) - 1} (see --list-jobs)")
     backbone = load_backbone(recipe.backbone)
     state = RunState(recipe, backbone, force, progress)
     state.log(f"backbone {backbone.name}: {backbone.description} (fingerprint {backbone.fingerprint})")
-    spec = recipe.adapter_spec
-    data_dir = Path(recipe.data_dir) if recipe.data_dir else None
-
-    intermediates: dict[str, Path] = {}
-    for task_name in recipe.intermediate.tasks:
-        intermediates[task_name] = _train_phase(
-            state, f"intermediate/{task_name}", out / "adapters" / task_name, task_name, spec,
-            recipe.intermediate.train, recipe.intermediate.train_limit, data_dir, "none", None)
-
-    target = recipe.target
-    runs: dict[str, dict] = {"target-only": {"intermediate": None, "strategy": "none",
-                                             "adapter": _train_phase(state, "target/target-only",
-                                                                     out / "adapters" / "target-only", target.task,
-                                                                     spec, target.train, target.train_limit,
-                                                                     data_dir, "none", None)}}
-    for task_name, inter_dir in intermediates.items():
-        for strategy in target.strategies:
-            label = f"{task_name}+{strategy}"
-            runs[label] = {"intermediate": task_name, "strategy": strategy,
-                           "adapter": _train_phase(state, f"target/{label}", out / "adapters" / label, target.task,
-                                                   spec, target.train, target.train_limit, data_dir, strategy,
-                                                   inter_dir)}
-
-    for label, run in runs.items():
-        run["scores"] = _evaluate_phase(state, label, run["adapter"], data_dir)
-
-    results = _results(state, runs, time.perf_counter() - started)
-    atomic_write_json(out / "results.json", results)
+    records = []
+    for selected in ([jobs[job]] if job is not None else jobs):
+        records += _run_job(state, selected)
+    if job is not None:
+        partial = {"schema_version": RESULTS_SCHEMA, "job": jobs[job].name, "records": records,
+                   "phases": [dataclasses.asdict(p) for p in state.phases]}
+        atomic_write_json(state.out / "jobs" / f"{job}.json", partial)
+        state.log(f"job {job} ({jobs[job].name}) done; run without --job to bench and report")
+        return partial
+    bench = _bench_phase(state) if recipe.bench.enabled else None
+    from adapterx.summary import assemble
+    results = assemble(state, records, bench, time.perf_counter() - started)
+    results["machine"] = {"platform": platform.platform(), "processor": platform.processor()}
+    results["library_versions"] = library_versions()
+    atomic_write_json(state.out / "results.json", results)
     from adapterx.report import write_report
-    write_report(out, results)
-    state.log(f"wrote {out / 'results.json'} and {out / 'report.md'}")
+    write_report(state.out, results)
+    state.log(f"wrote {state.out / 'results.json'} and {state.out / 'report.md'}")
     return results
 
 
-def _train_phase(state: RunState, name: str, directory: Path, task_name: str, spec, config: TrainConfig,
+def _run_job(state: RunState, job: Job) -> list[dict]:
+    recipe, records = state.recipe, []
+    spec = recipe.adapter_spec
+    data_dir = Path(recipe.data_dir) if recipe.data_dir else None
+    inter_dir = None
+    if job.intermediate is not None:
+        tasks = recipe.intermediate.tasks if job.intermediate == MULTITASK else [job.intermediate]
+        inter_dir = _train_phase(state, f"intermediate/{job.intermediate}",
+                                 state.out / "adapters" / "intermediate" / job.intermediate, tasks, spec,
+                                 recipe.intermediate.train, recipe.intermediate.train_limit, data_dir, "none", None)
+    for target_name in recipe.target.tasks:
+        target = get_task(target_name)
+        if not target.trainable:    # retrieval: the intermediate adapter's encoder (or the bare backbone) directly
+            label = job.intermediate or NO_INTERMEDIATE
+            records += _evaluate_phase(state, target_name, label, job.intermediate, "direct", None, inter_dir,
+                                       ["unmerged"], data_dir)
+            continue
+        variants = [("none", BASELINE)] if job.intermediate is None else [
+            (s, f"{job.intermediate}+{s}") for s in recipe.target.strategies]
+        for strategy, label in variants:
+            for seed in recipe.seeds:
+                adapter = _train_phase(state, f"target/{target_name}/{label}/seed-{seed}",
+                                       state.out / "adapters" / target_name / label / f"seed-{seed}", [target_name],
+                                       spec, dataclasses.replace(recipe.target.train, seed=seed),
+                                       recipe.target.train_limit, data_dir, strategy, inter_dir)
+                records += _evaluate_phase(state, target_name, label, job.intermediate, strategy, seed, adapter,
+                                           recipe.evaluate.forms, data_dir)
+    return records
+
+
+def _train_phase(state: RunState, name: str, directory: Path, task_names: list[str], spec, config: TrainConfig,
                  limit: int | None, data_dir: Path | None, strategy: str, intermediate: Path | None) -> Path:
-    inputs = {"backbone": state.backbone.fingerprint, "task": task_name, "spec": spec.to_json(),
+    inputs = {"backbone": state.backbone.fingerprint, "tasks": task_names, "spec": spec.to_json(),
               "train": vars(config), "limit": limit, "data_dir": str(data_dir), "strategy": strategy,
               "intermediate": read_metadata(intermediate)["weights_digest"] if intermediate else None}
     key = config_hash(inputs)
     adapter_dir = directory / "adapter"
     if state.cached(directory, key) and adapter_dir.is_dir():
         state.log(f"[{name}] reused (cache key {key})")
-        state.phases.append(Phase(name, directory, key, reused=True))
+        state.phases.append(Phase(name, key, reused=True))
         return adapter_dir
-    state.log(f"[{name}] training {task_name} ({strategy})")
+    state.log(f"[{name}] training ({strategy})")
     started = time.perf_counter()
-    # resume only checkpoints written for the same inputs
-    resume = (directory / "checkpoints").is_dir() and _pending_key(directory) == key
+    resume = (directory / "checkpoints").is_dir() and _pending_key(directory) == key   # same inputs only
     if not resume:
         atomic_write_json(directory / "pending.json", {"key": key})
-    trained = train_task(state.backbone, get_task(task_name), spec, config, directory, strategy=strategy,
-                         intermediate=intermediate, data_dir=data_dir, train_limit=limit, resume=resume,
-                         progress=state.progress)
+    tasks = [get_task(t) for t in task_names]
+    if len(tasks) == 1:
+        trained = train_task(state.backbone, tasks[0], spec, config, directory, strategy=strategy,
+                             intermediate=intermediate, data_dir=data_dir, train_limit=limit, resume=resume,
+                             progress=state.progress)
+    else:
+        from adapterx.multitask import train_multitask
+        trained = train_multitask(state.backbone, tasks, spec, config, directory, data_dir=data_dir,
+                                  train_limit=limit, resume=resume, progress=state.progress)
     seconds = time.perf_counter() - started
     atomic_write_json(directory / PHASE_FILE, {"key": key, "inputs": inputs, "seconds": round(seconds, 2),
                                                "validation": trained.validation})
     (directory / "pending.json").unlink(missing_ok=True)
-    state.phases.append(Phase(name, directory, key, seconds=seconds))
+    state.phases.append(Phase(name, key, seconds=seconds))
     return adapter_dir
 
 
@@ -135,62 +198,104 @@ def _pending_key(directory: Path) -> str | None:
         return None
 
 
-def _evaluate_phase(state: RunState, label: str, adapter_dir: Path, data_dir: Path | None) -> dict:
-    recipe = state.recipe
-    task = get_task(recipe.target.task)
+def _evaluate_phase(state: RunState, target_name: str, label: str, intermediate: str | None, strategy: str,
+                    seed: int | None, adapter_dir: Path | None, forms: list[str], data_dir: Path | None) -> list[dict]:
+    recipe, task = state.recipe, get_task(target_name)
     languages = recipe.evaluate.languages or list(task.languages)
-    inputs = {"adapter": read_metadata(adapter_dir)["weights_digest"], "split": recipe.evaluate.split,
-              "languages": languages, "limit": recipe.evaluate.limit, "data_dir": str(data_dir)}
-    key = config_hash(inputs)
-    directory = recipe.output / "evaluations" / label
-    if cached := state.cached(directory, key):
-        state.log(f"[evaluate/{label}] reused (cache key {key})")
-        state.phases.append(Phase(f"evaluate/{label}", directory, key, reused=True))
-        return cached["scores"]
-    started = time.perf_counter()
+    records = []
+    for form in forms:
+        inputs = {"adapter": read_metadata(adapter_dir)["weights_digest"] if adapter_dir else None,
+                  "backbone": state.backbone.fingerprint, "form": form, "split": recipe.evaluate.split,
+                  "languages": languages, "limit": recipe.evaluate.limit, "data_dir": str(data_dir)}
+        key = config_hash(inputs)
+        name = f"evaluate/{target_name}/{label}" + (f"/seed-{seed}" if seed is not None else "") + f"/{form}"
+        directory = state.out / name
+        record = {"target": target_name, "label": label, "intermediate": intermediate, "strategy": strategy,
+                  "seed": seed, "form": form}
+        if cached := state.cached(directory, key):
+            state.log(f"[{name}] reused (cache key {key})")
+            state.phases.append(Phase(name, key, reused=True))
+            if cached["scores"] is not None:
+                records.append({**record, "scores": cached["scores"]})
+            continue
+        started = time.perf_counter()
+        model = _model_for(state, adapter_dir, form, direct=strategy == "direct")
+        scores = None
+        if model is not None:
+            scores = evaluate_languages(model, task, state.backbone.tokenizer, split=recipe.evaluate.split,
+                                        languages=languages, data_dir=data_dir, limit=recipe.evaluate.limit,
+                                        progress=state.progress)
+            records.append({**record, "scores": scores})
+            state.log(f"[{name}] " + ", ".join(f"{lang} {next(iter(s.values())):.1f}" for lang, s in scores.items()))
+        else:
+            state.log(f"[{name}] skipped: these adapters cannot be merged into the weights")
+        atomic_write_json(directory / PHASE_FILE, {"key": key, "inputs": inputs, "scores": scores})
+        state.phases.append(Phase(name, key, seconds=time.perf_counter() - started))
+    return records
+
+
+def _model_for(state: RunState, adapter_dir: Path | None, form: str, direct: bool = False):
+    from adapterx.model import AdaptedModel
+    if adapter_dir is None:
+        return AdaptedModel(state.backbone.fresh_copy()).eval()
+    if direct:   # retrieval: only the encoder with the intermediate adapter, no head
+        from adapterx import store
+        model = AdaptedModel(state.backbone.fresh_copy())
+        store.load_adapter(model, adapter_dir, name="intermediate", with_head=False)
+        store.activate(model, ["intermediate"])
+        return model.eval()
     model = transfer.load_for_inference(state.backbone.fresh_copy(), adapter_dir)
-    scores = evaluate_languages(model, task, state.backbone.tokenizer, split=recipe.evaluate.split,
-                                languages=languages, data_dir=data_dir, limit=recipe.evaluate.limit,
-                                progress=state.progress)
-    atomic_write_json(directory / PHASE_FILE, {"key": key, "inputs": inputs, "scores": scores})
-    state.phases.append(Phase(f"evaluate/{label}", directory, key, seconds=time.perf_counter() - started))
-    state.log(f"[evaluate/{label}] " + ", ".join(f"{lang} {s[primary_metric(s)]:.1f}" for lang, s in scores.items()))
-    return scores
+    return model if form == "unmerged" else merged_form(model)
 
 
-def _results(state: RunState, runs: dict[str, dict], seconds: float) -> dict:
-    baseline = runs["target-only"]["scores"]
-    metric = primary_metric(next(iter(baseline.values())))
-    table = {}
-    for label, run in runs.items():
-        scores = run["scores"]
-        table[label] = {
-            "intermediate": run["intermediate"], "strategy": run["strategy"], "adapter": str(run["adapter"]),
-            "per_language": {lang: s[metric] for lang, s in scores.items()},
-            "average": language_average(scores),
-            "benefit": {lang: scores[lang][metric] - baseline[lang][metric] for lang in scores},
-            "average_benefit": language_average(scores) - language_average(baseline),
-            "modules_at_inference": 2 if run["strategy"] == "stack" else 1,
-            "parameters": read_metadata(run["adapter"])["training"].get("parameters", {}),
-        }
-    b = state.backbone
-    return {
-        "schema_version": RESULTS_SCHEMA,
-        "recipe": state.recipe.to_json(),
-        "backbone": {"name": b.name, "pretrained": b.pretrained, "description": b.description,
-                     "fingerprint": b.fingerprint},
-        "target_task": state.recipe.target.task,
-        "metric": metric,
-        "split": state.recipe.evaluate.split,
-        "runs": table,
-        "phases": [{"name": p.name, "reused": p.reused, "seconds": round(p.seconds, 2)} for p in state.phases],
-        "seconds": round(seconds, 2),
-        "device": "cpu" if not _cuda() else _cuda(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor()},
-        "library_versions": library_versions(),
-    }
+# ------------------------------------------------------------------------------------------------ bench
+def deployment_bench_form(kind: str, spec_json: dict, strategy: str, form: str) -> str | None:
+    """The `adapterx bench` form that costs what this deployment costs at inference (None: not benchable)."""
+    if form == "merged":
+        return "lora-merged"
+    if strategy == "fuse":
+        return None
+    if kind in ("lora", "bottleneck"):
+        return f"{kind}-stack-2" if strategy == "stack" else kind
+    if kind in ("prefix", "prompt"):
+        return f"{kind}-{spec_json.get('num_virtual_tokens', 16)}"
+    return None
 
 
-def _cuda() -> str | None:
-    import torch
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+def _bench_phase(state: RunState) -> dict | None:
+    from adapterx.bench.config import BenchConfig
+    from adapterx.bench.runner import run_bench
+    from adapterx.bench.forms import check_form_names
+    from adapterx.bench.report import write_outputs
+
+    recipe, spec = state.recipe, state.recipe.adapter_spec
+    strategies = ["none", *recipe.target.strategies]
+    forms = ["base"] + sorted({f for s in strategies for form in recipe.evaluate.forms
+                               if (f := deployment_bench_form(spec.kind, spec.to_json(), s, form))
+                               and (form != "merged" or spec.kind == "lora")})
+    try:
+        check_form_names(forms)
+    except AdapterxError as exc:
+        state.log(f"[bench] skipped: {exc}")
+        return None
+    b = recipe.bench
+    options = dict(shape=b.shape or recipe.backbone, forms=tuple(forms), batch_sizes=tuple(b.batch_sizes),
+                   seq_lens=tuple(b.seq_lens), threads=(b.threads,), iterations=b.iterations, warmup=b.warmup, clock=b.clock,
+                   output=str(state.out / "bench"), progress=state.progress)
+    if spec.kind == "lora":
+        options["rank"] = spec.r
+    if spec.kind == "bottleneck":
+        options["reduction_factor"] = spec.reduction_factor
+    key = config_hash(options)
+    directory = state.out / "bench"
+    if cached := state.cached(directory, key):
+        state.log(f"[bench] reused (cache key {key})")
+        state.phases.append(Phase("bench", key, reused=True))
+        return cached["doc"]
+    started = time.perf_counter()
+    state.log(f"[bench] timing {', '.join(forms)} on {options['shape']}")
+    doc = run_bench(BenchConfig(**options), log=state.log)
+    write_outputs(doc, directory)
+    atomic_write_json(directory / PHASE_FILE, {"key": key, "doc": doc})
+    state.phases.append(Phase("bench", key, seconds=time.perf_counter() - started))
+    return doc

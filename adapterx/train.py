@@ -99,32 +99,66 @@ class SeededBatchSampler(Sampler[list[int]]):
 Evaluator = Callable[[AdaptedModel], dict[str, float]]
 
 
-def trainable_state(model: AdaptedModel, adapter: str, head: str) -> dict[str, torch.Tensor]:
-    """The tensors a checkpoint must hold: the adapter's and the head's."""
-    state = {f"adapter.{k}": v for k, v in get_method(model.adapters[adapter].kind).adapter_state(model, adapter).items()}
-    state.update({f"head.{k}": v for k, v in model.heads[head].state_dict().items()})
+def _head_list(head: str | list[str]) -> list[str]:
+    return [head] if isinstance(head, str) else list(head)
+
+
+def _head_prefix(heads: list[str], name: str) -> str:
+    return "head." if len(heads) == 1 else f"heads.{name}."
+
+
+def trainable_state(model: AdaptedModel, adapter: str, head: str | list[str]) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint must hold: the adapter's, the head(s)', and every other trainable tensor of the
+    encoder under ``extra.<parameter name>`` (e.g. an AdapterFusion layer trained with the adapter)."""
+    heads = _head_list(head)
+    own = get_method(model.adapters[adapter].kind).adapter_state(model, adapter)
+    state = {f"adapter.{k}": v for k, v in own.items()}
+    for name in heads:
+        state.update({_head_prefix(heads, name) + k: v for k, v in model.heads[name].state_dict().items()})
+    state.update({f"extra.{n}": p.detach() for n, p in _extra_trainable(model, own)})
     return state
 
 
-def restore_trainable_state(model: AdaptedModel, adapter: str, head: str, state: dict[str, torch.Tensor]) -> None:
+def _extra_trainable(model: AdaptedModel, own: dict[str, torch.Tensor]) -> list[tuple[str, torch.nn.Parameter]]:
+    held = {t.data_ptr() for t in own.values()}
+    return [(n, p) for n, p in model.encoder.named_parameters() if p.requires_grad and p.data_ptr() not in held]
+
+
+def restore_trainable_state(model: AdaptedModel, adapter: str, head: str | list[str],
+                            state: dict[str, torch.Tensor]) -> None:
+    heads = _head_list(head)
     adapter_part = {k[len("adapter."):]: v for k, v in state.items() if k.startswith("adapter.")}
-    head_part = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
     get_method(model.adapters[adapter].kind).load_adapter_state(model, adapter, adapter_part)
-    model.heads[head].load_state_dict(head_part, strict=True)
+    extra = {k[len("extra."):]: v for k, v in state.items() if k.startswith("extra.")}
+    params = dict(model.encoder.named_parameters())
+    if not set(extra) <= set(params):
+        raise AdapterxError(f"checkpoint holds tensors {sorted(set(extra) - set(params))[:3]} this model lacks")
+    with torch.no_grad():
+        for n, tensor in extra.items():
+            params[n].copy_(tensor)
+    for name in heads:
+        prefix = _head_prefix(heads, name)
+        model.heads[name].load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
+                                          strict=True)
 
 
-def train_adapter(model: AdaptedModel, adapter: str, head: str, train_data: datasets.Dataset, collate,
+def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], train_data: datasets.Dataset, collate,
                   config: TrainConfig, output_dir: Path, evaluator: Evaluator | None = None,
-                  resume: bool = False, progress: bool = True, description: str = "train") -> TrainResult:
-    """Train adapter `adapter` and head `head` on encoded `train_data`; checkpoints go to output_dir."""
+                  resume: bool = False, progress: bool = True, description: str = "train",
+                  batch_sampler: "SeededBatchSampler | None" = None) -> TrainResult:
+    """Train adapter `adapter` and head `head` on encoded `train_data`; checkpoints go to output_dir.
+
+    Several heads (multi-task training): pass their names and a `batch_sampler` whose batches each come from one
+    task; the collated batch then names its head under the key ``head``."""
     config.validate()
-    model.set_head(head)
+    heads = [head] if isinstance(head, str) else list(head)
+    model.set_head(heads[0])
     accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation)
     torch.manual_seed(config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise AdapterxError(f"adapter {adapter!r} has no trainable parameters: activate it with trainable=")
-    sampler = SeededBatchSampler(len(train_data), config.batch_size, config.seed)
+    sampler = batch_sampler or SeededBatchSampler(len(train_data), config.batch_size, config.seed)
     # a generator of its own: starting an iterator must not draw from the global one (dropout's), or a
     # resumed run would see other dropout masks than the uninterrupted one
     loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate,
@@ -141,7 +175,7 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str, train_data: data
     step, epoch, batches_done = 0, 0, 0
     if resume and (ckpt := latest_checkpoint(checkpoint_dir)) is not None:
         tensors, state = load_checkpoint(ckpt, optimizer)
-        restore_trainable_state(model, adapter, head, tensors)
+        restore_trainable_state(model, adapter, heads, tensors)
         scheduler.load_state_dict(state["scheduler"])
         step, epoch, batches_done = state["step"], state["epoch"], state["batches_in_epoch"]
         result.losses = [tuple(x) for x in state["losses"]]
@@ -184,7 +218,7 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str, train_data: data
                 bar.write(f"[{description}] step {step}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
                 prepared_model.train()
             if step % checkpoint_every == 0 and step < total_steps and accelerator.is_main_process:
-                save_checkpoint(checkpoint_dir, trainable_state(model, adapter, head), optimizer, {
+                save_checkpoint(checkpoint_dir, trainable_state(model, adapter, heads), optimizer, {
                     "step": step, "epoch": epoch, "batches_in_epoch": batches_done,
                     "scheduler": scheduler.state_dict(), "losses": result.losses, "evals": result.evals,
                 }, keep=config.keep_checkpoints)

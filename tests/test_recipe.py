@@ -19,11 +19,12 @@ intermediate:
   train_limit: 64
   train: {{max_steps: 4, batch_size: 16, learning_rate: 3.0e-3}}
 target:
-  task: tiny-xnli
+  tasks: [tiny-xnli]
   strategies: [stack, continue]
   train_limit: 32
   train: {{max_steps: 3, batch_size: 16}}
 evaluate: {{split: test, limit: 24, languages: [en, de]}}
+bench: {{enabled: false}}
 """
 
 
@@ -35,14 +36,18 @@ def _write(tmp_path, text, name="r.yaml"):
 
 def test_quickstart_recipe_is_valid():
     recipe = load_recipe("recipes/quickstart.yaml")
-    assert recipe.target.task == "tiny-xnli" and recipe.intermediate.tasks
+    assert recipe.target.tasks == ["tiny-xnli"] and recipe.intermediate.tasks
 
 
 @pytest.mark.parametrize("change, message", [
     (("target:\n", "target:\n  flavour: x\n"), r"unknown field 'target.flavour'"),
     (("max_steps: 3,", "max_stepz: 3,"), r"unknown field 'target.train.max_stepz'"),
     (("max_steps: 3,", "max_steps: three,"), r"'target.train.max_steps' must be int"),
-    (("task: tiny-xnli", "task: tiny-xnlj"), r"unknown task 'tiny-xnlj'"),
+    (("tasks: [tiny-xnli]", "tasks: [tiny-xnlj]"), r"unknown task 'tiny-xnlj'"),
+    (("tasks: [tiny-xnli]", "task: tiny-xnli"), r"unknown field 'target.task'"),
+    (("bench: {enabled: false}", "bench: {enabled: false, shapes: x}"), r"unknown field 'bench.shapes'"),
+    (("{kind: lora, r: 4}", "{kind: prefix, num_virtual_tokens: 4}"), r"'stack' is impossible"),
+    (("tasks: [tiny-nli]", "tasks: [tiny-nli]\n  multitask: true"), r"multitask needs at least two"),
     (("[stack, continue]", "[stack, glue]"), r"target.strategies: unknown strategy 'glue'"),
     (("languages: [en, de]", "languages: [en, xx]"), r"evaluate.languages: .* no language 'xx'"),
     (("{kind: lora, r: 4}", "{kind: lora, rank: 4}"), r"adapter: unknown field.*'rank'"),
@@ -69,17 +74,32 @@ def test_not_a_mapping_and_bad_yaml(tmp_path):
 
 def test_run_writes_report_and_reuses_cached_phases(tmp_path, capsys):
     out = tmp_path / "out"
-    path = _write(tmp_path, SMALL.format(out=out))
+    path = _write(tmp_path, SMALL.format(out=out).replace("bench: {enabled: false}",
+                                                          "bench: {batch_sizes: [1], seq_lens: [16], iterations: 3, "
+                                                          "warmup: 1, threads: 1}"))
     assert main(["run", str(path)]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["schema_version"] == 1
-    assert set(results["runs"]) == {"target-only", "tiny-nli+stack", "tiny-nli+continue"}
-    for run in results["runs"].values():
-        assert set(run["per_language"]) == {"en", "de"}
-    assert results["runs"]["tiny-nli+stack"]["modules_at_inference"] == 2
+    assert results["schema_version"] == 2
+    target = results["targets"]["tiny-xnli"]
+    runs = {(r["label"], r["form"]): r for r in target["rows"]}
+    assert set(runs) == {(label, form) for label in ("target-only", "tiny-nli+stack", "tiny-nli+continue")
+                         for form in ("unmerged", "merged")}
+    for row in runs.values():
+        assert set(row["per_language"]) == {"en", "de"}
+    stacked = runs[("tiny-nli+stack", "unmerged")]
+    assert stacked["modules_at_inference"] == 2 and runs[("tiny-nli+stack", "merged")]["modules_at_inference"] == 0
+    assert stacked["bench_form"] == "lora-stack-2" and set(stacked["overhead"]) == {"1"}
+    # merging changes no prediction: the merged form scores what the unmerged form scores
+    for label in ("target-only", "tiny-nli+stack", "tiny-nli+continue"):
+        assert runs[(label, "merged")]["per_language"] == runs[(label, "unmerged")]["per_language"]
+    b = stacked["benefit"]["de"]
+    assert b["mean"] == pytest.approx(stacked["per_language"]["de"]["mean"]
+                                      - runs[("target-only", "unmerged")]["per_language"]["de"]["mean"])
     report = (out / "report.md").read_text()
-    assert "NOT pretrained" in report and "| tiny-nli+stack |" in report
-    for name in ("tiny-nli", "target-only", "tiny-nli+stack", "tiny-nli+continue"):
+    assert "NOT pretrained" in report and "| tiny-nli+stack | stack | unmerged | 2 |" in report
+    assert "## Inference overhead" in report and "| lora-stack-2 |" in report
+    assert (out / "benefit_vs_overhead.png").stat().st_size > 10_000
+    for name in ("intermediate/tiny-nli", "tiny-xnli/target-only/seed-0", "tiny-xnli/tiny-nli+stack/seed-0"):
         assert (out / "adapters" / name / "adapter" / "adapterx.json").is_file()
     assert not any(p["reused"] for p in results["phases"])
 
@@ -87,11 +107,45 @@ def test_run_writes_report_and_reuses_cached_phases(tmp_path, capsys):
     assert main(["run", str(path)]) == 0
     again = json.loads((out / "results.json").read_text())
     assert all(p["reused"] for p in again["phases"])
-    assert again["runs"] == results["runs"]
+    assert again["targets"] == results["targets"]
 
     assert main(["run", str(path), "--force"]) == 0
     forced = json.loads((out / "results.json").read_text())
     assert not any(p["reused"] for p in forced["phases"])
+
+
+def test_seeds_multitask_jobs_and_a_retrieval_target(tmp_path, capsys):
+    out = tmp_path / "out"
+    text = (SMALL.format(out=out)
+            .replace("tasks: [tiny-nli]", "tasks: [tiny-nli, tiny-sst]\n  multitask: true")
+            .replace("tasks: [tiny-xnli]", "tasks: [tiny-xnli, tatoeba]")
+            .replace("strategies: [stack, continue]", "strategies: [continue]")
+            .replace("languages: [en, de]", "languages: [de], forms: [unmerged]")
+            + "seeds: [0, 1]\ndata_dir: tests/fixtures\n")
+    path = _write(tmp_path, text)
+    assert main(["run", str(path), "--list-jobs"]) == 0
+    listing = capsys.readouterr().out
+    assert "0\tbaselines" in listing and "3\tintermediate:multitask" in listing
+    for job in (3, 0):    # any order: each job is independent
+        assert main(["run", str(path), "--job", str(job)]) == 0
+    assert (out / "jobs" / "3.json").is_file() and not (out / "results.json").exists()
+    assert main(["run", str(path)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    reused = {p["name"]: p["reused"] for p in results["phases"]}
+    assert reused["intermediate/multitask"] and reused["target/tiny-xnli/target-only/seed-1"]
+    assert not reused["intermediate/tiny-sst"]
+    xnli = {r["label"]: r for r in results["targets"]["tiny-xnli"]["rows"]}
+    assert set(xnli) == {"target-only", "tiny-nli+continue", "tiny-sst+continue", "multitask+continue"}
+    assert xnli["multitask+continue"]["seeds"] == [0, 1] and xnli["multitask+continue"]["average"]["n"] == 2
+    lo, hi = xnli["multitask+continue"]["average_benefit"]["ci"]
+    assert lo <= xnli["multitask+continue"]["average_benefit"]["mean"] <= hi
+    tatoeba = {r["label"]: r for r in results["targets"]["tatoeba"]["rows"]}
+    assert set(tatoeba) == {"no-intermediate", "tiny-nli", "tiny-sst", "multitask"}
+    assert "benefit" in tatoeba["multitask"] and tatoeba["multitask"]["strategy"] == "direct"
+    meta = json.loads((out / "adapters/intermediate/multitask/adapter/adapterx.json").read_text())
+    assert meta["training"]["tasks"] == ["tiny-nli", "tiny-sst"] and meta["training"]["sizes"] == [64, 64]
+    assert main(["run", str(path), "--job", "9"]) == 2
+    assert "jobs 0..3" in capsys.readouterr().err
 
 
 def test_changed_config_retrains_only_what_depends_on_it(tmp_path):
@@ -109,7 +163,7 @@ def test_dry_run_and_cli_errors(tmp_path, capsys):
     path = _write(tmp_path, SMALL.format(out=tmp_path / "out"))
     assert main(["run", str(path), "--dry-run"]) == 0
     assert "valid" in capsys.readouterr().out
-    bad = _write(tmp_path, SMALL.format(out=tmp_path / "o").replace("task: tiny-xnli", "task: nope"), "bad.yaml")
+    bad = _write(tmp_path, SMALL.format(out=tmp_path / "o").replace("tasks: [tiny-xnli]", "tasks: [nope]"), "bad.yaml")
     assert main(["run", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml" in err and "unknown task 'nope'" in err and "Traceback" not in err

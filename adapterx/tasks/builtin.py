@@ -52,7 +52,9 @@ _MEAN_POOLING = {"head": {"pooling": "mean"}}
 
 
 def _load_builtin(request: DataRequest):
-    root = request.data_dir or BUILTIN_DATA
+    # a --data-dir for other tasks does not hide the built-in files unless it holds this task's own copy
+    local = request.data_dir is not None and (request.data_dir / request.task.name).is_dir()
+    root = request.data_dir if local else BUILTIN_DATA
     return load_jsonl(find_file(root, request.task.name, request.split, request.language, ("jsonl",)))
 
 

@@ -1,0 +1,136 @@
+"""From evaluation records (one per target, run, seed, form) to the study's results: means over seeds with a
+bootstrap confidence interval, the benefit over the baseline, and the latency overhead of each deployment form."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from typing import Sequence
+
+from adapterx.runner import BASELINE, NO_INTERMEDIATE, RESULTS_SCHEMA, RunState, deployment_bench_form
+from adapterx.tasks import get_task
+
+MODULES = {"none": 1, "continue": 1, "merge-then-train": 1, "stack": 2, "direct": 1}
+
+
+def bootstrap_ci(values: Sequence[float], resamples: int, confidence: float, seed: int = 0) -> list[float]:
+    """Percentile bootstrap interval of the mean of `values` (seeds are the resampled unit)."""
+    if len(values) < 2:
+        return [values[0], values[0]]
+    rng = random.Random(seed)
+    means = sorted(statistics.fmean(rng.choices(values, k=len(values))) for _ in range(resamples))
+    tail = (1 - confidence) / 2
+    return [means[int(tail * (resamples - 1))], means[int((1 - tail) * (resamples - 1))]]
+
+
+def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], resamples: int, confidence: float) -> list[float]:
+    """Interval of mean(a) - mean(b), resampling each side independently."""
+    if len(a) < 2 and len(b) < 2:
+        d = statistics.fmean(a) - statistics.fmean(b)
+        return [d, d]
+    rng = random.Random(1)
+    diffs = sorted(statistics.fmean(rng.choices(a, k=len(a))) - statistics.fmean(rng.choices(b, k=len(b)))
+                   for _ in range(resamples))
+    tail = (1 - confidence) / 2
+    return [diffs[int(tail * (resamples - 1))], diffs[int((1 - tail) * (resamples - 1))]]
+
+
+def _stats(values: list[float], resamples: int, confidence: float) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "ci": bootstrap_ci(values, resamples, confidence), "n": len(values), "values": values}
+
+
+def _metric(scores: dict) -> str:
+    return next(iter(next(iter(scores.values()))))
+
+
+def _overheads(bench: dict | None, bench_form: str | None) -> dict:
+    """{batch size: ratio_to_base} at the bench's first sequence length, for `bench_form`."""
+    if not bench or not bench_form:
+        return {}
+    rows = [r for r in bench["results"] if r.get("form") == bench_form and not r.get("error")]
+    if not rows:
+        return {}
+    seq = min(r["seq_len"] for r in rows)
+    return {str(r["batch_size"]): r["ratio_to_base"] for r in rows if r["seq_len"] == seq}
+
+
+def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: float) -> dict:
+    recipe = state.recipe
+    ev = recipe.evaluate
+    spec = recipe.adapter_spec
+    targets = {}
+    for target_name in recipe.target.tasks:
+        mine = [r for r in records if r["target"] == target_name]
+        if not mine:
+            continue
+        metric = _metric(mine[0]["scores"])
+        languages = list(mine[0]["scores"])
+        groups: dict[tuple, list[dict]] = {}
+        for r in mine:
+            groups.setdefault((r["label"], r["form"]), []).append(r)
+        baseline_label = BASELINE if get_task(target_name).trainable else NO_INTERMEDIATE
+        base_rows = groups.get((baseline_label, "unmerged"), [])
+
+        def per_lang(rows, lang):
+            return [r["scores"][lang][metric] for r in rows]
+
+        def avg(rows):
+            return [statistics.fmean(r["scores"][lang][metric] for lang in languages) for r in rows]
+
+        table = []
+        for (label, form), rows in groups.items():
+            first = rows[0]
+            bench_form = deployment_bench_form(spec.kind, spec.to_json(), first["strategy"], form)
+            entry = {
+                "label": label, "intermediate": first["intermediate"], "strategy": first["strategy"], "form": form,
+                "seeds": [r["seed"] for r in rows],
+                "per_language": {lang: _stats(per_lang(rows, lang), ev.bootstrap, ev.confidence) for lang in languages},
+                "average": _stats(avg(rows), ev.bootstrap, ev.confidence),
+                "modules_at_inference": 0 if form == "merged" else MODULES.get(first["strategy"], 1),
+                "bench_form": bench_form,
+                "overhead": _overheads(bench, bench_form),
+            }
+            if base_rows and label != baseline_label:
+                entry["benefit"] = {lang: {"mean": statistics.fmean(per_lang(rows, lang))
+                                           - statistics.fmean(per_lang(base_rows, lang)),
+                                           "ci": bootstrap_diff_ci(per_lang(rows, lang), per_lang(base_rows, lang),
+                                                                   ev.bootstrap, ev.confidence)}
+                                    for lang in languages}
+                entry["average_benefit"] = {"mean": statistics.fmean(avg(rows)) - statistics.fmean(avg(base_rows)),
+                                            "ci": bootstrap_diff_ci(avg(rows), avg(base_rows), ev.bootstrap,
+                                                                    ev.confidence)}
+            table.append(entry)
+        table.sort(key=lambda e: (e["label"] != baseline_label, e["label"], e["form"]))
+        targets[target_name] = {"metric": metric, "languages": languages, "baseline": baseline_label, "rows": table}
+
+    b = state.backbone
+    return {
+        "schema_version": RESULTS_SCHEMA,
+        "recipe": recipe.to_json(),
+        "backbone": {"name": b.name, "pretrained": b.pretrained, "description": b.description,
+                     "fingerprint": b.fingerprint},
+        "split": ev.split,
+        "seeds": recipe.seeds,
+        "confidence": ev.confidence,
+        "targets": targets,
+        "bench": _bench_summary(bench),
+        "phases": [{"name": p.name, "reused": p.reused, "seconds": round(p.seconds, 2)} for p in state.phases],
+        "seconds": round(seconds, 2),
+        "device": _device(),
+    }
+
+
+def _bench_summary(bench: dict | None) -> dict | None:
+    if not bench:
+        return None
+    return {"backbone": bench.get("backbone"), "settings": bench.get("settings"), "notes": bench.get("notes", []),
+            "machine": bench.get("machine"),
+            "results": [{k: r.get(k) for k in ("form", "device", "dtype", "threads", "batch_size", "seq_len",
+                                                  "time_ms", "ratio_to_base", "throughput", "error")}
+                        for r in bench["results"]]}
+
+
+def _device() -> str:
+    import torch
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
