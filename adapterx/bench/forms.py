@@ -28,7 +28,9 @@ FORM_HELP = """\
   bottleneck              one bottleneck adapter (adapters SeqBnConfig) on a copy of the base
   bottleneck-stack-K      K bottleneck adapters in an adapters Stack
   lora-mixed-N            a batch whose rows use N different LoRA adapters, peft adapter_names (sub-batch loop)
-  lora-mixed-N-gathered   the same mixed batch as one gathered per-row low-rank product (fastlora)"""
+  lora-mixed-N-gathered   the same mixed batch as one gathered per-row low-rank product (fastlora)
+  prefix-N                prefix tuning with N virtual keys/values in every layer (peft; not mergeable)
+  prompt-N                prompt tuning with N virtual input tokens (peft; not mergeable)"""
 
 
 @dataclass
@@ -160,3 +162,4 @@ def _base(ctx: FormContext) -> Form:
 # Import the builders so that they register (kept in their own modules, one family each).
 from adapterx.bench import lora_forms as _lora_forms  # noqa: E402,F401
 from adapterx.bench import bottleneck_forms as _bottleneck_forms  # noqa: E402,F401
+from adapterx.bench import prompt_forms as _prompt_forms  # noqa: E402,F401
