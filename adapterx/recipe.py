@@ -29,8 +29,13 @@ class IntermediateSection:
 
     tasks: list[str] = field(default_factory=list)
     multitask: bool = False          # also train one adapter on all tasks, batches sampled in proportion to size
+    single_task: bool = True         # train one adapter per task (false: only the multi-task one)
     train: TrainConfig = field(default_factory=TrainConfig)
+    overrides: dict = field(default_factory=dict)   # per task: train fields that differ, e.g. {squad: {epochs: 2}}
     train_limit: int | None = None   # use only the first N training rows (quick runs)
+
+    def train_for(self, task: str) -> TrainConfig:
+        return dataclasses.replace(self.train, **self.overrides.get(task, {}))
 
 
 @dataclass
@@ -41,7 +46,11 @@ class TargetSection:
     tasks: list[str] = field(default_factory=list)
     strategies: list[str] = field(default_factory=lambda: ["stack", "continue"])
     train: TrainConfig = field(default_factory=TrainConfig)
+    overrides: dict = field(default_factory=dict)   # per task: train fields that differ, e.g. {udpos: {epochs: 10}}
     train_limit: int | None = None
+
+    def train_for(self, task: str) -> TrainConfig:
+        return dataclasses.replace(self.train, **self.overrides.get(task, {}))
 
 
 FORMS = ("unmerged", "merged")
@@ -178,6 +187,8 @@ def _check_semantics(recipe: Recipe, path: Path) -> None:
         raise RecipeError(f"{path}: target.tasks: name at least one target task")
     if not recipe.seeds:
         raise RecipeError(f"{path}: seeds: name at least one seed")
+    if not recipe.intermediate.single_task and not recipe.intermediate.multitask:
+        raise RecipeError(f"{path}: intermediate.single_task: false needs intermediate.multitask: true")
     if recipe.intermediate.multitask and len(recipe.intermediate.tasks) < 2:
         raise RecipeError(f"{path}: intermediate.multitask needs at least two intermediate.tasks")
     if any(not t.trainable for t in targets) and not recipe.intermediate.tasks:
@@ -202,8 +213,22 @@ def _check_semantics(recipe: Recipe, path: Path) -> None:
             if language not in target.languages:
                 raise RecipeError(f"{path}: evaluate.languages: {target.name!r} has no language {language!r}; "
                                   f"languages: {', '.join(target.languages)}")
-    for section in ("intermediate", "target"):
+    sections = {"intermediate": recipe.intermediate.tasks, "target": recipe.target.tasks}
+    for section, tasks in sections.items():
+        part = getattr(recipe, section)
+        for task, fields_ in part.overrides.items():
+            where = f"{section}.overrides.{task}"
+            if task not in tasks:
+                raise RecipeError(f"{path}: {where}: {task!r} is not one of {section}.tasks ({', '.join(tasks)})")
+            if not isinstance(fields_, dict):
+                raise RecipeError(f"{path}: {where} must be a mapping of train fields")
+            unknown_fields = sorted(set(fields_) - TrainConfig.field_names())
+            if unknown_fields:
+                raise RecipeError(f"{path}: unknown field '{where}.{unknown_fields[0]}'; train fields: "
+                                  f"{', '.join(sorted(TrainConfig.field_names()))}")
         try:
-            getattr(recipe, section).train.validate(f"{path}: {section}.train")
+            part.train.validate(f"{path}: {section}.train")
+            for task in part.overrides:
+                part.train_for(task).validate(f"{path}: {section}.overrides.{task}")
         except AdapterxError as exc:
             raise RecipeError(str(exc)) from exc

@@ -81,7 +81,8 @@ class RunState:
 
 # ------------------------------------------------------------------------------------------------ jobs
 def plan_jobs(recipe: Recipe) -> list[Job]:
-    names = [None, *recipe.intermediate.tasks] + ([MULTITASK] if recipe.intermediate.multitask else [])
+    inter = recipe.intermediate
+    names = [None, *(inter.tasks if inter.single_task else [])] + ([MULTITASK] if inter.multitask else [])
     return [Job(i, "baselines" if n is None else f"intermediate:{n}", n) for i, n in enumerate(names)]
 
 
@@ -137,7 +138,8 @@ def _run_job(state: RunState, job: Job) -> list[dict]:
         tasks = recipe.intermediate.tasks if job.intermediate == MULTITASK else [job.intermediate]
         inter_dir = _train_phase(state, f"intermediate/{job.intermediate}",
                                  state.out / "adapters" / "intermediate" / job.intermediate, tasks, spec,
-                                 recipe.intermediate.train, recipe.intermediate.train_limit, data_dir, "none", None)
+                                 recipe.intermediate.train_for(job.intermediate), recipe.intermediate.train_limit,
+                                 data_dir, "none", None)
     for target_name in recipe.target.tasks:
         target = get_task(target_name)
         if not target.trainable:    # retrieval: the intermediate adapter's encoder (or the bare backbone) directly
@@ -151,7 +153,7 @@ def _run_job(state: RunState, job: Job) -> list[dict]:
             for seed in recipe.seeds:
                 adapter = _train_phase(state, f"target/{target_name}/{label}/seed-{seed}",
                                        state.out / "adapters" / target_name / label / f"seed-{seed}", [target_name],
-                                       spec, dataclasses.replace(recipe.target.train, seed=seed),
+                                       spec, dataclasses.replace(recipe.target.train_for(target_name), seed=seed),
                                        recipe.target.train_limit, data_dir, strategy, inter_dir)
                 records += _evaluate_phase(state, target_name, label, job.intermediate, strategy, seed, adapter,
                                            recipe.evaluate.forms, data_dir)

@@ -183,3 +183,26 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
     assert json.loads((tmp_path / "scores.json").read_text())["results"]["stacked"].keys() == {"en", "fr"}
     assert main(["train", "--task", "tiny-xnli", "--strategy", "stack", "--output", str(tmp_path / "y")]) == 2
     assert "--on-top-of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recipe", ["recipes/paper/mnli-to-xnli.yaml", "recipes/paper/grid.yaml",
+                                    "recipes/paper/multitask.yaml"])
+def test_paper_recipes_validate_and_list_their_jobs(recipe, capsys):
+    assert main(["run", recipe, "--dry-run", "--list-jobs"]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out and "0\tbaselines" in out
+    loaded = load_recipe(recipe)
+    assert loaded.backbone == "FacebookAI/xlm-roberta-large"
+    if "grid" in recipe:
+        assert len(loaded.intermediate.tasks) == 9 and len(loaded.target.tasks) == 9
+        assert loaded.target.train_for("udpos").epochs == 10 and loaded.target.train_for("xnli").epochs == 2
+        assert out.count("\tintermediate:") == 9
+
+
+def test_overrides_are_checked(tmp_path):
+    text = SMALL.format(out=tmp_path / "o").replace("  train_limit: 32\n", "  train_limit: 32\n  overrides: {xnli: {epochs: 2}}\n")
+    with pytest.raises(RecipeError, match=r"target.overrides.xnli: 'xnli' is not one of target.tasks"):
+        load_recipe(_write(tmp_path, text))
+    text = SMALL.format(out=tmp_path / "o").replace("  train_limit: 32\n", "  train_limit: 32\n  overrides: {tiny-xnli: {epoch: 2}}\n")
+    with pytest.raises(RecipeError, match=r"unknown field 'target.overrides.tiny-xnli.epoch'"):
+        load_recipe(_write(tmp_path, text))
