@@ -176,9 +176,12 @@ def cmd_merge(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ parsers
+# adapterx.compose.MODES, spelled out so that `adapterx --help` need not import torch (a test keeps them equal)
+MODES = ("stack", "sum", "mixed", "weighted", "linear", "ties", "dare_linear", "dare_ties", "magnitude_prune")
+
+
 def add_compose_parsers(subparsers) -> None:
     """Register `compose` and `merge` on the main parser's subparsers."""
-    from adapterx.compose import MODES
 
     p = subparsers.add_parser(
         "compose", help="attach several saved adapters to one frozen base: stack, sum, weighted/TIES/DARE, mixed",

@@ -361,3 +361,8 @@ def test_cli_help_teaches_the_modes(capsys):
     text = capsys.readouterr().out
     for word in ("stack", "sum", "weighted", "ties", "dare_linear", "mixed", "manifest", "examples"):
         assert word in text
+
+
+def test_cli_mode_list_matches_the_library():
+    from adapterx import compose, compose_cli
+    assert tuple(compose_cli.MODES) == tuple(compose.MODES)

@@ -10,7 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from adapterx.bench.config import COMPILE_CHOICES, DTYPES, QUICK_OVERRIDES, BenchConfig, field_help
-from adapterx.bench.forms import FORM_HELP
+from adapterx.bench.form_help import FORM_HELP
 from adapterx.errors import AdapterxError
 
 DESCRIPTION = f"""\

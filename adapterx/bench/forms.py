@@ -18,19 +18,7 @@ from torch import nn
 
 from adapterx.errors import AdapterxError
 
-FORM_HELP = """\
-  base                    the plain transformers model (no adapter code at all)
-  lora                    one LoRA adapter through peft, unmerged (r, alpha=2r, query+value, dropout 0)
-  lora-fast               the same adapter through adapterx.fastlora (no peft loop, casts or dropout module)
-  lora-merged             the same adapter merged into the weights (peft merge_and_unload -> plain model)
-  lora-stack-K            K LoRA adapters active together through peft (its Python loop over adapters)
-  lora-stack-K-fused      the same K adapters as ONE low-rank product (A and B concatenated, fastlora)
-  bottleneck              one bottleneck adapter (adapters SeqBnConfig) on a copy of the base
-  bottleneck-stack-K      K bottleneck adapters in an adapters Stack
-  lora-mixed-N            a batch whose rows use N different LoRA adapters, peft adapter_names (sub-batch loop)
-  lora-mixed-N-gathered   the same mixed batch as one gathered per-row low-rank product (fastlora)
-  prefix-N                prefix tuning with N virtual keys/values in every layer (peft; not mergeable)
-  prompt-N                prompt tuning with N virtual input tokens (peft; not mergeable)"""
+from adapterx.bench.form_help import FORM_HELP  # noqa: E402  (torch-free, for --help)
 
 
 @dataclass
