@@ -13,6 +13,7 @@ import json
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -77,14 +78,22 @@ def activate(model: AdaptedModel, names: list[str], trainable: str | None = None
 def save_adapter(model: AdaptedModel, name: str, directory: str | Path, *, task: str | None = None,
                  labels: list[str] | tuple[str, ...] = (), languages: list[str] | tuple[str, ...] = (),
                  head: str | None = None, metrics: dict | None = None, training: dict | None = None,
-                 requires: list[dict] | None = None) -> Path:
-    """Write adapter `name` (and head `head`, if given) to `directory`, atomically."""
+                 requires: list[dict] | None = None,
+                 save_extra: Callable[[Path], list[dict]] | None = None) -> Path:
+    """Write adapter `name` (and head `head`, if given) to `directory`, atomically.
+
+    `save_extra`, if given, is called with the (temporary) directory to write further parts trained with the
+    adapter (e.g. an AdapterFusion layer, transfer strategy 'fuse') and returns their ``requires`` entries, paths
+    relative to the directory; they are written in the same atomic step."""
     directory = Path(directory)
     record = model.adapters[name]
     method = get_method(record.kind)
     head_spec = None
+    requires = list(requires or [])
     with atomic_directory(directory) as tmp:
         method.save(model, name, tmp)
+        if save_extra is not None:
+            requires += save_extra(tmp)
         if head is not None:
             head_module = model.heads[head]
             save_file({k: v.detach().contiguous().cpu() for k, v in head_module.state_dict().items()},
@@ -103,7 +112,7 @@ def save_adapter(model: AdaptedModel, name: str, directory: str | Path, *, task:
             "head": head_spec,
             "base_model": {"name": model.backbone.name, "fingerprint": model.backbone.fingerprint,
                            "pretrained": model.backbone.pretrained},
-            "requires": requires or [],
+            "requires": requires,
             "metrics": metrics or {},
             "training": training or {},
             "library_versions": library_versions(),

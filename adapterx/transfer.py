@@ -1,67 +1,141 @@
-"""Transfer strategies: how a target-task adapter builds on an intermediate-task adapter.
+"""Transfer strategies: how a target-task adapter builds on intermediate-task adapters.
 
-  none      target adapter alone, trained from scratch (the baseline "target-only")
-  stack     the intermediate adapter, frozen, stays beneath a new target adapter (two modules at inference)
-  continue  the target adapter starts from the intermediate adapter's weights and trains on: Phang et al.'s
-            sequential fine-tuning, done with an adapter (one module at inference)
+  strategy          intermediates  modules active at inference
+  none              0              1: the target adapter alone, trained from scratch (the baseline "target-only")
+  stack             1              2: the intermediate adapter, frozen, stays beneath a new target adapter
+  continue          1              1: the target adapter starts from the intermediate adapter's weights and trains
+                                   on (Phang et al.'s sequential fine-tuning, done with an adapter)
+  merge-then-train  1 (LoRA)       1: the intermediate LoRA is folded into the base weights (a new, merged
+                                   backbone with its own fingerprint) and a new target adapter of any kind trains
+                                   on that base; the intermediate costs nothing at inference, and a LoRA target
+                                   can be merged too (0 modules)
+  fuse              n >= 2         n + 2: AdapterFusion (Pfeiffer et al. 2021) over n frozen bottleneck adapters,
+                    (bottleneck)   with a new bottleneck target adapter stacked on the fusion:
+                                   ``Stack(Fuse(i_1, ..., i_n), target)``; n adapters + the fusion layer + target
 
-A strategy is a function registered by name; adding one is adding a function.
+`modules_at_inference(strategy, n)` gives the last column as a number (for reports).
+
+A strategy is a function registered by name with the number of intermediate adapters it takes; adding one is
+adding a function. What a target rests on is recorded in its adapterx.json ``requires`` (each entry with a
+``role``: "stacked", "merged_into_base", "fused" or "fusion"), and `load_for_inference` rebuilds it from there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from adapterx import store
-from adapterx.backbone import Backbone
-from adapterx.errors import AdapterxError, CompositionError, unknown
+from adapterx.backbone import Backbone, fingerprint_tensors, freeze
+from adapterx.errors import AdapterFileError, AdapterxError, BackboneMismatchError, CompositionError, unknown
 from adapterx.methods import AdapterSpec, get_method
 from adapterx.model import AdaptedModel
 
 TARGET = "target"
 INTERMEDIATE = "intermediate"
+FUSION_DIR = "fusion"   # sub-folder of a 'fuse' target's directory holding the fusion layer
+
+# roles of the parts a target adapter requires (adapterx.json "requires"[i]["role"])
+STACKED, MERGED, FUSED, FUSION = "stacked", "merged_into_base", "fused", "fusion"
 
 
 @dataclass
 class PreparedModel:
-    """A model ready to train adapter `trainable`, and what its saved metadata must record."""
+    """A model ready to train adapter `trainable`, and what its saved metadata must record.
+
+    `save_extra`, if set, writes further trained parts (e.g. a fusion layer) into the adapter's directory when it
+    is saved and returns their ``requires`` entries (see `store.save_adapter`)."""
 
     model: AdaptedModel
     trainable: str
     requires: list[dict] = field(default_factory=list)
+    save_extra: Callable[[Path], list[dict]] | None = None
 
 
-Strategy = Callable[[Backbone, AdapterSpec, Path | None], PreparedModel]
+Strategy = Callable[[Backbone, AdapterSpec, list[Path]], PreparedModel]
 STRATEGIES: dict[str, Strategy] = {}
+# how many intermediate adapters a strategy takes: (fewest, most); None = no upper bound
+INTERMEDIATE_COUNTS: dict[str, tuple[int, int | None]] = {}
+_MODULES: dict[str, Callable[[int], int]] = {}
+# modules active at inference, in words (for reports)
+STRATEGY_MODULES: dict[str, str] = {}
 
 
-def register_strategy(name: str):
+def register_strategy(name: str, *, intermediates: tuple[int, int | None], modules: Callable[[int], int],
+                      inference: str):
     def decorate(fn: Strategy) -> Strategy:
         STRATEGIES[name] = fn
+        INTERMEDIATE_COUNTS[name] = intermediates
+        _MODULES[name] = modules
+        STRATEGY_MODULES[name] = inference
         return fn
     return decorate
 
 
-def prepare(strategy: str, backbone: Backbone, spec: AdapterSpec, intermediate: Path | None) -> PreparedModel:
+def modules_at_inference(strategy: str, n_intermediates: int = 1) -> int:
+    """Adapter modules (adapters and fusion layers) active at inference for a target trained by `strategy` on
+    `n_intermediates` intermediate adapters, unmerged. 'merge-then-train' counts 1 (the target; the intermediate
+    is in the weights), 0 once a LoRA target is merged too."""
     if strategy not in STRATEGIES:
         raise unknown("transfer strategy", strategy, STRATEGIES)
-    if strategy != "none" and intermediate is None:
-        raise AdapterxError(f"transfer strategy {strategy!r} needs an intermediate adapter")
-    return STRATEGIES[strategy](backbone, spec, intermediate)
+    return _MODULES[strategy](n_intermediates)
 
 
-@register_strategy("none")
-def _none(backbone: Backbone, spec: AdapterSpec, intermediate: Path | None) -> PreparedModel:
+def as_paths(intermediates: Path | str | Sequence[Path | str] | None) -> list[Path]:
+    """One path, several, or none, as a list."""
+    if intermediates is None:
+        return []
+    if isinstance(intermediates, (str, Path)):
+        return [Path(intermediates)]
+    return [Path(p) for p in intermediates]
+
+
+def prepare(strategy: str, backbone: Backbone, spec: AdapterSpec,
+            intermediates: Path | str | Sequence[Path | str] | None) -> PreparedModel:
+    """The model to train for `strategy`; `intermediates` is a list of adapter directories (one path or None
+    are accepted too). The count is checked against the strategy before anything is loaded."""
+    paths = check_intermediates(strategy, intermediates)
+    return STRATEGIES[strategy](backbone, spec, paths)
+
+
+def check_intermediates(strategy: str, intermediates: Path | str | Sequence[Path | str] | None) -> list[Path]:
+    """The intermediate adapter directories as a list, after checking that `strategy` takes that many."""
+    if strategy not in STRATEGIES:
+        raise unknown("transfer strategy", strategy, STRATEGIES)
+    paths = as_paths(intermediates)
+    fewest, most = INTERMEDIATE_COUNTS[strategy]
+    if not fewest <= len(paths) <= (most if most is not None else len(paths)):
+        if most == 0:
+            wants = "no intermediate adapter (it trains the target alone)"
+        elif fewest == most:
+            wants = f"exactly {fewest} intermediate adapter{'s' if fewest > 1 else ''}"
+        else:
+            wants = f"at least {fewest} intermediate adapters"
+        hint = " (several intermediate adapters: strategy 'fuse')" if len(paths) > 1 and most == 1 else ""
+        raise AdapterxError(f"transfer strategy {strategy!r} takes {wants}, got {len(paths)}"
+                            f"{': ' + ', '.join(map(str, paths)) if paths else ''}{hint}")
+    return paths
+
+
+def _requirement(record, path: Path, role: str, **more) -> dict:
+    return {"name": record.name, "path": str(Path(path).resolve()), "weights_digest": record.metadata["weights_digest"],
+            "role": role, **more}
+
+
+# ============================================================================================ strategies
+@register_strategy("none", intermediates=(0, 0), modules=lambda n: 1, inference="1 (target adapter)")
+def _none(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
     model = AdaptedModel(backbone)
     store.add_adapter(model, TARGET, spec)
     store.activate(model, [TARGET], trainable=TARGET)
     return PreparedModel(model, TARGET)
 
 
-@register_strategy("stack")
-def _stack(backbone: Backbone, spec: AdapterSpec, intermediate: Path) -> PreparedModel:
+@register_strategy("stack", intermediates=(1, 1), modules=lambda n: 2,
+                   inference="2 (intermediate + target adapter)")
+def _stack(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
+    [intermediate] = intermediates
     model = AdaptedModel(backbone)
     record = store.load_adapter(model, intermediate, name=INTERMEDIATE, with_head=False)
     if get_method(record.kind).family != get_method(spec.kind).family:
@@ -69,13 +143,13 @@ def _stack(backbone: Backbone, spec: AdapterSpec, intermediate: Path) -> Prepare
                                f"{intermediate}: they come from different adapter libraries")
     store.add_adapter(model, TARGET, spec)
     store.activate(model, [INTERMEDIATE, TARGET], trainable=TARGET)
-    digest = record.metadata["weights_digest"]
-    return PreparedModel(model, TARGET, requires=[{"name": INTERMEDIATE, "path": str(Path(intermediate).resolve()),
-                                                   "weights_digest": digest}])
+    return PreparedModel(model, TARGET, requires=[_requirement(record, intermediate, STACKED)])
 
 
-@register_strategy("continue")
-def _continue(backbone: Backbone, spec: AdapterSpec, intermediate: Path) -> PreparedModel:
+@register_strategy("continue", intermediates=(1, 1), modules=lambda n: 1,
+                   inference="1 (target adapter, initialised from the intermediate)")
+def _continue(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
+    [intermediate] = intermediates
     model = AdaptedModel(backbone)
     record = store.load_adapter(model, intermediate, name=INTERMEDIATE, with_head=False)
     if record.spec != spec:
@@ -90,23 +164,178 @@ def _continue(backbone: Backbone, spec: AdapterSpec, intermediate: Path) -> Prep
     return PreparedModel(model, TARGET)
 
 
-def load_for_inference(backbone: Backbone, adapter_dir: Path, name: str = TARGET) -> AdaptedModel:
-    """A model with the saved adapter, everything it sits on (a stack) beneath it, and its head active."""
+# -------------------------------------------------------------------------------------------- kind rules
+def kind_problem(strategy: str, intermediate_kind: str, target_kind: str) -> str:
+    """Why `strategy` cannot build a `target_kind` target on `intermediate_kind` intermediates, or "" if it can,
+    as far as the kinds alone tell: 'merge-then-train' needs a mergeable (LoRA) intermediate, 'fuse' bottleneck
+    intermediates and target. A recipe can check this before training anything; the strategies raise it too.
+    (stack/continue have further rules that depend on the saved adapters; they are checked when preparing.)"""
+    if strategy == "merge-then-train" and not get_method(intermediate_kind).mergeable:
+        method = get_method(intermediate_kind)
+        reason = method.not_mergeable_reason or (
+            "a bottleneck adapter computes up(f(down(h))) with a non-linearity f between its projections, so no "
+            "change of a linear weight equals it" if intermediate_kind == "bottleneck" else "it is not a weight change")
+        return (f"strategy 'merge-then-train' folds the intermediate adapter into the base weights, but a "
+                f"{intermediate_kind} adapter cannot be merged ({reason}). Train the intermediate adapter as LoRA "
+                f"(kind=lora), or use strategy 'stack' or 'continue' (or 'fuse' over several bottleneck adapters)")
+    if strategy == "fuse" and get_method(intermediate_kind).family != "adapters":
+        return (f"strategy 'fuse' needs bottleneck intermediate adapters (AdapterFusion, adapters library), not "
+                f"{intermediate_kind}; train the intermediates with kind=bottleneck, or use strategy 'stack', "
+                f"'continue' or 'merge-then-train' with one LoRA intermediate")
+    if strategy == "fuse" and get_method(target_kind).family != "adapters":
+        return (f"strategy 'fuse' stacks the new target adapter on the fusion layer (adapters library): the "
+                f"target must be a bottleneck adapter, not {target_kind}")
+    return ""
+
+
+def _check_kinds(strategy: str, intermediates: list[Path], spec: AdapterSpec) -> None:
+    for path in intermediates:
+        problem = kind_problem(strategy, store.read_metadata(path)["kind"], spec.kind)
+        if problem:
+            raise CompositionError(f"{path}: {problem}")
+
+
+# -------------------------------------------------------------------------------------------- merge-then-train
+def merged_backbone(backbone: Backbone, intermediate: Path | str, *, expected_digest: str | None = None) -> Backbone:
+    """A new Backbone whose plain XLMRobertaModel holds `backbone`'s weights with the LoRA adapter saved in
+    `intermediate` folded in, named ``<name>+merged(<intermediate weights digest>)``, with its own fingerprint.
+    Consumes `backbone` (pass a fresh copy). The merge is done on the CPU in float32 so that the fingerprint is
+    the same wherever it is rebuilt; the merged model is then moved back to the backbone's device."""
+    from adapterx.merge import merge_into_base   # merge imports compose: keep the import light for training
+
+    intermediate = Path(intermediate)
+    metadata = store.read_metadata(intermediate)
+    if not get_method(metadata["kind"]).mergeable:
+        raise CompositionError(f"{intermediate}: {kind_problem('merge-then-train', metadata['kind'], 'lora')}")
+    digest = metadata.get("weights_digest")
+    if expected_digest is not None and digest != expected_digest:
+        raise CompositionError(f"the intermediate adapter {intermediate} now holds weights {digest}, but the target "
+                               f"was trained on a base with weights {expected_digest} merged in")
+    device = next(backbone.model.parameters()).device
+    backbone.model.to("cpu")
     model = AdaptedModel(backbone)
+    store.load_adapter(model, intermediate, name=INTERMEDIATE, with_head=False)
+    plain = merge_into_base(model, [INTERMEDIATE])
+    freeze(plain)
+    plain.eval()
+    tensors = dict(plain.named_parameters())
+    fingerprint = fingerprint_tensors(tensors)
+    plain.to(device)
+    return Backbone(plain, backbone.tokenizer, f"{backbone.name}+merged({digest})", backbone.pretrained,
+                    f"{backbone.description}; LoRA adapter {intermediate} ({digest}) merged into the weights",
+                    fingerprint, dict(plain.named_parameters()))
+
+
+@register_strategy("merge-then-train", intermediates=(1, 1), modules=lambda n: 1,
+                   inference="1 (target adapter; the intermediate is in the weights; 0 once a LoRA target is merged)")
+def _merge_then_train(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
+    [intermediate] = intermediates
+    _check_kinds("merge-then-train", intermediates, spec)
+    original = {"name": backbone.name, "fingerprint": backbone.fingerprint}
+    merged = merged_backbone(backbone, intermediate)
+    model = AdaptedModel(merged)
+    store.add_adapter(model, TARGET, spec)
+    store.activate(model, [TARGET], trainable=TARGET)
+    metadata = store.read_metadata(intermediate)
+    return PreparedModel(model, TARGET, requires=[{
+        "name": INTERMEDIATE, "path": str(Path(intermediate).resolve()), "weights_digest": metadata["weights_digest"],
+        "role": MERGED, "base_model": original}])
+
+
+# -------------------------------------------------------------------------------------------- fuse
+@register_strategy("fuse", intermediates=(2, None), modules=lambda n: n + 2,
+                   inference="n + 2 (n intermediate adapters + fusion layer + target adapter)")
+def _fuse(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
+    """AdapterFusion (Pfeiffer et al. 2021, the adapters library's "dynamic" fusion) over the frozen intermediate
+    bottleneck adapters, with a new target adapter stacked on it: ``Stack(Fuse(i_1, ..., i_n), target)`` (the
+    library allows a Fuse block inside a Stack). Trained: the fusion layer, the target adapter and the head.
+    The fusion layer is saved with the target (sub-folder ``fusion/``, safetensors). Not applied: the paper's
+    regularisation of the fusion's value matrices towards identity (the library leaves it to its Trainer)."""
+    _check_kinds("fuse", intermediates, spec)
+    model = AdaptedModel(backbone)
+    records = [store.load_adapter(model, path, name=f"{INTERMEDIATE}_{i}", with_head=False)
+               for i, path in enumerate(intermediates, 1)]
+    names = [r.name for r in records]
+    store.add_adapter(model, TARGET, spec)
+    method = get_method(spec.kind)
+    fusion = method.add_fusion(model, names)
+    method.activate_setup(model, _fuse_setup([], names, TARGET), trainable=[fusion, TARGET])
+    model.active_adapters = [*names, TARGET]
+
+    def save_fusion(directory: Path) -> list[dict]:
+        weights = method.save_fusion(model, names, Path(directory) / FUSION_DIR)
+        return [{"name": fusion, "path": FUSION_DIR, "weights_digest": store.file_digest(weights), "role": FUSION,
+                 "fuses": names}]
+
+    return PreparedModel(model, TARGET, requires=[_requirement(r, p, FUSED) for r, p in zip(records, intermediates)],
+                         save_extra=save_fusion)
+
+
+def _fuse_setup(stacked: list[str], fused: list[str], top: str):
+    return ("stack", [*stacked, ("fuse", list(fused), {}), top], {})
+
+
+# ============================================================================================ inference
+def _load_checked(model: AdaptedModel, part: dict, path: Path, adapter_dir: Path) -> None:
+    record = store.load_adapter(model, path, name=part["name"], with_head=False)
+    if record.metadata.get("weights_digest") != part.get("weights_digest"):
+        raise CompositionError(f"{adapter_dir}: it was trained on top of {path} with weights "
+                               f"{part.get('weights_digest')}, but that file now holds "
+                               f"{record.metadata.get('weights_digest')}")
+
+
+def load_for_inference(backbone: Backbone, adapter_dir: Path, name: str = TARGET) -> AdaptedModel:
+    """A model with the saved adapter, everything it rests on, and its head active: adapters stacked beneath it,
+    a merged base rebuilt from `backbone` (the original, unmerged one; its fingerprint is checked against the
+    one the target was trained on), fused adapters and their fusion layer. Consumes `backbone`."""
+    adapter_dir = Path(adapter_dir)
     metadata = store.read_metadata(adapter_dir)
-    beneath = []
+    parts: dict[str, list[tuple[dict, Path]]] = {STACKED: [], MERGED: [], FUSED: [], FUSION: []}
     for part in metadata.get("requires", []):
+        role = part.get("role", STACKED)
+        if role not in parts:
+            raise AdapterFileError(adapter_dir / store.METADATA_FILE, f"requires an adapter in role {role!r}, which "
+                                   f"this adapterx does not know ({', '.join(parts)}); upgrade adapterx")
         path = Path(part["path"])
-        if not path.is_absolute():
-            path = (Path(adapter_dir) / path).resolve()
-        record = store.load_adapter(model, path, name=part["name"], with_head=False)
-        if record.metadata.get("weights_digest") != part.get("weights_digest"):
-            raise CompositionError(f"{adapter_dir}: it was trained on top of {path} with weights "
-                                   f"{part.get('weights_digest')}, but that file now holds "
-                                   f"{record.metadata.get('weights_digest')}")
-        beneath.append(part["name"])
+        parts[role].append((part, path if path.is_absolute() else (adapter_dir / path).resolve()))
+
+    for part, path in parts[MERGED]:
+        backbone = merged_backbone(backbone, path, expected_digest=part.get("weights_digest"))
+    if parts[MERGED]:
+        trained_on = metadata["base_model"].get("fingerprint")
+        if backbone.fingerprint != trained_on:
+            raise BackboneMismatchError(
+                f"{adapter_dir}: rebuilding its merged base ({backbone.name}) gave weights with fingerprint "
+                f"{backbone.fingerprint}, but the adapter was trained on a merged base with fingerprint {trained_on}; "
+                f"load the original backbone it was trained from "
+                f"({parts[MERGED][0][0].get('base_model', {}).get('name')!r}) with the same intermediate adapter")
+
+    model = AdaptedModel(backbone)
+    for part, path in parts[STACKED] + parts[FUSED]:
+        _load_checked(model, part, path, adapter_dir)
+    fused: list[str] = []
+    method = get_method(metadata["kind"])
+    for part, path in parts[FUSION]:
+        if not hasattr(method, "load_fusion"):
+            raise CompositionError(f"{adapter_dir}: a {metadata['kind']} adapter cannot sit on a fusion layer")
+        weights = path / method.fusion_weights_file
+        store.check_safetensors(weights)
+        if store.file_digest(weights) != part.get("weights_digest"):
+            raise CompositionError(f"{adapter_dir}: its fusion layer {weights} holds other weights than it was "
+                                   f"saved with ({part.get('weights_digest')})")
+        try:
+            fused = method.load_fusion(model, path)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise AdapterFileError(path, f"cannot be loaded as an AdapterFusion layer: {exc}") from exc
+        if fused != part.get("fuses"):
+            raise AdapterFileError(path, f"fuses {fused}, but {adapter_dir} records {part.get('fuses')}")
     store.load_adapter(model, adapter_dir, name=name)
-    store.activate(model, [*beneath, name])
+    stacked = [part["name"] for part, _ in parts[STACKED]]
+    if fused:
+        method.activate_setup(model, _fuse_setup(stacked, fused, name))
+        model.active_adapters = [*stacked, *fused, name]
+    else:
+        store.activate(model, [*stacked, name])
     model.set_head(name)
     model.eval()
     return model

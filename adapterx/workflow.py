@@ -29,10 +29,16 @@ class TrainedAdapter:
 
 
 def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainConfig, output_dir: Path, *,
-               strategy: str = "none", intermediate: Path | None = None, data_dir: Path | None = None,
-               train_limit: int | None = None, eval_limit: int | None = None, resume: bool = False,
-               progress: bool = True) -> TrainedAdapter:
-    """Train an adapter for `task` and save it (with head and provenance) to ``output_dir/adapter``."""
+               strategy: str = "none", intermediate: Path | None = None, intermediates: list[Path] | None = None,
+               data_dir: Path | None = None, train_limit: int | None = None, eval_limit: int | None = None,
+               resume: bool = False, progress: bool = True) -> TrainedAdapter:
+    """Train an adapter for `task` and save it (with head and provenance) to ``output_dir/adapter``.
+
+    The target builds on `intermediate` (one adapter directory) or `intermediates` (several, e.g. for strategy
+    'fuse'; give one of the two) as `strategy` says (see adapterx.transfer)."""
+    if intermediate is not None and intermediates is not None:
+        raise AdapterxError("give the intermediate adapter(s) as intermediate= or intermediates=, not both")
+    inputs = transfer.check_intermediates(strategy, intermediates if intermediates is not None else intermediate)
     if not task.trainable:
         raise AdapterxError(f"task {task.name!r} has no training data; evaluate it with an adapter of another task")
     if backbone.tokenizer is None:
@@ -44,7 +50,7 @@ def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainC
     eval_rows = load_split(task, "validation", task.train_language, data_dir=data_dir, limit=eval_limit)
     encoded = processor.encode(task, train_rows, tokenizer)
 
-    prepared = transfer.prepare(strategy, backbone.fresh_copy(), spec, intermediate)
+    prepared = transfer.prepare(strategy, backbone.fresh_copy(), spec, inputs)
     model = prepared.model
     model.add_head(prepared.trainable, HeadSpec(task.head, task.num_labels, dict(task.options.get("head", {}))))
     fingerprint_before = model.backbone.current_fingerprint()
@@ -66,6 +72,6 @@ def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainC
                        training={"strategy": strategy, "config": vars(config), "steps": result.steps,
                                  "seconds": round(result.seconds, 2), "parameters": result.parameters,
                                  "losses": result.losses, "evals": result.evals},
-                       requires=prepared.requires)
+                       requires=prepared.requires, save_extra=prepared.save_extra)
     shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # the run finished: checkpoints are spent
     return TrainedAdapter(adapter_dir, result, validation)

@@ -6,12 +6,15 @@ this file. Always save with ``use_safetensors=True`` (the default writes a pickl
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import adapters
 import torch
-from adapters.composition import Average, BatchSplit, Stack
+from adapters.composition import Average, BatchSplit, Fuse, Stack
+from adapters.utils import ADAPTERFUSION_CONFIG_NAME, ADAPTERFUSION_WEIGHTS_NAME, SAFE_ADAPTERFUSION_WEIGHTS_NAME
+from safetensors.torch import load_file
 
 from adapterx.errors import CompositionError
 from adapterx.methods.base import AdapterSpec, Method
@@ -20,11 +23,13 @@ if TYPE_CHECKING:
     from adapterx.model import AdaptedModel
 
 ADAPTERS_WEIGHTS_FILE = "adapter.safetensors"
+FUSION_CONFIG = "dynamic"   # Pfeiffer et al. 2021: query/key/value attention over the fused adapters' outputs
 
 
 class AdaptersMethod(Method):
     family: ClassVar[str] = "adapters"
     weights_file: ClassVar[str] = ADAPTERS_WEIGHTS_FILE
+    fusion_weights_file: ClassVar[str] = SAFE_ADAPTERFUSION_WEIGHTS_NAME
 
     def library_config(self, spec: AdapterSpec):
         raise NotImplementedError
@@ -57,11 +62,51 @@ class AdaptersMethod(Method):
         for param_name, param in self._adapter_params(model, None):
             param.requires_grad_(trainable is not None and f".adapters.{trainable}." in param_name)
 
-    def activate_setup(self, model: "AdaptedModel", setup) -> None:
+    def activate_setup(self, model: "AdaptedModel", setup, trainable: Sequence[str] = ()) -> None:
         """Activate a composition given as nested ``(block, [children], {options})`` tuples over adapter names
-        (blocks: "stack", "average" with ``weights``, "batch_split" with ``batch_sizes``), so that callers never
-        touch the library's composition classes. Inference only: nothing is made trainable."""
+        (blocks: "stack", "average" with ``weights``, "batch_split" with ``batch_sizes``, "fuse" over adapters
+        that have a fusion layer, see `add_fusion`), so that callers never touch the library's composition
+        classes. With no `trainable` (inference) nothing's trainability changes; else exactly the adapters and
+        fusion layers named in `trainable` are trainable (the base stays frozen)."""
         model.encoder.set_active_adapters(_library_setup(setup))
+        if trainable:
+            markers = [f".adapters.{t}." for t in trainable] + [f".adapter_fusion_layer.{t}." for t in trainable]
+            for param_name, param in model.encoder.named_parameters():
+                if ".adapters." in param_name or ".adapter_fusion_layer." in param_name:
+                    param.requires_grad_(any(m in param_name for m in markers))
+
+    # -------------------------------------------------------------- AdapterFusion (Pfeiffer et al. 2021)
+    def add_fusion(self, model: "AdaptedModel", names: Sequence[str]) -> str:
+        """Add a fusion layer over the attached adapters `names`; returns its name (for `activate_setup`)."""
+        fuse = Fuse(*names)
+        model.encoder.add_adapter_fusion(fuse, FUSION_CONFIG)
+        return fuse.name
+
+    def save_fusion(self, model: "AdaptedModel", names: Sequence[str], directory: Path) -> Path:
+        """Write the fusion layer over `names` to `directory` (config + safetensors); returns the weights file."""
+        model.encoder.save_adapter_fusion(str(directory), Fuse(*names), use_safetensors=True)
+        return Path(directory) / SAFE_ADAPTERFUSION_WEIGHTS_NAME
+
+    def load_fusion(self, model: "AdaptedModel", directory: Path) -> list[str]:
+        """Attach the fusion layer saved in `directory` (its adapters must be attached already, under the names
+        they had when it was saved); returns those names. Every fusion tensor must come from the safetensors
+        file: a pickle (.bin) is refused, a missing or extra tensor is an error (the library loads leniently)."""
+        directory = Path(directory)
+        weights = directory / SAFE_ADAPTERFUSION_WEIGHTS_NAME
+        if (directory / ADAPTERFUSION_WEIGHTS_NAME).exists() or not weights.is_file():
+            raise ValueError(f"expected {SAFE_ADAPTERFUSION_WEIGHTS_NAME} (safetensors) and no "
+                             f"{ADAPTERFUSION_WEIGHTS_NAME} (pickle, never loaded) in {directory}")
+        name = model.encoder.load_adapter_fusion(str(directory), use_safetensors=True, set_active=False)
+        saved = load_file(str(weights))
+        marker = f".adapter_fusion_layer.{name}."
+        params = {n: p for n, p in model.encoder.named_parameters() if marker in n}
+        if set(params) != set(saved):
+            raise ValueError(f"fusion layer {name!r}: the file's tensors {sorted(set(saved) - set(params))[:2]} and "
+                             f"the model's {sorted(set(params) - set(saved))[:2]} do not match")
+        if not all(torch.equal(params[n].detach().cpu(), saved[n]) for n in params):
+            raise ValueError(f"fusion layer {name!r}: weights were not loaded from {weights}")
+        config = json.loads((directory / ADAPTERFUSION_CONFIG_NAME).read_text(encoding="utf-8"))
+        return list(config.get("adapter_names") or name.split(","))
 
     def delete(self, model: "AdaptedModel", name: str) -> None:
         model.encoder.delete_adapter(name)
@@ -98,6 +143,7 @@ def _average(children: list, options: dict) -> Average:
 
 _SETUP_BLOCKS = {
     "stack": lambda children, options: Stack(*children),
+    "fuse": lambda children, options: Fuse(*children),
     "average": _average,
     "batch_split": lambda children, options: BatchSplit(*children, batch_sizes=list(options["batch_sizes"])),
 }
