@@ -99,6 +99,25 @@ class Recipe:
     def adapter_spec(self) -> AdapterSpec:
         return parse_spec(self.adapter, where=f"{self.source}: adapter")
 
+    def skipped_strategies(self) -> dict[str, str]:
+        """Strategies the adapter kind rules out, with the reason (e.g. 'stack' with prompt tuning): the run
+        leaves them out and the report says why, so switching the kind is a one-field change."""
+        from adapterx.methods import get_method
+        from adapterx.transfer import kind_problem
+
+        kind, skipped = self.adapter_spec.kind, {}
+        for strategy in self.target.strategies:
+            if strategy == "stack" and not get_method(kind).stackable:
+                skipped[strategy] = f"{kind} adapters cannot be active beside another adapter"
+            elif problem := kind_problem(strategy, kind, kind):
+                skipped[strategy] = problem
+            elif strategy == "fuse" and len(self.intermediate.tasks) < 2:
+                skipped[strategy] = "fusion needs at least two intermediate tasks"
+        return skipped
+
+    def strategies(self) -> list[str]:
+        return [s for s in self.target.strategies if s not in self.skipped_strategies()]
+
     @property
     def output(self) -> Path:
         return Path(self.output_dir or f"artifacts/{self.name}")
@@ -193,10 +212,9 @@ def _check_semantics(recipe: Recipe, path: Path) -> None:
         raise RecipeError(f"{path}: intermediate.multitask needs at least two intermediate.tasks")
     if any(not t.trainable for t in targets) and not recipe.intermediate.tasks:
         raise RecipeError(f"{path}: retrieval targets (no training data) need intermediate.tasks to evaluate")
-    from adapterx.methods import get_method
-    if "stack" in recipe.target.strategies and not get_method(spec.kind).stackable:
-        raise RecipeError(f"{path}: target.strategies: 'stack' is impossible with adapter kind {spec.kind!r} "
-                          f"(only one such adapter can be active); use continue")
+    if recipe.target.strategies and not recipe.strategies():
+        reasons = "; ".join(f"{s}: {why}" for s, why in recipe.skipped_strategies().items())
+        raise RecipeError(f"{path}: target.strategies: none of them works with adapter kind {spec.kind!r} ({reasons})")
     for form in recipe.evaluate.forms:
         if form not in FORMS:
             raise RecipeError(f"{path}: evaluate.forms: unknown form {form!r}; known: {', '.join(FORMS)}")

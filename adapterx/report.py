@@ -134,6 +134,10 @@ def render_report(results: dict, plot_name: str | None) -> str:
         f"- libraries: {versions}",
         "",
     ]
+    for strategy, why in results.get("skipped_strategies", {}).items():
+        parts += [f"- strategy `{strategy}` left out: {why}"]
+    if results.get("skipped_strategies"):
+        parts += [""]
     if not b["pretrained"]:
         parts += ["> The backbone is not pretrained: these numbers show the pipeline working on synthetic data, "
                   "not the science. Run a `recipes/paper/` recipe on `FacebookAI/xlm-roberta-large` for that.", ""]

@@ -35,6 +35,7 @@ RESULTS_SCHEMA = 2
 MULTITASK = "multitask"
 BASELINE = "target-only"
 NO_INTERMEDIATE = "no-intermediate"
+FUSE = "fuse"     # the strategy over all intermediate adapters at once, and the job that runs it
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ class RunState:
 def plan_jobs(recipe: Recipe) -> list[Job]:
     inter = recipe.intermediate
     names = [None, *(inter.tasks if inter.single_task else [])] + ([MULTITASK] if inter.multitask else [])
-    return [Job(i, "baselines" if n is None else f"intermediate:{n}", n) for i, n in enumerate(names)]
+    if FUSE in recipe.strategies():
+        names.append(FUSE)
+    return [Job(i, {None: "baselines", FUSE: "fusion"}.get(n, f"intermediate:{n}"), n) for i, n in enumerate(names)]
 
 
 def describe_jobs(recipe: Recipe) -> list[str]:
@@ -92,9 +95,12 @@ def describe_jobs(recipe: Recipe) -> list[str]:
     for job in plan_jobs(recipe):
         if job.intermediate is None:
             what = f"target-only adapters on {targets} x seeds {recipe.seeds}"
+        elif job.intermediate == FUSE:
+            what = (f"AdapterFusion over the {', '.join(recipe.intermediate.tasks)} adapters (trained here if no "
+                    f"other job has yet), then {targets} x seeds {recipe.seeds}")
         else:
             what = (f"train {job.intermediate} adapter, then {targets} x strategies "
-                    f"{recipe.target.strategies} x seeds {recipe.seeds}")
+                    f"{[s for s in recipe.strategies() if s != FUSE]} x seeds {recipe.seeds}")
         lines.append(f"{job.index}\t{job.name}\t{what}")
     return lines
 
@@ -133,38 +139,49 @@ def _run_job(state: RunState, job: Job) -> list[dict]:
     recipe, records = state.recipe, []
     spec = recipe.adapter_spec
     data_dir = Path(recipe.data_dir) if recipe.data_dir else None
-    inter_dir = None
-    if job.intermediate is not None:
-        tasks = recipe.intermediate.tasks if job.intermediate == MULTITASK else [job.intermediate]
-        inter_dir = _train_phase(state, f"intermediate/{job.intermediate}",
-                                 state.out / "adapters" / "intermediate" / job.intermediate, tasks, spec,
-                                 recipe.intermediate.train_for(job.intermediate), recipe.intermediate.train_limit,
-                                 data_dir, "none", None)
+    def intermediate_adapter(name: str) -> Path:
+        tasks = recipe.intermediate.tasks if name == MULTITASK else [name]
+        return _train_phase(state, f"intermediate/{name}", state.out / "adapters" / "intermediate" / name, tasks,
+                            spec, recipe.intermediate.train_for(name), recipe.intermediate.train_limit, data_dir,
+                            "none", [])
+
+    inter_dirs: list[Path] = []
+    if job.intermediate == FUSE:
+        inter_dirs = [intermediate_adapter(name) for name in recipe.intermediate.tasks]
+    elif job.intermediate is not None:
+        inter_dirs = [intermediate_adapter(job.intermediate)]
+    inter_dir = inter_dirs[0] if job.intermediate not in (None, FUSE) else None
     for target_name in recipe.target.tasks:
         target = get_task(target_name)
         if not target.trainable:    # retrieval: the intermediate adapter's encoder (or the bare backbone) directly
+            if job.intermediate == FUSE:
+                continue
             label = job.intermediate or NO_INTERMEDIATE
             records += _evaluate_phase(state, target_name, label, job.intermediate, "direct", None, inter_dir,
                                        ["unmerged"], data_dir)
             continue
-        variants = [("none", BASELINE)] if job.intermediate is None else [
-            (s, f"{job.intermediate}+{s}") for s in recipe.target.strategies]
+        if job.intermediate is None:
+            variants = [("none", BASELINE)]
+        elif job.intermediate == FUSE:
+            variants = [(FUSE, "+".join(recipe.intermediate.tasks) + "+fuse")]
+        else:
+            variants = [(s, f"{job.intermediate}+{s}") for s in recipe.strategies() if s != FUSE]
         for strategy, label in variants:
             for seed in recipe.seeds:
                 adapter = _train_phase(state, f"target/{target_name}/{label}/seed-{seed}",
                                        state.out / "adapters" / target_name / label / f"seed-{seed}", [target_name],
                                        spec, dataclasses.replace(recipe.target.train_for(target_name), seed=seed),
-                                       recipe.target.train_limit, data_dir, strategy, inter_dir)
+                                       recipe.target.train_limit, data_dir, strategy, inter_dirs)
                 records += _evaluate_phase(state, target_name, label, job.intermediate, strategy, seed, adapter,
                                            recipe.evaluate.forms, data_dir)
     return records
 
 
 def _train_phase(state: RunState, name: str, directory: Path, task_names: list[str], spec, config: TrainConfig,
-                 limit: int | None, data_dir: Path | None, strategy: str, intermediate: Path | None) -> Path:
+                 limit: int | None, data_dir: Path | None, strategy: str, intermediates: list[Path]) -> Path:
     inputs = {"backbone": state.backbone.fingerprint, "tasks": task_names, "spec": spec.to_json(),
               "train": vars(config), "limit": limit, "data_dir": str(data_dir), "strategy": strategy,
-              "intermediate": read_metadata(intermediate)["weights_digest"] if intermediate else None}
+              "intermediates": [read_metadata(p)["weights_digest"] for p in intermediates]}
     key = config_hash(inputs)
     adapter_dir = directory / "adapter"
     if state.cached(directory, key) and adapter_dir.is_dir():
@@ -179,7 +196,7 @@ def _train_phase(state: RunState, name: str, directory: Path, task_names: list[s
     tasks = [get_task(t) for t in task_names]
     if len(tasks) == 1:
         trained = train_task(state.backbone, tasks[0], spec, config, directory, strategy=strategy,
-                             intermediate=intermediate, data_dir=data_dir, train_limit=limit, resume=resume,
+                             intermediates=intermediates, data_dir=data_dir, train_limit=limit, resume=resume,
                              progress=state.progress)
     else:
         from adapterx.multitask import train_multitask
@@ -271,7 +288,7 @@ def _bench_phase(state: RunState) -> dict | None:
     from adapterx.bench.report import write_outputs
 
     recipe, spec = state.recipe, state.recipe.adapter_spec
-    strategies = ["none", *recipe.target.strategies]
+    strategies = ["none", *recipe.strategies()]
     forms = ["base"] + sorted({f for s in strategies for form in recipe.evaluate.forms
                                if (f := deployment_bench_form(spec.kind, spec.to_json(), s, form))
                                and (form != "merged" or spec.kind == "lora")})

@@ -10,7 +10,6 @@ from typing import Sequence
 from adapterx.runner import BASELINE, NO_INTERMEDIATE, RESULTS_SCHEMA, RunState, deployment_bench_form
 from adapterx.tasks import get_task
 
-MODULES = {"none": 1, "continue": 1, "merge-then-train": 1, "stack": 2, "direct": 1}
 
 
 def bootstrap_ci(values: Sequence[float], resamples: int, confidence: float, seed: int = 0) -> list[float]:
@@ -87,7 +86,7 @@ def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: 
                 "seeds": [r["seed"] for r in rows],
                 "per_language": {lang: _stats(per_lang(rows, lang), ev.bootstrap, ev.confidence) for lang in languages},
                 "average": _stats(avg(rows), ev.bootstrap, ev.confidence),
-                "modules_at_inference": 0 if form == "merged" else MODULES.get(first["strategy"], 1),
+                "modules_at_inference": 0 if form == "merged" else _modules(first["strategy"], recipe),
                 "bench_form": bench_form,
                 "overhead": _overheads(bench, bench_form),
             }
@@ -112,6 +111,7 @@ def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: 
                      "fingerprint": b.fingerprint},
         "split": ev.split,
         "seeds": recipe.seeds,
+        "skipped_strategies": recipe.skipped_strategies(),
         "confidence": ev.confidence,
         "targets": targets,
         "bench": _bench_summary(bench),
@@ -119,6 +119,12 @@ def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: 
         "seconds": round(seconds, 2),
         "device": _device(),
     }
+
+
+def _modules(strategy: str, recipe) -> int:
+    """Adapter modules active at inference (a retrieval target's 'direct' use of one adapter counts one)."""
+    from adapterx.transfer import modules_at_inference
+    return 1 if strategy == "direct" else modules_at_inference(strategy, len(recipe.intermediate.tasks))
 
 
 def _bench_summary(bench: dict | None) -> dict | None:

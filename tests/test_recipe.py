@@ -46,7 +46,6 @@ def test_quickstart_recipe_is_valid():
     (("tasks: [tiny-xnli]", "tasks: [tiny-xnlj]"), r"unknown task 'tiny-xnlj'"),
     (("tasks: [tiny-xnli]", "task: tiny-xnli"), r"unknown field 'target.task'"),
     (("bench: {enabled: false}", "bench: {enabled: false, shapes: x}"), r"unknown field 'bench.shapes'"),
-    (("{kind: lora, r: 4}", "{kind: prefix, num_virtual_tokens: 4}"), r"'stack' is impossible"),
     (("tasks: [tiny-nli]", "tasks: [tiny-nli]\n  multitask: true"), r"multitask needs at least two"),
     (("[stack, continue]", "[stack, glue]"), r"target.strategies: unknown strategy 'glue'"),
     (("languages: [en, de]", "languages: [en, xx]"), r"evaluate.languages: .* no language 'xx'"),
@@ -61,6 +60,14 @@ def test_bad_recipe_fields_are_named(tmp_path, change, message):
     with pytest.raises(RecipeError, match=message) as info:
         load_recipe(path)
     assert str(path) in str(info.value)
+
+
+def test_strategies_the_kind_rules_out(tmp_path):
+    prefix = SMALL.format(out=tmp_path / "o").replace("{kind: lora, r: 4}", "{kind: prefix, num_virtual_tokens: 4}")
+    recipe = load_recipe(_write(tmp_path, prefix))      # switching the kind is one field: stack is left out
+    assert recipe.strategies() == ["continue"] and "cannot be active beside" in recipe.skipped_strategies()["stack"]
+    with pytest.raises(RecipeError, match=r"target.strategies: none of them works with adapter kind 'prefix'"):
+        load_recipe(_write(tmp_path, prefix.replace("[stack, continue]", "[stack]")))
 
 
 def test_not_a_mapping_and_bad_yaml(tmp_path):
@@ -156,7 +163,8 @@ def test_changed_config_retrains_only_what_depends_on_it(tmp_path):
     assert main(["run", str(path)]) == 0
     phases = {p["name"]: p["reused"] for p in json.loads((out / "results.json").read_text())["phases"]}
     assert phases["intermediate/tiny-nli"] is True
-    assert phases["target/target-only"] is False and phases["target/tiny-nli+stack"] is False
+    assert phases["target/tiny-xnli/target-only/seed-0"] is False
+    assert phases["target/tiny-xnli/tiny-nli+stack/seed-0"] is False
 
 
 def test_dry_run_and_cli_errors(tmp_path, capsys):
@@ -206,3 +214,36 @@ def test_overrides_are_checked(tmp_path):
     text = SMALL.format(out=tmp_path / "o").replace("  train_limit: 32\n", "  train_limit: 32\n  overrides: {tiny-xnli: {epoch: 2}}\n")
     with pytest.raises(RecipeError, match=r"unknown field 'target.overrides.tiny-xnli.epoch'"):
         load_recipe(_write(tmp_path, text))
+
+
+def test_fuse_and_merge_then_train_strategies_run_from_a_recipe(tmp_path):
+    out = tmp_path / "out"
+    text = (SMALL.format(out=out)
+            .replace("{kind: lora, r: 4}", "{kind: bottleneck, reduction_factor: 4}")
+            .replace("tasks: [tiny-nli]", "tasks: [tiny-nli, tiny-sst]")
+            .replace("strategies: [stack, continue]", "strategies: [fuse, merge-then-train, continue]")
+            .replace("languages: [en, de]", "languages: [de], forms: [unmerged, merged]"))
+    path = _write(tmp_path, text)
+    recipe = load_recipe(path)
+    assert recipe.strategies() == ["fuse", "continue"]
+    assert "cannot be merged" in recipe.skipped_strategies()["merge-then-train"]
+    assert main(["run", str(path)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    rows = {(r["label"], r["form"]): r for r in results["targets"]["tiny-xnli"]["rows"]}
+    assert ("tiny-nli+tiny-sst+fuse", "unmerged") in rows and ("tiny-nli+continue", "unmerged") in rows
+    assert rows[("tiny-nli+tiny-sst+fuse", "unmerged")]["modules_at_inference"] == 4   # 2 adapters + fusion + target
+    assert not any(form == "merged" for _, form in rows)   # bottleneck adapters cannot be merged
+    assert "merge-then-train` left out" in (out / "report.md").read_text()
+    reused = {p["name"]: p["reused"] for p in results["phases"]}
+    assert reused["intermediate/tiny-nli"] is True   # the fusion job found the intermediate adapters trained
+
+
+def test_merge_then_train_from_a_recipe(tmp_path):
+    out = tmp_path / "out"
+    path = _write(tmp_path, SMALL.format(out=out).replace("strategies: [stack, continue]",
+                                                          "strategies: [merge-then-train]"))
+    assert main(["run", str(path)]) == 0
+    rows = {(r["label"], r["form"]): r for r in
+            json.loads((out / "results.json").read_text())["targets"]["tiny-xnli"]["rows"]}
+    merged, unmerged = rows[("tiny-nli+merge-then-train", "merged")], rows[("tiny-nli+merge-then-train", "unmerged")]
+    assert merged["per_language"] == unmerged["per_language"] and merged["modules_at_inference"] == 0
