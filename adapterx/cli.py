@@ -69,35 +69,60 @@ def cmd_train(args) -> int:
 # -------------------------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args) -> int:
     from adapterx.backbone import load_backbone
-    from adapterx.evaluate import evaluate_languages, language_average, primary_metric
+    from adapterx.evaluate import evaluate_languages, merged_form, primary_metric
     from adapterx.io import atomic_write_json
+    from adapterx.report import benefit_table
+    from adapterx.store import read_metadata
+    from adapterx.summary import summarize_scores
     from adapterx.tasks import get_task
-    from adapterx.transfer import load_for_inference
+    from adapterx.transfer import load_for_inference, modules_at_inference
 
     task = get_task(args.task)
     backbone = load_backbone(args.backbone)
     languages = args.languages.split(",") if args.languages else None
-    results = {}
+    forms = args.forms.split(",")
+    for form in forms:
+        if form not in ("unmerged", "merged"):
+            raise AdapterxError(f"--forms: unknown form {form!r}; known: unmerged, merged")
+    runs: dict[tuple[str, str], list[dict]] = {}
+    setups: dict[str, dict] = {}
     for item in args.adapter:
-        label, _, path = item.rpartition("=")
-        label = label or Path(path).parent.name
-        model = load_for_inference(backbone.fresh_copy(), Path(path))
-        results[label] = evaluate_languages(model, task, backbone.tokenizer, split=args.split,
-                                            languages=languages, data_dir=args.data_dir, limit=args.limit)
-    first = next(iter(results.values()))
-    metric = primary_metric(next(iter(first.values())))
-    langs = list(first)
-    print(f"{task.name}: {metric} on {args.split}" + ("; Δ vs first row" if len(results) > 1 else ""))
-    print("| adapter | " + " | ".join(langs) + " | avg |\n|" + "---|" * (len(langs) + 2))
-    base_avg = language_average(first)
-    for label, scores in results.items():
-        cells = [f"{scores[l][metric]:.1f}" for l in langs]
-        avg = language_average(scores)
-        delta = f" ({avg - base_avg:+.1f})" if scores is not first else ""
-        print(f"| {label} | " + " | ".join(cells) + f" | {avg:.1f}{delta} |")
+        label, _, paths = item.rpartition("=")
+        directories = [Path(p) for p in paths.split(",")]
+        label = label or directories[0].parent.name
+        training = read_metadata(directories[0]).get("training", {})
+        setups[label] = {"strategy": training.get("strategy", "none"),
+                         "n_intermediates": max(1, len(read_metadata(directories[0]).get("requires", [])))}
+        for form in forms:
+            for directory in directories:   # several directories = several seeds of one setup
+                model = load_for_inference(backbone.fresh_copy(), directory)
+                if form == "merged" and (model := merged_form(model)) is None:
+                    print(f"{label}: not mergeable (an adapter kind that cannot be folded into weights); "
+                          f"form 'merged' skipped")
+                    break
+                runs.setdefault((label, form), []).append(evaluate_languages(
+                    model, task, backbone.tokenizer, split=args.split, languages=languages, data_dir=args.data_dir,
+                    limit=args.limit))
+    first_scores = next(iter(runs.values()))
+    metric = primary_metric(next(iter(first_scores[0].values())))
+    baseline_key = next(iter(runs))
+    rows = []
+    for (label, form), scores in runs.items():
+        strategy = setups[label]["strategy"]
+        rows.append({"label": label, "strategy": strategy, "form": form,
+                     "modules_at_inference": 0 if form == "merged" else
+                     modules_at_inference(strategy, setups[label]["n_intermediates"]) if strategy != "none" else 1,
+                     "seeds": len(scores),
+                     **summarize_scores(scores, runs[baseline_key] if (label, form) != baseline_key else None,
+                                        metric, args.bootstrap, args.confidence)})
+    table = {"metric": metric, "languages": list(first_scores[0]), "rows": rows}
+    print(f"{task.name}: {metric} on {args.split}; mean ± std over seeds; Δ vs {baseline_key[0]} "
+          f"({baseline_key[1]}) with its {args.confidence:.0%} bootstrap interval")
+    print(benefit_table(table))
     if args.output:
         atomic_write_json(args.output, {"task": task.name, "split": args.split, "metric": metric,
-                                        "results": results})
+                                        "baseline": list(baseline_key), "rows": rows,
+                                        "runs": {f"{l}/{f}": v for (l, f), v in runs.items()}})
         print(f"wrote {args.output}")
     return 0
 
@@ -175,8 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--task", required=True)
     p.add_argument("--backbone", default="builtin:tiny-xlmr")
-    p.add_argument("--adapter", action="append", required=True, metavar="[LABEL=]DIR",
-                   help="a saved adapter (repeat to compare; the first row is the baseline)")
+    p.add_argument("--adapter", action="append", required=True, metavar="[LABEL=]DIR[,DIR...]",
+                   help="a saved adapter; several comma-separated directories are seeds of one setup (mean ± std, "
+                        "bootstrap interval); repeat to compare; the first is the baseline")
+    p.add_argument("--forms", default="unmerged",
+                   help="deployment forms to evaluate: unmerged (adapter modules), merged (LoRA folded into the "
+                        "weights; same predictions up to float error)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval over seeds")
+    p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--languages", help="comma-separated subset (default: all of the task's)")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, help="rows per language")

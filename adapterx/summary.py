@@ -39,6 +39,29 @@ def _stats(values: list[float], resamples: int, confidence: float) -> dict:
             "ci": bootstrap_ci(values, resamples, confidence), "n": len(values), "values": values}
 
 
+def summarize_scores(runs: list[dict], baseline: list[dict] | None, metric: str, resamples: int,
+                     confidence: float) -> dict:
+    """Per-language and average statistics of several runs (seeds) of one setup, each run a {language: scores}
+    mapping; with `baseline` runs also the benefit (difference of means) and its bootstrap interval."""
+    languages = list(runs[0])
+
+    def per_lang(group, lang):
+        return [r[lang][metric] for r in group]
+
+    def avg(group):
+        return [statistics.fmean(r[lang][metric] for lang in languages) for r in group]
+
+    out = {"per_language": {lang: _stats(per_lang(runs, lang), resamples, confidence) for lang in languages},
+           "average": _stats(avg(runs), resamples, confidence)}
+    if baseline:
+        out["benefit"] = {lang: {"mean": statistics.fmean(per_lang(runs, lang)) - statistics.fmean(per_lang(baseline, lang)),
+                                 "ci": bootstrap_diff_ci(per_lang(runs, lang), per_lang(baseline, lang), resamples,
+                                                         confidence)} for lang in languages}
+        out["average_benefit"] = {"mean": statistics.fmean(avg(runs)) - statistics.fmean(avg(baseline)),
+                                  "ci": bootstrap_diff_ci(avg(runs), avg(baseline), resamples, confidence)}
+    return out
+
+
 def _metric(scores: dict) -> str:
     return next(iter(next(iter(scores.values()))))
 
@@ -69,14 +92,7 @@ def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: 
         for r in mine:
             groups.setdefault((r["label"], r["form"]), []).append(r)
         baseline_label = BASELINE if get_task(target_name).trainable else NO_INTERMEDIATE
-        base_rows = groups.get((baseline_label, "unmerged"), [])
-
-        def per_lang(rows, lang):
-            return [r["scores"][lang][metric] for r in rows]
-
-        def avg(rows):
-            return [statistics.fmean(r["scores"][lang][metric] for lang in languages) for r in rows]
-
+        base_scores = [r["scores"] for r in groups.get((baseline_label, "unmerged"), [])]
         table = []
         for (label, form), rows in groups.items():
             first = rows[0]
@@ -84,21 +100,12 @@ def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: 
             entry = {
                 "label": label, "intermediate": first["intermediate"], "strategy": first["strategy"], "form": form,
                 "seeds": [r["seed"] for r in rows],
-                "per_language": {lang: _stats(per_lang(rows, lang), ev.bootstrap, ev.confidence) for lang in languages},
-                "average": _stats(avg(rows), ev.bootstrap, ev.confidence),
+                **summarize_scores([r["scores"] for r in rows], base_scores if label != baseline_label else None,
+                                   metric, ev.bootstrap, ev.confidence),
                 "modules_at_inference": 0 if form == "merged" else _modules(first["strategy"], recipe),
                 "bench_form": bench_form,
                 "overhead": _overheads(bench, bench_form),
             }
-            if base_rows and label != baseline_label:
-                entry["benefit"] = {lang: {"mean": statistics.fmean(per_lang(rows, lang))
-                                           - statistics.fmean(per_lang(base_rows, lang)),
-                                           "ci": bootstrap_diff_ci(per_lang(rows, lang), per_lang(base_rows, lang),
-                                                                   ev.bootstrap, ev.confidence)}
-                                    for lang in languages}
-                entry["average_benefit"] = {"mean": statistics.fmean(avg(rows)) - statistics.fmean(avg(base_rows)),
-                                            "ci": bootstrap_diff_ci(avg(rows), avg(base_rows), ev.bootstrap,
-                                                                    ev.confidence)}
             table.append(entry)
         table.sort(key=lambda e: (e["label"] != baseline_label, e["label"], e["form"]))
         targets[target_name] = {"metric": metric, "languages": languages, "baseline": baseline_label, "rows": table}

@@ -185,10 +185,20 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
     assert "trainable" in out and "saved to" in out
     assert main(["train", "--task", "tiny-xnli", "--adapter", "kind=lora,r=4", "--strategy", "stack",
                  "--on-top-of", str(tmp_path / "nli" / "adapter"), "--output", str(tmp_path / "x"), *common]) == 0
-    assert main(["evaluate", "--task", "tiny-xnli", "--adapter", f"stacked={tmp_path / 'x' / 'adapter'}",
+    for seed in (1, 2):
+        assert main(["train", "--task", "tiny-xnli", "--adapter", "kind=lora,r=4", "--seed", str(seed),
+                     "--output", str(tmp_path / f"only-{seed}"), *common]) == 0
+    seeds = ",".join(str(tmp_path / f"only-{seed}" / "adapter") for seed in (1, 2))
+    assert main(["evaluate", "--task", "tiny-xnli", "--adapter", f"target-only={seeds}",
+                 "--adapter", f"stacked={tmp_path / 'x' / 'adapter'}", "--forms", "unmerged,merged",
                  "--limit", "16", "--languages", "en,fr", "--output", str(tmp_path / "scores.json")]) == 0
-    assert "| stacked |" in capsys.readouterr().out
-    assert json.loads((tmp_path / "scores.json").read_text())["results"]["stacked"].keys() == {"en", "fr"}
+    out = capsys.readouterr().out
+    assert "| stacked | stack | unmerged | 2 |" in out and "| stacked | stack | merged | 0 |" in out
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    rows = {(r["label"], r["form"]): r for r in scores["rows"]}
+    assert rows[("target-only", "unmerged")]["average"]["n"] == 2 and "benefit" not in rows[("target-only", "unmerged")]
+    assert set(rows[("stacked", "merged")]["benefit"]) == {"en", "fr"}
+    assert rows[("stacked", "merged")]["per_language"] == rows[("stacked", "unmerged")]["per_language"]
     assert main(["train", "--task", "tiny-xnli", "--strategy", "stack", "--output", str(tmp_path / "y")]) == 2
     assert "--on-top-of" in capsys.readouterr().err
 
