@@ -41,7 +41,7 @@ import torch
 from adapterx import store
 from adapterx.backbone import Backbone, load_backbone
 from adapterx.errors import AdapterFileError, BackboneMismatchError, CompositionError, unknown
-from adapterx.io import atomic_directory, atomic_write_json
+from adapterx.io import atomic_directory, atomic_write_json, read_json_file
 from adapterx.methods import get_method, spec_from_json
 from adapterx.model import AdaptedModel, AdapterRecord
 
@@ -650,16 +650,11 @@ def _relative(target: Path, base: Path) -> str:
 
 def read_manifest(path: str | Path) -> tuple[dict, Path]:
     """The manifest's JSON and the directory its relative paths start from; checks presence and form."""
-    import json
-
     path = Path(path)
     file = path / MANIFEST_FILE if path.is_dir() else path
     if not file.is_file():
         raise AdapterFileError(file, "no composition manifest here")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AdapterFileError(file, f"corrupt JSON: {exc}") from exc
+    data = read_json_file(file)
     if data.get("format") != MANIFEST_FORMAT:
         raise AdapterFileError(file, f"not an adapterx composition manifest (format {data.get('format')!r})")
     if data.get("format_version", 0) > MANIFEST_VERSION:

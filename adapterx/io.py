@@ -34,6 +34,16 @@ def atomic_write_json(path: str | os.PathLike, obj: object) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def read_json_file(path: str | os.PathLike) -> dict:
+    """A JSON file adapterx wrote (metadata, manifests); a corrupt one is an error that names the file."""
+    from adapterx.errors import AdapterFileError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdapterFileError(path, f"corrupt JSON: {exc}") from exc
+
+
 @contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary directory beside `path`; on success it replaces `path` in one rename.

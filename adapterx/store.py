@@ -9,7 +9,6 @@ model name and weight fingerprint, metrics, library versions, and the adapters i
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from adapterx.errors import AdapterFileError, BackboneMismatchError
 from adapterx.heads import HeadSpec
-from adapterx.io import atomic_directory, atomic_write_json
+from adapterx.io import atomic_directory, atomic_write_json, read_json_file
 from adapterx.methods import AdapterSpec, get_method, spec_from_json
 from adapterx.model import AdaptedModel, AdapterRecord
 
@@ -132,10 +131,7 @@ def read_metadata(directory: str | Path) -> dict:
     path = directory / METADATA_FILE
     if not path.is_file():
         raise AdapterFileError(path, "missing: not an adapterx adapter directory (expected adapterx.json)")
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AdapterFileError(path, f"corrupt JSON: {exc}") from exc
+    metadata = read_json_file(path)
     for key in ("kind", "spec", "weights_file", "base_model"):
         if key not in metadata:
             raise AdapterFileError(path, f"field {key!r} is missing")

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from peft import PeftConfig, PeftModel
+from peft import PeftConfig, PeftModel, PeftModelForFeatureExtraction
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from adapterx.errors import CompositionError
@@ -154,3 +154,15 @@ def _base_names(model: "AdaptedModel") -> set[str]:
     # recognised by identity instead
     ids = {id(t) for t in model.backbone.base_tensors.values()}
     return {n for n, p in model.encoder.named_parameters() if id(p) in ids}
+
+
+class PromptLearningMethod(PeftMethod):
+    """Shared traits of peft's prompt-learning kinds (prompt tuning, prefix tuning): virtual tokens that cannot be
+    folded into weights, one such adapter active at a time, and the feature-extraction wrapper (plain PeftModel
+    ignores prompts in forward; this wrapper applies them and still returns hidden states for adapterx's heads)."""
+
+    mergeable: ClassVar[bool] = False
+    not_mergeable_reason: ClassVar[str] = ("prompt/prefix adapters add virtual tokens; they cannot be folded into "
+                                           "weights")
+    stackable: ClassVar[bool] = False   # peft runs one prompt-learning adapter at a time, with nothing beside it
+    peft_model_class: ClassVar[type[PeftModel]] = PeftModelForFeatureExtraction

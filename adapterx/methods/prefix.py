@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from peft import PeftModelForFeatureExtraction, PrefixTuningConfig, TaskType
+from peft import PrefixTuningConfig, TaskType
 
 from adapterx.errors import AdapterxError, CompositionError
-from adapterx.methods._peft_family import PeftMethod
+from adapterx.methods._peft_family import PromptLearningMethod
 from adapterx.methods.base import AdapterSpec
 
 if TYPE_CHECKING:
@@ -45,14 +45,9 @@ class PrefixSpec(AdapterSpec):
                                 f"{self.projection_hidden_size!r}")
 
 
-class PrefixMethod(PeftMethod):
+class PrefixMethod(PromptLearningMethod):
     kind = "prefix"
     spec_type = PrefixSpec
-    mergeable = False
-    not_mergeable_reason = "prompt/prefix adapters add virtual tokens; they cannot be folded into weights"
-    stackable = False   # peft runs one prompt-learning adapter at a time, with no other adapter beside it
-    # plain PeftModel ignores the prefix in forward; the feature-extraction wrapper passes it as past_key_values
-    peft_model_class = PeftModelForFeatureExtraction
 
     def peft_config(self, spec: PrefixSpec) -> PrefixTuningConfig:
         return PrefixTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=spec.num_virtual_tokens,

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-from peft import PeftModelForFeatureExtraction, PromptTuningConfig, PromptTuningInit, TaskType
+from peft import PromptTuningConfig, PromptTuningInit, TaskType
 
 from adapterx.errors import AdapterxError
-from adapterx.methods._peft_family import PeftMethod
+from adapterx.methods._peft_family import PromptLearningMethod
 from adapterx.methods.base import AdapterSpec
 
 if TYPE_CHECKING:
@@ -48,15 +48,9 @@ class PromptSpec(AdapterSpec):
                                 f"init_text={self.init_text!r})")
 
 
-class PromptMethod(PeftMethod):
+class PromptMethod(PromptLearningMethod):
     kind = "prompt"
     spec_type = PromptSpec
-    mergeable = False
-    not_mergeable_reason = "prompt/prefix adapters add virtual tokens; they cannot be folded into weights"
-    stackable = False   # peft runs one prompt-learning adapter at a time, with no other adapter beside it
-    # plain PeftModel ignores prompts in forward; the feature-extraction wrapper applies them and returns hidden
-    # states, leaving heads to adapterx
-    peft_model_class = PeftModelForFeatureExtraction
 
     def peft_config(self, spec: PromptSpec) -> PromptTuningConfig:
         return PromptTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=spec.num_virtual_tokens,
