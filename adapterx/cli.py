@@ -81,9 +81,11 @@ def cmd_evaluate(args) -> int:
     backbone = load_backbone(args.backbone)
     languages = args.languages.split(",") if args.languages else None
     forms = args.forms.split(",")
+    from adapterx.evaluate import fused_form
+    from adapterx.recipe import FORMS
     for form in forms:
-        if form not in ("unmerged", "merged"):
-            raise AdapterxError(f"--forms: unknown form {form!r}; known: unmerged, merged")
+        if form not in FORMS:
+            raise AdapterxError(f"--forms: unknown form {form!r}; known: {', '.join(FORMS)}")
     runs: dict[tuple[str, str], list[dict]] = {}
     setups: dict[str, dict] = {}
     for item in args.adapter:
@@ -96,9 +98,9 @@ def cmd_evaluate(args) -> int:
         for form in forms:
             for directory in directories:   # several directories = several seeds of one setup
                 model = load_for_inference(backbone.fresh_copy(), directory)
-                if form == "merged" and (model := merged_form(model)) is None:
-                    print(f"{label}: not mergeable (an adapter kind that cannot be folded into weights); "
-                          f"form 'merged' skipped")
+                model = {"unmerged": lambda m: m, "merged": merged_form, "fused": fused_form}[form](model)
+                if model is None:
+                    print(f"{label}: form {form!r} needs LoRA adapters (these cannot be merged or fused); skipped")
                     break
                 runs.setdefault((label, form), []).append(evaluate_languages(
                     model, task, backbone.tokenizer, split=args.split, languages=languages, data_dir=args.data_dir,
@@ -110,7 +112,7 @@ def cmd_evaluate(args) -> int:
     for (label, form), scores in runs.items():
         strategy = setups[label]["strategy"]
         rows.append({"label": label, "strategy": strategy, "form": form,
-                     "modules_at_inference": 0 if form == "merged" else
+                     "modules_at_inference": {"merged": 0, "fused": 1}[form] if form != "unmerged" else
                      modules_at_inference(strategy, setups[label]["n_intermediates"]) if strategy != "none" else 1,
                      "seeds": len(scores),
                      **summarize_scores(scores, runs[baseline_key] if (label, form) != baseline_key else None,
@@ -204,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a saved adapter; several comma-separated directories are seeds of one setup (mean ± std, "
                         "bootstrap interval); repeat to compare; the first is the baseline")
     p.add_argument("--forms", default="unmerged",
-                   help="deployment forms to evaluate: unmerged (adapter modules), merged (LoRA folded into the "
-                        "weights; same predictions up to float error)")
+                   help="deployment forms to evaluate, comma-separated: unmerged (adapter modules), fused (active "
+                        "LoRA adapters as one low-rank product per layer), merged (LoRA folded into the weights); "
+                        "the same predictions up to float error")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval over seeds")
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--languages", help="comma-separated subset (default: all of the task's)")

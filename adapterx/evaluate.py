@@ -42,25 +42,40 @@ def language_average(per_language: dict[str, dict[str, float]]) -> float:
 
 
 def merged_form(model: AdaptedModel) -> AdaptedModel | None:
-    """The same model with its active adapters folded into the base weights (None if one cannot be merged):
+    """The same model with its active LoRA adapters folded into the base weights (None if one cannot be merged):
     the deployment form with no adapter modules left at inference."""
+    from adapterx.merge import merge_into_base
+    return _plain_form(model, "merged", lambda names: merge_into_base(model, names))
+
+
+def fused_form(model: AdaptedModel) -> AdaptedModel | None:
+    """The same model with its active LoRA adapters run as ONE low-rank product per layer (A and B factors
+    concatenated, adapterx.fastlora) on a plain copy of the base: a stack of k adapters costs one rank-k·r LoRA,
+    with no peft loop over adapters. None if an active adapter is not LoRA."""
+    from adapterx import fastlora
+    from adapterx.merge import collect_lora_factors, plain_base_copy
+    return _plain_form(model, "fused", lambda names: fastlora.apply_fused_lora(plain_base_copy(model),
+                                                                             collect_lora_factors(model, names)))
+
+
+def _plain_form(model: AdaptedModel, what: str, build) -> AdaptedModel | None:
+    """A new AdaptedModel whose encoder is `build(active adapter names)` (a plain module holding the adapters'
+    effect) and whose head is a copy of `model`'s active head."""
     import copy
 
     from adapterx.backbone import Backbone, fingerprint_tensors, freeze
-    from adapterx.merge import merge_into_base
     from adapterx.methods import get_method
 
     names = list(model.active_adapters)
     if not names or not all(get_method(model.adapters[n].kind).mergeable for n in names):
         return None
-    plain = merge_into_base(model, names)
-    freeze(plain)
-    tensors = dict(plain.named_parameters())
+    encoder = build(names)
+    freeze(encoder)
+    tensors = dict(encoder.named_parameters())
     source = model.backbone
-    backbone = Backbone(plain, source.tokenizer, f"{source.name}+merged({','.join(names)})", source.pretrained,
-                        f"{source.description}; adapters {names} merged into the weights",
-                        fingerprint_tensors(tensors), tensors)
-    merged = AdaptedModel(backbone)
-    merged.heads[model.active_head] = copy.deepcopy(model.head)
-    merged.set_head(model.active_head)
-    return merged.eval()
+    backbone = Backbone(encoder, source.tokenizer, f"{source.name}+{what}({','.join(names)})", source.pretrained,
+                        f"{source.description}; adapters {names} {what}", fingerprint_tensors(tensors), tensors)
+    result = AdaptedModel(backbone)
+    result.heads[model.active_head] = copy.deepcopy(model.head)
+    result.set_head(model.active_head)
+    return result.eval()

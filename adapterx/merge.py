@@ -102,11 +102,16 @@ def merge_into_base(model: AdaptedModel, names: Sequence[str]) -> XLMRobertaMode
         if not get_method(record.kind).mergeable:
             raise CompositionError(f"adapter {n!r} is {record.kind}, which cannot be folded into linear weights; "
                                    f"only LoRA merges")
+    return fastlora.merge_lora(plain_base_copy(model), collect_lora_factors(model, names))
+
+
+def collect_lora_factors(model: AdaptedModel, names: Sequence[str]) -> dict[str, list[fastlora.LoraFactors]]:
+    """{module name: factors of each adapter in `names` that touches it}, read from the peft model."""
     factors: dict[str, list[fastlora.LoraFactors]] = {}
     for n in names:   # one at a time: adapters may target different modules
         for module, found in fastlora.lora_factors_from_peft(model.encoder, [n]).items():
             factors.setdefault(module, []).extend(found)
-    return fastlora.merge_lora(plain_base_copy(model), factors)
+    return factors
 
 
 # ============================================================================================ save

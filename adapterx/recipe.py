@@ -53,7 +53,7 @@ class TargetSection:
         return dataclasses.replace(self.train, **self.overrides.get(task, {}))
 
 
-FORMS = ("unmerged", "merged")
+FORMS = ("unmerged", "fused", "merged")   # fused and merged: LoRA only
 
 
 @dataclass
@@ -61,7 +61,7 @@ class EvaluateSection:
     split: str = "test"
     languages: list[str] | None = None     # None: every language of each target task
     limit: int | None = None               # rows per language (quick runs)
-    forms: list[str] = field(default_factory=lambda: ["unmerged", "merged"])   # merged: LoRA only
+    forms: list[str] = field(default_factory=lambda: ["unmerged", "merged"])   # see FORMS
     bootstrap: int = 1000                  # resamples for the confidence interval over seeds
     confidence: float = 0.95
 

@@ -86,8 +86,8 @@ def plot_tradeoff(results: dict, path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    markers = {("stack", "unmerged"): "^", ("stack", "merged"): "v", ("continue", "unmerged"): "o",
-               ("continue", "merged"): "D", ("merge-then-train", "unmerged"): "P", ("merge-then-train", "merged"): "X"}
+    markers = {("stack", "unmerged"): "^", ("stack", "merged"): "v", ("stack", "fused"): ">",
+               ("continue", "unmerged"): "o", ("continue", "merged"): "D", ("continue", "fused"): "d", ("merge-then-train", "unmerged"): "P", ("merge-then-train", "merged"): "X"}
     labels = sorted({p["target"] + ": " + (p["label"].split("+")[0]) for p in points})
     colours = {name: plt.cm.tab10(i % 10) for i, name in enumerate(labels)}
     seen = set()

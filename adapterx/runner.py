@@ -22,7 +22,7 @@ from pathlib import Path
 from adapterx import transfer
 from adapterx.backbone import Backbone, load_backbone
 from adapterx.errors import AdapterxError
-from adapterx.evaluate import evaluate_languages, merged_form
+from adapterx.evaluate import evaluate_languages, fused_form, merged_form
 from adapterx.io import atomic_write_json
 from adapterx.recipe import Recipe, config_hash
 from adapterx.store import library_versions, read_metadata
@@ -247,7 +247,7 @@ def _evaluate_phase(state: RunState, target_name: str, label: str, intermediate:
             records.append({**record, "scores": scores})
             state.log(f"[{name}] " + ", ".join(f"{lang} {next(iter(s.values())):.1f}" for lang, s in scores.items()))
         else:
-            state.log(f"[{name}] skipped: these adapters cannot be merged into the weights")
+            state.log(f"[{name}] skipped: form {form!r} needs LoRA adapters (these cannot be merged or fused)")
         atomic_write_json(directory / PHASE_FILE, {"key": key, "inputs": inputs, "scores": scores})
         state.phases.append(Phase(name, key, seconds=time.perf_counter() - started))
     return records
@@ -264,7 +264,7 @@ def _model_for(state: RunState, adapter_dir: Path | None, form: str, direct: boo
         store.activate(model, ["intermediate"])
         return model.eval()
     model = transfer.load_for_inference(state.backbone.fresh_copy(), adapter_dir)
-    return model if form == "unmerged" else merged_form(model)
+    return {"unmerged": lambda m: m, "merged": merged_form, "fused": fused_form}[form](model)
 
 
 # ------------------------------------------------------------------------------------------------ bench
@@ -272,6 +272,8 @@ def deployment_bench_form(kind: str, spec_json: dict, strategy: str, form: str) 
     """The `adapterx bench` form that costs what this deployment costs at inference (None: not benchable)."""
     if form == "merged":
         return "lora-merged"
+    if form == "fused":
+        return "lora-stack-2-fused" if strategy == "stack" else "lora-fast"
     if strategy == "fuse":
         return None
     if kind in ("lora", "bottleneck"):
@@ -291,7 +293,7 @@ def _bench_phase(state: RunState) -> dict | None:
     strategies = ["none", *recipe.strategies()]
     forms = ["base"] + sorted({f for s in strategies for form in recipe.evaluate.forms
                                if (f := deployment_bench_form(spec.kind, spec.to_json(), s, form))
-                               and (form != "merged" or spec.kind == "lora")})
+                               and (form == "unmerged" or spec.kind == "lora")})
     try:
         check_form_names(forms)
     except AdapterxError as exc:

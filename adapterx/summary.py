@@ -102,7 +102,7 @@ def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: 
                 "seeds": [r["seed"] for r in rows],
                 **summarize_scores([r["scores"] for r in rows], base_scores if label != baseline_label else None,
                                    metric, ev.bootstrap, ev.confidence),
-                "modules_at_inference": 0 if form == "merged" else _modules(first["strategy"], recipe),
+                "modules_at_inference": {"merged": 0, "fused": 1}.get(form, _modules(first["strategy"], recipe)),
                 "bench_form": bench_form,
                 "overhead": _overheads(bench, bench_form),
             }

@@ -83,14 +83,15 @@ def test_run_writes_report_and_reuses_cached_phases(tmp_path, capsys):
     out = tmp_path / "out"
     path = _write(tmp_path, SMALL.format(out=out).replace("bench: {enabled: false}",
                                                           "bench: {batch_sizes: [1], seq_lens: [16], iterations: 3, "
-                                                          "warmup: 1, threads: 1}"))
+                                                          "warmup: 1, threads: 1}")
+                  .replace("languages: [en, de]", "languages: [en, de], forms: [unmerged, fused, merged]"))
     assert main(["run", str(path)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["schema_version"] == 2
     target = results["targets"]["tiny-xnli"]
     runs = {(r["label"], r["form"]): r for r in target["rows"]}
     assert set(runs) == {(label, form) for label in ("target-only", "tiny-nli+stack", "tiny-nli+continue")
-                         for form in ("unmerged", "merged")}
+                         for form in ("unmerged", "fused", "merged")}
     for row in runs.values():
         assert set(row["per_language"]) == {"en", "de"}
     stacked = runs[("tiny-nli+stack", "unmerged")]
@@ -98,7 +99,10 @@ def test_run_writes_report_and_reuses_cached_phases(tmp_path, capsys):
     assert stacked["bench_form"] == "lora-stack-2" and set(stacked["overhead"]) == {"1"}
     # merging changes no prediction: the merged form scores what the unmerged form scores
     for label in ("target-only", "tiny-nli+stack", "tiny-nli+continue"):
-        assert runs[(label, "merged")]["per_language"] == runs[(label, "unmerged")]["per_language"]
+        for form in ("merged", "fused"):
+            assert runs[(label, form)]["per_language"] == runs[(label, "unmerged")]["per_language"], (label, form)
+    assert runs[("tiny-nli+stack", "fused")]["bench_form"] == "lora-stack-2-fused"
+    assert runs[("tiny-nli+stack", "fused")]["modules_at_inference"] == 1
     b = stacked["benefit"]["de"]
     assert b["mean"] == pytest.approx(stacked["per_language"]["de"]["mean"]
                                       - runs[("target-only", "unmerged")]["per_language"]["de"]["mean"])

@@ -1,0 +1,47 @@
+"""Deployment forms compute what the unmerged adapters compute: a LoRA stack fused into one low-rank product,
+and the same stack merged into the weights."""
+
+import copy
+
+import torch
+
+from adapterx import store
+from adapterx.evaluate import fused_form, merged_form
+from adapterx.heads import HeadSpec
+from adapterx.methods import parse_spec
+from adapterx.model import AdaptedModel
+from tests.conftest import perturb_trainable
+
+
+def _stack(backbone):
+    """Two LoRA adapters with non-zero B on different modules (r 4 on query/value, r 2 on query/key/dense)."""
+    model = AdaptedModel(backbone)
+    store.add_adapter(model, "inter", parse_spec({"kind": "lora", "r": 4}))
+    store.add_adapter(model, "target", parse_spec({"kind": "lora", "r": 2, "target_modules": ["query", "key", "dense"]}))
+    model.add_head("target", HeadSpec("classification", 3))
+    for trainable, seed in (("target", 1), ("inter", 2)):
+        store.activate(model, ["inter", "target"], trainable=trainable)
+        perturb_trainable(model, seed=seed)
+    store.activate(model, ["inter", "target"])
+    return model.eval()
+
+
+def test_fused_and_merged_stacks_equal_the_unmerged_stack(pristine_backbone, probe):
+    model = _stack(pristine_backbone.fresh_copy())
+    bare = AdaptedModel(pristine_backbone.fresh_copy())
+    bare.heads["target"] = copy.deepcopy(model.head)
+    bare.set_head("target")
+    with torch.inference_mode():
+        expected = model(**probe).logits
+        assert not torch.allclose(bare.eval()(**probe).logits, expected, atol=1e-3)   # the adapters matter
+        for form in (fused_form(model), merged_form(model)):
+            assert form is not None
+            assert torch.allclose(form(**probe).logits, expected, atol=1e-5)
+
+
+def test_forms_need_lora(backbone):
+    model = AdaptedModel(backbone)
+    store.add_adapter(model, "b", parse_spec({"kind": "bottleneck", "reduction_factor": 4}))
+    store.activate(model, ["b"])
+    model.add_head("b", HeadSpec("classification", 3))
+    assert fused_form(model) is None and merged_form(model) is None
