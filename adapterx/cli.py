@@ -154,7 +154,8 @@ def cmd_run(args) -> int:
         print(benefit_table(target))
     if args.readme:
         from adapterx.bench.report import update_readme
-        update_readme(args.readme, recipe.name, readme_summary(results, f"adapterx run {args.recipe}"))
+        update_readme(args.readme, recipe.name, readme_summary(
+            results, f"adapterx run {args.recipe}" + (" --force" if args.force else "")))
         print(f"updated the {recipe.name!r} section of {args.readme}")
     return 0
 
