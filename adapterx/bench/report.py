@@ -152,19 +152,22 @@ def _figure(n: int):
     return plt, fig, axes[0]
 
 
+def _series(rows: list[dict], fixed: str, value: int, along: str, tag_combo: bool) -> dict[str, list[dict]]:
+    """Rows with ``row[fixed] == value``, one line per form (and setting combination), sorted by `along`."""
+    series: dict[str, list[dict]] = {}
+    for r in rows:
+        if r[fixed] == value:
+            series.setdefault(r["form"] + (f" [{_combo(r)}]" if tag_combo else ""), []).append(r)
+    return {label: sorted(pts, key=lambda r: r[along]) for label, pts in series.items()}
+
+
 def plot_overhead_vs_batch(doc: dict, path: Path) -> None:
     rows = [r for r in _ok(doc) if r["form"] != "base"]
     seqs = sorted({r["seq_len"] for r in _ok(doc)})
     combos = sorted({_combo(r) for r in rows})
     plt, fig, axes = _figure(max(1, len(seqs)))
     for ax, seq in zip(axes, seqs):
-        series: dict[str, list[dict]] = {}
-        for r in rows:
-            if r["seq_len"] == seq:
-                label = r["form"] + (f" [{_combo(r)}]" if len(combos) > 1 else "")
-                series.setdefault(label, []).append(r)
-        for label, pts in series.items():
-            pts.sort(key=lambda r: r["batch_size"])
+        for label, pts in _series(rows, "seq_len", seq, "batch_size", len(combos) > 1).items():
             x = [r["batch_size"] for r in pts]
             y = [r["ratio_to_base"]["median"] for r in pts]
             err = [[r["ratio_to_base"]["median"] - r["ratio_to_base"]["p10"] for r in pts],
@@ -186,13 +189,7 @@ def plot_throughput_vs_seq(doc: dict, path: Path) -> None:
     combos = sorted({_combo(r) for r in rows})
     plt, fig, axes = _figure(max(1, len(batches)))
     for ax, bs in zip(axes, batches):
-        series: dict[str, list[dict]] = {}
-        for r in rows:
-            if r["batch_size"] == bs:
-                label = r["form"] + (f" [{_combo(r)}]" if len(combos) > 1 else "")
-                series.setdefault(label, []).append(r)
-        for label, pts in series.items():
-            pts.sort(key=lambda r: r["seq_len"])
+        for label, pts in _series(rows, "batch_size", bs, "seq_len", len(combos) > 1).items():
             ax.plot([r["seq_len"] for r in pts], [r["throughput"]["tokens_per_s"] for r in pts], marker="o",
                     label=label)
         ax.set_xscale("log", base=2)
