@@ -235,7 +235,30 @@ def read_parts(parts: Mapping[str, str | Path] | Sequence[tuple[str, str | Path]
             raise CompositionError(f"adapter name {name!r} is given twice ({out[name].path} and {path}); "
                                    f"name each part once, e.g. --adapter inter=DIR --adapter target=DIR")
         out[name] = read_part(name, path)
+    check_requirements(out)
     return out
+
+
+def check_requirements(parts: Mapping[str, Part]) -> None:
+    """A target adapter trained on top of others (transfer strategy stack, fuse, merge-then-train) computes what
+    it was trained to compute only with them: each adapter it sits on must be a part too (matched by weight
+    digest); a merged base or a fusion layer compose cannot rebuild is an error that says where to go instead."""
+    digests = {p.metadata.get("weights_digest") for p in parts.values()}
+    for part in parts.values():
+        for need in part.metadata.get("requires", []):
+            role = need.get("role", "stacked")
+            if role in ("stacked", "fused") and need.get("weights_digest") not in digests:
+                raise CompositionError(
+                    f"{part.path}: this adapter was trained on top of {need.get('path')} ({role}); without it the "
+                    f"composition computes something else. Add it below: --adapter {need.get('name')}="
+                    f"{need.get('path')} before --adapter {part.name}={part.path}")
+            if role in ("merged_into_base", "fusion"):
+                what = ("a base with that adapter merged into its weights (strategy merge-then-train)"
+                        if role == "merged_into_base" else "an AdapterFusion layer (strategy fuse)")
+                raise CompositionError(
+                    f"{part.path}: this adapter was trained on {what}: {need.get('path')}; compose cannot rebuild "
+                    f"that. Evaluate it with `adapterx evaluate --adapter {part.path}` "
+                    f"(adapterx.transfer.load_for_inference rebuilds it)")
 
 
 def kinds_summary(parts: Sequence[Part]) -> str:

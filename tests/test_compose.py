@@ -366,3 +366,20 @@ def test_cli_help_teaches_the_modes(capsys):
 def test_cli_mode_list_matches_the_library():
     from adapterx import compose, compose_cli
     assert tuple(compose_cli.MODES) == tuple(compose.MODES)
+
+
+def test_a_stacked_target_needs_the_adapter_it_was_trained_on(pristine_backbone, tmp_path):
+    from adapterx.methods import parse_spec
+    from adapterx.tasks import get_task
+    from adapterx.train import TrainConfig
+    from adapterx.workflow import train_task
+
+    spec, fast = parse_spec({"kind": "lora", "r": 2}), TrainConfig(max_steps=2, batch_size=16)
+    inter = train_task(pristine_backbone, get_task("tiny-nli"), spec, fast, tmp_path / "inter", train_limit=32,
+                       eval_limit=16, progress=False)
+    target = train_task(pristine_backbone, get_task("tiny-xnli"), spec, fast, tmp_path / "target", strategy="stack",
+                        intermediate=inter.directory, train_limit=32, eval_limit=16, progress=False)
+    with pytest.raises(CompositionError, match=r"trained on top of .*inter/adapter.*Add it below"):
+        compose(pristine_backbone.fresh_copy(), {"tgt": target.directory})
+    both = compose(pristine_backbone.fresh_copy(), [("inter", inter.directory), ("tgt", target.directory)])
+    assert both.active == ["inter", "tgt"]
