@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from adapterx.errors import AdapterFileError, BackboneMismatchError
+from adapterx.errors import AdapterFileError, BackboneMismatchError, CompositionError, unknown
 from adapterx.heads import HeadSpec
 from adapterx.io import atomic_directory, atomic_write_json, read_json_file
 from adapterx.methods import AdapterSpec, get_method, spec_from_json
@@ -62,12 +62,10 @@ def activate(model: AdaptedModel, names: list[str], trainable: str | None = None
     """Activate `names` (bottom first) and make only `trainable` trainable; heads stay as they are."""
     for n in names:
         if n not in model.adapters:
-            from adapterx.errors import unknown
             raise unknown("adapter", n, model.adapters)
     kinds = {model.adapters[n].kind for n in names}
     method = get_method(model.adapters[names[0]].kind)
     if any(get_method(k).family != method.family for k in kinds):
-        from adapterx.errors import CompositionError
         raise CompositionError(f"adapters {names} come from different libraries and cannot be active together")
     method.activate(model, names, trainable)
     model.active_adapters = list(names)

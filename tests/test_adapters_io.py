@@ -1,6 +1,5 @@
 """Save / load of adapters: identical logits, plain-peft compatibility, and clear errors on bad files."""
 
-import json
 
 import pytest
 import torch

@@ -4,17 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from adapters import DoubleSeqBnConfig, SeqBnConfig
 
 from adapterx.errors import AdapterxError
 from adapterx.methods._adapters_family import AdaptersMethod
 from adapterx.methods.base import AdapterSpec
-
-if TYPE_CHECKING:
-    from adapterx.model import AdaptedModel
 
 _ARCHITECTURES = {"pfeiffer": SeqBnConfig, "houlsby": DoubleSeqBnConfig}
 
