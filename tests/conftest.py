@@ -13,7 +13,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 logging.getLogger("adapters").setLevel(logging.ERROR)
 
-from adapterx.backbone import load_backbone  # noqa: E402
+from adapterx.core.backbone import load_backbone  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,10 @@ from peft import PeftModel
 from safetensors.torch import load_file
 
 from adapterx import store
-from adapterx.errors import AdapterFileError, BackboneMismatchError
-from adapterx.heads import HeadSpec, build_head
+from adapterx.core.errors import AdapterFileError, BackboneMismatchError
+from adapterx.core.heads import HeadSpec, build_head
+from adapterx.core.model import AdaptedModel
 from adapterx.methods import parse_spec
-from adapterx.model import AdaptedModel
 from tests.conftest import perturb_trainable
 
 SPECS = {"lora": {"kind": "lora", "r": 4}, "houlsby": {"kind": "bottleneck", "architecture": "houlsby",
@@ -63,7 +63,7 @@ def test_lora_adapter_loads_in_plain_peft(pristine_backbone, tmp_path, probe):
 
 def test_wrong_backbone_names_both_fingerprints(backbone, tmp_path):
     _, directory = _saved(backbone, tmp_path)
-    from adapterx.backbone import load_backbone
+    from adapterx.core.backbone import load_backbone
     other = load_backbone("builtin:tiny-xlmr@7")
     with pytest.raises(BackboneMismatchError) as info:
         store.load_adapter(AdaptedModel(other), directory)
@@ -111,7 +111,7 @@ def test_failed_save_leaves_the_old_adapter_intact(pristine_backbone, tmp_path, 
 
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
-    monkeypatch.setattr(store, "file_digest", broken_save)
+    monkeypatch.setattr("adapterx.store.adapter.file_digest", broken_save)
     with pytest.raises(OSError, match="disk full"):
         store.save_adapter(model, "a", directory, head="a")
     assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
@@ -119,7 +119,7 @@ def test_failed_save_leaves_the_old_adapter_intact(pristine_backbone, tmp_path, 
 
 
 def test_spec_fields_are_checked():
-    from adapterx.errors import AdapterxError
+    from adapterx.core.errors import AdapterxError
     with pytest.raises(AdapterxError, match="unknown field.*'rank'"):
         parse_spec({"kind": "lora", "rank": 8})
     with pytest.raises(AdapterxError, match="unknown adapter kind 'loraa'"):

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from adapterx.backbone import load_backbone, save_backbone
-from adapterx.errors import AdapterxError
-from adapterx.model import AdaptedModel
+from adapterx.core.backbone import load_backbone, save_backbone
+from adapterx.core.errors import AdapterxError
+from adapterx.core.model import AdaptedModel
 
 
 def test_tiny_backbone_is_deterministic_and_frozen(pristine_backbone):

@@ -10,7 +10,7 @@ import torch
 from adapterx.bench.__main__ import main
 from adapterx.bench.report import CSV_COLUMNS, OUTPUT_FILES, replace_section
 from adapterx.bench.timing import paired_ratio, quantile, summarize
-from adapterx.errors import AdapterxError
+from adapterx.core.errors import AdapterxError
 
 README = "# Title\n\nintro\n\n<!-- bench:cpu:start -->\nold table\n<!-- bench:cpu:end -->\n\nafter\n"
 

@@ -2,8 +2,8 @@
 
 import torch
 
-from adapterx.backbone import load_backbone
 from adapterx.bench.forms import Batch, FormContext, build_form, check_form_names
+from adapterx.core.backbone import load_backbone
 
 
 def test_prefix_and_prompt_forms_run_with_input_length_outputs():

@@ -13,12 +13,12 @@ from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from adapterx import store
-from adapterx.backbone import load_backbone
-from adapterx.compose import (Mixed, Stack, Weighted, compose, from_dict, load_manifest, read_parts, validate)
-from adapterx.errors import AdapterFileError, BackboneMismatchError, CompositionError, UnknownNameError
-from adapterx.heads import HeadSpec
+from adapterx.core.backbone import load_backbone
+from adapterx.core.errors import AdapterFileError, BackboneMismatchError, CompositionError, UnknownNameError
+from adapterx.core.heads import HeadSpec
+from adapterx.core.model import AdaptedModel
+from adapterx.deploy.compose import Mixed, Stack, Weighted, compose, from_dict, load_manifest, read_parts, validate
 from adapterx.methods import parse_spec
-from adapterx.model import AdaptedModel
 
 ATOL = 2e-5
 LABELS = ["entailment", "neutral", "contradiction"]
@@ -334,7 +334,7 @@ def test_nested_stack_over_a_weighted_merge(base, saved, batch):
 
 # ============================================================================== CLI
 def run_cli(argv):
-    from adapterx.compose_cli import add_compose_parsers
+    from adapterx.cli.compose import add_compose_parsers
 
     parser = argparse.ArgumentParser(prog="adapterx")
     add_compose_parsers(parser.add_subparsers(dest="command", required=True))
@@ -364,15 +364,16 @@ def test_cli_help_teaches_the_modes(capsys):
 
 
 def test_cli_mode_list_matches_the_library():
-    from adapterx import compose, compose_cli
+    from adapterx.cli import compose as compose_cli
+    from adapterx.deploy import compose
     assert tuple(compose_cli.MODES) == tuple(compose.MODES)
 
 
 def test_a_stacked_target_needs_the_adapter_it_was_trained_on(pristine_backbone, tmp_path):
     from adapterx.methods import parse_spec
     from adapterx.tasks import get_task
-    from adapterx.train import TrainConfig
-    from adapterx.workflow import train_task
+    from adapterx.training.loop import TrainConfig
+    from adapterx.training.workflow import train_task
 
     spec, fast = parse_spec({"kind": "lora", "r": 2}), TrainConfig(max_steps=2, batch_size=16)
     inter = train_task(pristine_backbone, get_task("tiny-nli"), spec, fast, tmp_path / "inter", train_limit=32,

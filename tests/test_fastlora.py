@@ -1,14 +1,14 @@
-"""adapterx.fastlora computes what peft computes (fused stacks, gathered mixed batches, merges)."""
+"""adapterx.deploy.fastlora computes what peft computes (fused stacks, gathered mixed batches, merges)."""
 
 import pytest
 import torch
 from torch import nn
 
-from adapterx import fastlora
-from adapterx.backbone import load_backbone
 from adapterx.bench.forms import FormContext, share_copy
 from adapterx.bench.lora_forms import adapter_name, lora_factors, peft_model
-from adapterx.errors import CompositionError
+from adapterx.core.backbone import load_backbone
+from adapterx.core.errors import CompositionError
+from adapterx.deploy import fastlora
 
 ATOL = 1e-5
 

@@ -6,10 +6,10 @@ import copy
 import torch
 
 from adapterx import store
-from adapterx.evaluate import fused_form, merged_form
-from adapterx.heads import HeadSpec
+from adapterx.core.heads import HeadSpec
+from adapterx.core.model import AdaptedModel
+from adapterx.deploy.forms import fused_form, merged_form
 from adapterx.methods import parse_spec
-from adapterx.model import AdaptedModel
 from tests.conftest import perturb_trainable
 
 

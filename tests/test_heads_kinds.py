@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adapterx.heads import HeadSpec, build_head, mean_pool
+from adapterx.core.heads import HeadSpec, build_head, mean_pool
 
 
 def test_tagging_head_ignores_non_first_subwords():

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_compose import LABELS, make_adapter, run_cli
 from transformers import AutoModel, AutoModelForSequenceClassification
 
-from adapterx.backbone import load_backbone
-from adapterx.compose import compose
-from adapterx.errors import CompositionError
-from adapterx.heads import HeadSpec
-from adapterx.merge import TOLERANCE, merge, merge_adapters
-from test_compose import LABELS, make_adapter, run_cli
+from adapterx.core.backbone import load_backbone
+from adapterx.core.errors import CompositionError
+from adapterx.core.heads import HeadSpec
+from adapterx.deploy.compose import compose
+from adapterx.deploy.merge import TOLERANCE, merge, merge_adapters
 
 TEXTS = ["the happy dog eats the apple", "der hund isst nicht den apfel heute", "le chat"]
 BLOCKED = ("peft", "adapters", "adapterx")

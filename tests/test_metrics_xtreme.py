@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from adapterx.tasks.metrics import (bucc_f1, bucc_optimize_threshold, get_metric, mlqa, mlqa_normalize, ner_f1,
-                                    pos_accuracy, squad, squad_normalize, tatoeba_accuracy)
+from adapterx.tasks.metrics import (
+    bucc_f1,
+    bucc_optimize_threshold,
+    get_metric,
+    mlqa,
+    mlqa_normalize,
+    ner_f1,
+    pos_accuracy,
+    squad,
+    squad_normalize,
+    tatoeba_accuracy,
+)
 
 
 def test_accuracy():

@@ -12,14 +12,15 @@ import torch
 import yaml
 from peft import PeftModel, PeftModelForFeatureExtraction
 
-from adapterx import store, transfer
-from adapterx.backbone import load_backbone
-from adapterx.errors import AdapterxError, CompositionError
-from adapterx.evaluate import evaluate_languages
-from adapterx.heads import HeadSpec
+from adapterx import store
+from adapterx.core.backbone import load_backbone
+from adapterx.core.errors import AdapterxError, CompositionError
+from adapterx.core.heads import HeadSpec
+from adapterx.core.model import AdaptedModel
 from adapterx.methods import get_method, parse_spec
-from adapterx.model import AdaptedModel
+from adapterx.study.evaluate import evaluate_languages
 from adapterx.tasks import get_task
+from adapterx.training import strategies as transfer
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {
@@ -244,7 +245,7 @@ def test_prefix_attention_matches_reference(tiny, batch, attention):
 
 @pytest.mark.parametrize("variant", ["prompt", "prefix"])
 def test_merge_is_refused_with_the_reason(tiny, tmp_path, variant):
-    from adapterx.merge import merge_adapters
+    from adapterx.deploy.merge import merge_adapters
 
     saved = store.save_adapter(_model(tiny, SPECS[variant], name="xnli", head=False), "xnli", tmp_path / "xnli")
     with pytest.raises(CompositionError, match="virtual tokens; they cannot be folded into weights"):
@@ -312,7 +313,7 @@ def test_presets_carry_the_papers_prefix_lengths(preset, length):
 
 
 def test_quickstart_switches_to_prompt_tuning_with_one_field(tmp_path):
-    from adapterx.recipe import load_recipe
+    from adapterx.study.recipe import load_recipe
 
     data = yaml.safe_load((ROOT / "recipes" / "quickstart.yaml").read_text())
     data["adapter"] = {"kind": "prompt"}
@@ -323,13 +324,13 @@ def test_quickstart_switches_to_prompt_tuning_with_one_field(tmp_path):
 
 @pytest.mark.parametrize("variant", ["prompt", "prefix-projection"])
 def test_train_adapter_checkpoints_and_resumes_exactly(tiny, tmp_path, variant):
-    """adapterx.train over these kinds: checkpoints hold the raw prompt-encoder tensors (a prefix projection's
+    """adapterx.training.loop over these kinds: checkpoints hold the raw prompt-encoder tensors (a prefix projection's
     MLP included), so a resumed run ends where an uninterrupted one does."""
     import shutil
 
     from adapterx.tasks.data import load_split
     from adapterx.tasks.processing import processor_for
-    from adapterx.train import TrainConfig, train_adapter, trainable_state
+    from adapterx.training.loop import TrainConfig, train_adapter, trainable_state
 
     task = get_task("tiny-nli")
     processor = processor_for(task)

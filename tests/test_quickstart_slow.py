@@ -6,7 +6,7 @@ import time
 import pytest
 import yaml
 
-from adapterx.cli import main
+from adapterx.cli.main import main
 
 pytestmark = pytest.mark.slow
 

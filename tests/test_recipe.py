@@ -5,9 +5,9 @@ import textwrap
 
 import pytest
 
-from adapterx.cli import main
-from adapterx.errors import RecipeError
-from adapterx.recipe import load_recipe
+from adapterx.cli.main import main
+from adapterx.core.errors import RecipeError
+from adapterx.study.recipe import load_recipe
 
 SMALL = """\
 name: small

@@ -7,14 +7,17 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from adapterx import store, transfer
-from adapterx.backbone import load_backbone
-from adapterx.errors import AdapterxError, BackboneMismatchError, CompositionError
-from adapterx.merge import merge_into_base
-from adapterx.methods import parse_spec
+from adapterx import store
+from adapterx.core.backbone import load_backbone
+from adapterx.core.errors import AdapterxError, BackboneMismatchError, CompositionError
+from adapterx.deploy.plain import merge_into_base
+from adapterx.deploy.setup import load_for_inference
+from adapterx.core.model import AdaptedModel
+from adapterx.methods import get_method, parse_spec
 from adapterx.tasks import get_task
-from adapterx.train import TrainConfig, restore_trainable_state, trainable_state
-from adapterx.workflow import train_task
+from adapterx.training import strategies as transfer
+from adapterx.training.loop import TrainConfig, restore_trainable_state, trainable_state
+from adapterx.training.workflow import train_task
 
 LORA = {"kind": "lora", "r": 4}
 BOTTLENECK = {"kind": "bottleneck", "reduction_factor": 4}
@@ -71,7 +74,7 @@ def test_merge_then_train_trains_on_a_merged_base_and_reloads(pristine_backbone,
     assert part["base_model"] == {"name": pristine_backbone.name, "fingerprint": pristine_backbone.fingerprint}
     assert type(model.backbone.model).__name__ == "XLMRobertaModel"
 
-    reloaded = transfer.load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
+    reloaded = load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
     assert reloaded.backbone.fingerprint == base["fingerprint"] and reloaded.active_adapters == ["target"]
     assert torch.equal(_logits(model, probe), _logits(reloaded, probe))
     if target == "lora":   # the target merges too: no adapter module left at inference
@@ -92,18 +95,18 @@ def test_merge_then_train_checks_the_rebuilt_base(pristine_backbone, intermediat
     tampered["base_model"]["fingerprint"] = "sha256:" + "0" * 32
     path.write_text(json.dumps(tampered))
     with pytest.raises(BackboneMismatchError, match="rebuilding its merged base"):
-        transfer.load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
+        load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
 
     tampered = json.loads(json.dumps(original))
     tampered["requires"][0]["weights_digest"] = "sha256:" + "1" * 32   # as if the intermediate had been retrained
     path.write_text(json.dumps(tampered))
     with pytest.raises(CompositionError, match="merged in"):
-        transfer.load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
+        load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
 
     path.write_text(json.dumps(original))
     with pytest.raises(BackboneMismatchError):   # another original backbone: the intermediate does not fit it
-        transfer.load_for_inference(load_backbone("builtin:tiny-xlmr@1"), trained.directory)
-    transfer.load_for_inference(pristine_backbone.fresh_copy(), trained.directory)   # untampered: loads
+        load_for_inference(load_backbone("builtin:tiny-xlmr@1"), trained.directory)
+    load_for_inference(pristine_backbone.fresh_copy(), trained.directory)   # untampered: loads
 
 
 def test_fuse_trains_fusion_and_target_and_reloads(pristine_backbone, intermediates, tmp_path, probe, spy):
@@ -127,9 +130,9 @@ def test_fuse_trains_fusion_and_target_and_reloads(pristine_backbone, intermedia
     value = next(v for k, v in state.items() if k.endswith("value.weight") and k in fusion_keys)
     assert not torch.equal(value, torch.eye(value.shape[0]))   # initialised to identity, then trained
     for name, path in (("intermediate_1", intermediates["nli"]), ("intermediate_2", intermediates["sst"])):
-        reference = transfer.AdaptedModel(pristine_backbone.fresh_copy())
+        reference = AdaptedModel(pristine_backbone.fresh_copy())
         store.load_adapter(reference, path, name=name, with_head=False)
-        method = transfer.get_method("bottleneck")
+        method = get_method("bottleneck")
         saved, now = method.adapter_state(reference, name), method.adapter_state(model, name)
         assert all(torch.equal(saved[k], now[k]) for k in saved)
 
@@ -142,7 +145,7 @@ def test_fuse_trains_fusion_and_target_and_reloads(pristine_backbone, intermedia
     restore_trainable_state(model, "target", "target", snapshot)
     assert all(torch.equal(v, snapshot[k]) for k, v in trainable_state(model, "target", "target").items())
 
-    reloaded = transfer.load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
+    reloaded = load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
     assert reloaded.active_adapters == ["intermediate_1", "intermediate_2", "target"]
     assert torch.equal(_logits(model, probe), _logits(reloaded, probe))
     with torch.no_grad():   # the fusion layer is in use
@@ -155,7 +158,7 @@ def test_fuse_trains_fusion_and_target_and_reloads(pristine_backbone, intermedia
     weights = trained.directory / "fusion" / "model_adapter_fusion.safetensors"
     save_file({k: v + 1 for k, v in load_file(str(weights)).items()}, str(weights))
     with pytest.raises(CompositionError, match="fusion layer"):
-        transfer.load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
+        load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
 
 
 def test_strategy_errors(pristine_backbone, intermediates):

@@ -12,12 +12,18 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from adapterx.heads import HeadSpec
-from adapterx.model import AdaptedModel
+from adapterx.core.heads import HeadSpec
+from adapterx.core.model import AdaptedModel
 from adapterx.tasks import get_task
 from adapterx.tasks.data import load_split
-from adapterx.tasks.processing import (RetrievalProcessor, evaluate_language, evaluate_on_split, mine_pairs,
-                                       nearest, processor_for)
+from adapterx.tasks.processing import (
+    RetrievalProcessor,
+    evaluate_language,
+    evaluate_on_split,
+    mine_pairs,
+    nearest,
+    processor_for,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # (split, language) evaluated for each task: a non-English language where the task has one

@@ -10,9 +10,9 @@ from pathlib import Path
 import datasets
 import pytest
 
-from adapterx.errors import AdapterxError, RecipeError
+from adapterx.cli.tasks import add_tasks_parser
+from adapterx.core.errors import AdapterxError, RecipeError
 from adapterx.tasks import all_tasks, get_task
-from adapterx.tasks.cli import add_tasks_parser
 from adapterx.tasks.data import load_split
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -162,7 +162,7 @@ def _recipe(tmp_path: Path, intermediate: list[str], target: str) -> Path:
 
 
 def test_recipes_name_these_tasks(tmp_path):
-    from adapterx.recipe import load_recipe
+    from adapterx.study.recipe import load_recipe
 
     recipe = load_recipe(_recipe(tmp_path, list(INTERMEDIATE), "xnli"))
     assert recipe.intermediate.tasks == list(INTERMEDIATE)

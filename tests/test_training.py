@@ -4,16 +4,16 @@ import pytest
 import torch
 
 from adapterx import store
-from adapterx.errors import AdapterxError
-from adapterx.heads import HeadSpec
+from adapterx.core.errors import AdapterxError
+from adapterx.core.heads import HeadSpec
+from adapterx.core.model import AdaptedModel
 from adapterx.methods import parse_spec
-from adapterx.model import AdaptedModel
 from adapterx.tasks import get_task
 from adapterx.tasks.data import load_split
 from adapterx.tasks.processing import processor_for
-from adapterx.train import TrainConfig, train_adapter, trainable_state
-from adapterx.transfer import load_for_inference
-from adapterx.workflow import train_task
+from adapterx.training.loop import TrainConfig, train_adapter, trainable_state
+from adapterx.deploy.setup import load_for_inference
+from adapterx.training.workflow import train_task
 
 
 def _model_and_data(backbone, kind="lora", rows=256):

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from adapterx.bench.cli import add_bench_parser
+from adapterx.cli.bench import add_bench_parser
 
 
 def main(argv: list[str] | None = None) -> int:

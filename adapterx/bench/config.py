@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
-from adapterx.errors import AdapterxError
+from adapterx.core.errors import AdapterxError
 
 DEFAULT_FORMS = (
     "base", "lora", "lora-fast", "lora-merged",

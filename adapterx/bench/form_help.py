@@ -3,7 +3,7 @@
 FORM_HELP = """\
   base                    the plain transformers model (no adapter code at all)
   lora                    one LoRA adapter through peft, unmerged (r, alpha=2r, query+value, dropout 0)
-  lora-fast               the same adapter through adapterx.fastlora (no peft loop, casts or dropout module)
+  lora-fast               the same adapter through adapterx.deploy.fastlora (no peft loop, casts or dropout module)
   lora-merged             the same adapter merged into the weights (peft merge_and_unload -> plain model)
   lora-stack-K            K LoRA adapters active together through peft (its Python loop over adapters)
   lora-stack-K-fused      the same K adapters as ONE low-rank product (A and B concatenated, fastlora)

@@ -9,6 +9,7 @@ transformers model (never an adapters-initialised one: ``adapters.init`` alone c
 from __future__ import annotations
 
 import copy
+import importlib
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -16,9 +17,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from adapterx.errors import AdapterxError
-
-from adapterx.bench.form_help import FORM_HELP  # noqa: E402  (torch-free, for --help)
+from adapterx.bench.form_help import FORM_HELP
+from adapterx.core.errors import AdapterxError
 
 
 @dataclass
@@ -119,7 +119,14 @@ def form(pattern: str) -> Callable[[Builder], Builder]:
     return register
 
 
+# The modules whose builders register themselves, one family each; imported on first lookup (they import this
+# module, so importing them here at the top would be a cycle).
+BUILDER_MODULES = ("adapterx.bench.lora_forms", "adapterx.bench.bottleneck_forms", "adapterx.bench.prompt_forms")
+
+
 def _lookup(name: str) -> tuple[Builder, dict[str, int]]:
+    for module in BUILDER_MODULES:
+        importlib.import_module(module)
     for pattern, fn in _REGISTRY:
         m = pattern.match(name)
         if m:
@@ -147,7 +154,3 @@ def _base(ctx: FormContext) -> Form:
     return Form("base", "plain transformers model", ctx.base, plain_run)
 
 
-# Import the builders so that they register (kept in their own modules, one family each).
-from adapterx.bench import lora_forms as _lora_forms  # noqa: E402,F401
-from adapterx.bench import bottleneck_forms as _bottleneck_forms  # noqa: E402,F401
-from adapterx.bench import prompt_forms as _prompt_forms  # noqa: E402,F401

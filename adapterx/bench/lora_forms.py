@@ -1,4 +1,4 @@
-"""LoRA forms: peft (the naive reference: unmerged, stacked, mixed batch, merged) and adapterx.fastlora
+"""LoRA forms: peft (the naive reference: unmerged, stacked, mixed batch, merged) and adapterx.deploy.fastlora
 (fused stack, gathered mixed batch). Adapter number i has the same weights in every form, so the forms
 compute the same function and only their speed differs."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from adapterx import fastlora
 from adapterx.bench.forms import Batch, Form, FormContext, form, freeze_eval, plain_run, share_copy
+from adapterx.deploy import fastlora
 
 
 def adapter_name(i: int) -> str:
@@ -51,7 +51,7 @@ def _lora(ctx: FormContext) -> Form:
 @form("lora-fast")
 def _lora_fast(ctx: FormContext) -> Form:
     model = fastlora.apply_fused_lora(share_copy(ctx.base), lora_factors(ctx, [0]))
-    return Form("lora-fast", "the same LoRA via adapterx.fastlora, unmerged", model, plain_run, reference="lora")
+    return Form("lora-fast", "the same LoRA via adapterx.deploy.fastlora, unmerged", model, plain_run, reference="lora")
 
 
 @form("lora-merged")
@@ -74,7 +74,7 @@ def _lora_stack(ctx: FormContext, k: int) -> Form:
 def _lora_stack_fused(ctx: FormContext, k: int) -> Form:
     model = fastlora.apply_fused_lora(share_copy(ctx.base), lora_factors(ctx, range(k)))
     return Form(f"lora-stack-{k}-fused", f"the same {k} adapters fused into one rank-{k * ctx.rank} product "
-                f"(adapterx.fastlora)", model, plain_run, reference=f"lora-stack-{k}")
+                f"(adapterx.deploy.fastlora)", model, plain_run, reference=f"lora-stack-{k}")
 
 
 def _row_adapters(n: int, batch_size: int) -> list[int]:
@@ -111,4 +111,4 @@ def _lora_mixed_gathered(ctx: FormContext, n: int) -> Form:
                       adapter_ids=ids).last_hidden_state
 
     return Form(f"lora-mixed-{n}-gathered", f"the same {n}-adapter mixed batch as one gathered per-row "
-                f"low-rank product (adapterx.fastlora)", model, run, reference="lora")
+                f"low-rank product (adapterx.deploy.fastlora)", model, run, reference="lora")

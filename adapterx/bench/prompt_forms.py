@@ -4,15 +4,14 @@ tokens N, so the form names carry it: prefix-16, prefix-32, prompt-16, ..."""
 
 from __future__ import annotations
 
-from adapterx.backbone import Backbone
+from adapterx import store
 from adapterx.bench.forms import Batch, Form, FormContext, form, share_copy
+from adapterx.core.backbone import Backbone
+from adapterx.core.model import AdaptedModel
+from adapterx.methods import parse_spec
 
 
 def _prompt_learning(ctx: FormContext, kind: str, n: int) -> Form:
-    from adapterx import store
-    from adapterx.methods import parse_spec
-    from adapterx.model import AdaptedModel
-
     base = share_copy(ctx.base)
     model = AdaptedModel(Backbone(base, None, "bench", pretrained=False, description="bench copy"))
     store.add_adapter(model, "prompt", parse_spec({"kind": kind, "num_virtual_tokens": n}))

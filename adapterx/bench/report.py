@@ -8,8 +8,8 @@ import io
 import re
 from pathlib import Path
 
-from adapterx.errors import AdapterxError
-from adapterx.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from adapterx.core.errors import AdapterxError
+from adapterx.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 OUTPUT_FILES = ("results.json", "results.csv", "results.md", "overhead_vs_batch.png", "throughput_vs_seq.png")
 CSV_COLUMNS = ("device", "dtype", "threads", "mode", "batch_size", "seq_len", "form", "iterations",

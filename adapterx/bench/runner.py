@@ -10,13 +10,13 @@ from typing import Callable
 
 import torch
 
-from adapterx.backbone import REAL_SHAPES, load_backbone
 from adapterx.bench import env
 from adapterx.bench.config import BenchConfig
 from adapterx.bench.forms import Batch, Form, FormContext, build_form, check_form_names, count_parameters
 from adapterx.bench.targets import evaluate_targets
 from adapterx.bench.timing import Clock, paired_ratio, run_interleaved, summarize
-from adapterx.errors import AdapterxError
+from adapterx.core.backbone import REAL_SHAPES, load_backbone
+from adapterx.core.errors import AdapterxError
 
 SCHEMA_VERSION = 1
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

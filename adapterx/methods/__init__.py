@@ -8,7 +8,7 @@ import importlib
 import inspect
 import pkgutil
 
-from adapterx.errors import AdapterxError, unknown
+from adapterx.core.errors import AdapterxError, unknown
 from adapterx.methods.base import AdapterSpec, Method
 
 _METHODS: dict[str, Method] = {}

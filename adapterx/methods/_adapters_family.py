@@ -16,11 +16,11 @@ from adapters.composition import Average, BatchSplit, Fuse, Stack
 from adapters.utils import ADAPTERFUSION_CONFIG_NAME, ADAPTERFUSION_WEIGHTS_NAME, SAFE_ADAPTERFUSION_WEIGHTS_NAME
 from safetensors.torch import load_file
 
-from adapterx.errors import CompositionError
+from adapterx.core.errors import CompositionError
 from adapterx.methods.base import AdapterSpec, Method
 
 if TYPE_CHECKING:
-    from adapterx.model import AdaptedModel
+    from adapterx.core.model import AdaptedModel
 
 ADAPTERS_WEIGHTS_FILE = "adapter.safetensors"
 FUSION_CONFIG = "dynamic"   # Pfeiffer et al. 2021: query/key/value attention over the fused adapters' outputs
@@ -136,7 +136,7 @@ class AdaptersMethod(Method):
 def _average(children: list, options: dict) -> Average:
     # adapters 1.3's bottleneck Average returns mean_i(w_i * out_i) = (1/n) * sum_i w_i out_i; passing n * w_i
     # (unnormalised) makes it the weighted average sum_i w_i out_i that the weights describe
-    # (adapterx.compose's tests check the result against a hand-built reference).
+    # (adapterx.deploy.compose's tests check the result against a hand-built reference).
     n = len(children)
     return Average(*children, weights=[n * float(w) for w in options["weights"]], normalize_weights=False)
 

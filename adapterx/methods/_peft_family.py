@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, ClassVar
 from peft import PeftConfig, PeftModel, PeftModelForFeatureExtraction
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-from adapterx.errors import CompositionError
+from adapterx.core.errors import CompositionError
 from adapterx.methods.base import AdapterSpec, Method
 
 if TYPE_CHECKING:
-    from adapterx.model import AdaptedModel
+    from adapterx.core.model import AdaptedModel
 
 PEFT_CONFIG_FILE = "adapter_config.json"
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"

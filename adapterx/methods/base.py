@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from adapterx.errors import AdapterxError
+from adapterx.core.errors import AdapterxError
 
 if TYPE_CHECKING:
-    from adapterx.model import AdaptedModel
+    from adapterx.core.model import AdaptedModel
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Method:
     spec_type: ClassVar[type[AdapterSpec]]
     mergeable: ClassVar[bool] = False
     # Why merge refuses this kind, in the user's words (a kind with mergeable = False sets it in its own file;
-    # adapterx.merge.check_mergeable shows it)
+    # adapterx.deploy.merge.check_mergeable shows it)
     not_mergeable_reason: ClassVar[str] = ""
     # Whether an adapter of this kind can be active together with others (a stack: transfer strategy 'stack',
     # compose). False for kinds their library runs one at a time; activation then raises CompositionError, and

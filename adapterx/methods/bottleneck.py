@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from adapters import DoubleSeqBnConfig, SeqBnConfig
 
-from adapterx.errors import AdapterxError
+from adapterx.core.errors import AdapterxError
 from adapterx.methods._adapters_family import AdaptersMethod
 from adapterx.methods.base import AdapterSpec
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from peft import LoraConfig
 
-from adapterx.errors import AdapterxError
-from adapterx.methods.base import AdapterSpec
+from adapterx.core.errors import AdapterxError
 from adapterx.methods._peft_family import PeftMethod
+from adapterx.methods.base import AdapterSpec
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 
 from peft import PrefixTuningConfig, TaskType
 
-from adapterx.errors import AdapterxError, CompositionError
+from adapterx.core.errors import AdapterxError, CompositionError
 from adapterx.methods._peft_family import PromptLearningMethod
 from adapterx.methods.base import AdapterSpec
 
 if TYPE_CHECKING:
-    from adapterx.model import AdaptedModel
+    from adapterx.core.model import AdaptedModel
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 import torch
 from peft import PromptTuningConfig, PromptTuningInit, TaskType
 
-from adapterx.errors import AdapterxError
+from adapterx.core.errors import AdapterxError
 from adapterx.methods._peft_family import PromptLearningMethod
 from adapterx.methods.base import AdapterSpec
 
 if TYPE_CHECKING:
-    from adapterx.model import AdaptedModel
+    from adapterx.core.model import AdaptedModel
 
 _INITS = {"random": PromptTuningInit.RANDOM, "vocab": PromptTuningInit.SAMPLE_VOCAB, "text": PromptTuningInit.RANDOM}
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from adapterx.errors import unknown
+import importlib
+
+from adapterx.core.errors import unknown
 from adapterx.tasks.base import DataRequest, Loader, Task
 
 _REGISTRY: dict[str, Task] = {}
@@ -22,14 +24,18 @@ def get_task(name: str) -> Task:
     return _REGISTRY[name]
 
 
+TASK_MODULES = ("adapterx.tasks.builtin", "adapterx.tasks.intermediate", "adapterx.tasks.xtreme")
+
+
 def all_tasks() -> list[Task]:
     _load_builtin_registrations()
     return list(_REGISTRY.values())
 
 
 def _load_builtin_registrations() -> None:
-    # Imported lazily so that `import adapterx.tasks` stays cheap and free of import cycles.
-    from adapterx.tasks import builtin, intermediate, xtreme  # noqa: F401
+    # The modules that register the built-in tasks are imported on first use: they import this module.
+    for module in TASK_MODULES:
+        importlib.import_module(module)
 
 
 __all__ = ["DataRequest", "Loader", "Task", "all_tasks", "get_task", "register_task"]

@@ -28,7 +28,7 @@ class Task:
 
     name: str
     role: str                         # "intermediate" | "target"
-    head: str                         # head kind, see adapterx.heads
+    head: str                         # head kind, see adapterx.core.heads
     metric: str                       # metric name, see adapterx.tasks.metrics
     loader: Loader
     languages: tuple[str, ...] = ("en",)     # languages with evaluation data

@@ -1,4 +1,4 @@
-"""Built-in offline tasks, generated from `adapterx.tinyworld` and shipped as JSON-lines files in the
+"""Built-in offline tasks, generated from `adapterx.core.tinyworld` and shipped as JSON-lines files in the
 formats of their public models (MNLI/XNLI: premise, hypothesis, label; SST-2: sentence, label).
 
   tiny-nli   English intermediate task, MNLI-like, 3000 training pairs
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from adapterx import tinyworld
+from adapterx.core import tinyworld
 from adapterx.tasks import register_task
 from adapterx.tasks.base import DataRequest, Task
 from adapterx.tasks.files import find_file, load_jsonl

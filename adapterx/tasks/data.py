@@ -6,7 +6,7 @@ from pathlib import Path
 
 import datasets
 
-from adapterx.errors import AdapterxError
+from adapterx.core.errors import AdapterxError
 from adapterx.tasks.base import DataRequest, Task
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import datasets
 
-from adapterx.errors import AdapterxError
+from adapterx.core.errors import AdapterxError
 
 
 def available(root: Path, task: str) -> list[str]:

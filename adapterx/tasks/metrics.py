@@ -19,7 +19,7 @@ import unicodedata
 from collections import Counter
 from typing import Callable, Iterable, Sequence
 
-from adapterx.errors import unknown
+from adapterx.core.errors import unknown
 
 Metric = Callable[..., dict[str, float]]
 METRICS: dict[str, Metric] = {}

@@ -31,9 +31,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from adapterx.errors import AdapterxError, unknown
-from adapterx.heads import mean_pool
+from adapterx.core.errors import AdapterxError, unknown
+from adapterx.core.heads import mean_pool
 from adapterx.tasks.base import Task
+from adapterx.tasks.data import load_split
 from adapterx.tasks.metrics import bucc_f1, get_metric
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
@@ -485,8 +486,6 @@ def evaluate_language(model, task: Task, tokenizer: PreTrainedTokenizerBase, spl
                       **options) -> dict[str, float]:
     """Load `split` in `language` and score it; for a task whose metric needs a dev-set threshold (BUCC) the
     validation split of the same language is loaded to choose it."""
-    from adapterx.tasks.data import load_split
-
     rows = load_split(task, split, language, data_dir, limit=limit)
     if task.metric == "bucc_f1" and split != "validation" and "dev_rows" not in options:
         options["dev_rows"] = load_split(task, "validation", language, data_dir, limit=limit)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import datasets
 
-from adapterx.errors import AdapterxError
+from adapterx.core.errors import AdapterxError
 from adapterx.tasks.base import DataRequest
 from adapterx.tasks.files import available, find_file, load_jsonl
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from adapterx.errors import AdapterFileError
-from adapterx.io import atomic_directory
+from adapterx.core.errors import AdapterFileError
+from adapterx.core.io import atomic_directory
 from adapterx.store import check_safetensors
 
 

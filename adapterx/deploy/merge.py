@@ -27,16 +27,22 @@ from typing import Callable, Mapping, Sequence
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import (AutoModel, XLMRobertaConfig, XLMRobertaForSequenceClassification,
-                          XLMRobertaForTokenClassification, XLMRobertaModel)
+from transformers import (
+    AutoModel,
+    XLMRobertaConfig,
+    XLMRobertaForSequenceClassification,
+    XLMRobertaForTokenClassification,
+    XLMRobertaModel,
+)
 
-from adapterx import fastlora, store
-from adapterx.compose import ComposedModel, Mixed, Part, compose, kinds_summary, read_parts
-from adapterx.errors import CompositionError
-from adapterx.heads import HeadSpec
-from adapterx.io import atomic_directory, atomic_write_json, atomic_write_text
+from adapterx import store
+from adapterx.core.errors import CompositionError
+from adapterx.core.heads import HeadSpec
+from adapterx.core.io import atomic_directory, atomic_write_json, atomic_write_text
+from adapterx.core.model import AdaptedModel
+from adapterx.deploy.compose import ComposedModel, Mixed, Part, compose, kinds_summary, read_parts
+from adapterx.deploy.plain import merge_into_base
 from adapterx.methods import get_method
-from adapterx.model import AdaptedModel
 
 TOLERANCE = 1e-4
 MERGE_INFO_FILE = "adapterx_merge.json"
@@ -79,39 +85,6 @@ def check_mergeable(parts: Mapping[str, Part] | Sequence[Part]) -> None:
         f"cannot merge {', '.join(repr(p.name) for p in blocked)} into the base weights ({why}). What each "
         f"part can do: {kinds_summary(parts)}. Train a LoRA adapter (--adapter kind=lora,r=8) to get a "
         f"mergeable one, or serve these unmerged with `adapterx compose`")
-
-
-# ============================================================================================ fold
-def plain_base_copy(model: AdaptedModel) -> XLMRobertaModel:
-    """A plain transformers encoder (no peft, no adapters library) holding copies of the frozen base weights."""
-    config = XLMRobertaConfig.from_dict(model.backbone.model.config.to_dict())
-    plain = XLMRobertaModel(config, add_pooling_layer=False)
-    state = {k: v.detach().clone() for k, v in model.backbone.base_tensors.items()}
-    result = plain.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CompositionError(f"base weights do not fit a plain {type(plain).__name__}: missing "
-                               f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}")
-    return plain.to(device=model.device, dtype=model.backbone.model.dtype).eval()
-
-
-def merge_into_base(model: AdaptedModel, names: Sequence[str]) -> XLMRobertaModel:
-    """A plain encoder whose linear weights include the LoRA deltas of `names` (W + Σ_i s_i B_i A_i, summed in
-    float32); the model itself is left unchanged."""
-    for n in names:
-        record = model.adapters[n]
-        if not get_method(record.kind).mergeable:
-            raise CompositionError(f"adapter {n!r} is {record.kind}, which cannot be folded into linear weights; "
-                                   f"only LoRA merges")
-    return fastlora.merge_lora(plain_base_copy(model), collect_lora_factors(model, names))
-
-
-def collect_lora_factors(model: AdaptedModel, names: Sequence[str]) -> dict[str, list[fastlora.LoraFactors]]:
-    """{module name: factors of each adapter in `names` that touches it}, read from the peft model."""
-    factors: dict[str, list[fastlora.LoraFactors]] = {}
-    for n in names:   # one at a time: adapters may target different modules
-        for module, found in fastlora.lora_factors_from_peft(model.encoder, [n]).items():
-            factors.setdefault(module, []).extend(found)
-    return factors
 
 
 # ============================================================================================ save
@@ -277,7 +250,7 @@ def _readme(report: MergeReport, composed: ComposedModel) -> str:
         lines += [f"Note: {n}." for n in report.notes] + [""]
         if any("head.safetensors" in n for n in report.notes):
             lines += ["The head (head.safetensors, spec in head.json) is adapterx's; rebuild it with "
-                      "`adapterx.heads.build_head(hidden_size, HeadSpec.from_json(spec))` and apply it to "
+                      "`adapterx.core.heads.build_head(hidden_size, HeadSpec.from_json(spec))` and apply it to "
                       "`last_hidden_state`.", ""]
     lines += ["Provenance (backbone fingerprint, adapters and their digests): adapterx_merge.json.", ""]
     return "\n".join(lines)

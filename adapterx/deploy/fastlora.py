@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adapterx.errors import CompositionError
+from adapterx.core.errors import CompositionError
 
 __all__ = [
     "LoraFactors",

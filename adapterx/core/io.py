@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from adapterx.core.errors import AdapterFileError
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
@@ -36,8 +38,6 @@ def atomic_write_json(path: str | os.PathLike, obj: object) -> None:
 
 def read_json_file(path: str | os.PathLike) -> dict:
     """A JSON file adapterx wrote (metadata, manifests); a corrupt one is an error that names the file."""
-    from adapterx.errors import AdapterFileError
-
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

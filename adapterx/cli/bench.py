@@ -11,7 +11,7 @@ from pathlib import Path
 
 from adapterx.bench.config import COMPILE_CHOICES, DTYPES, QUICK_OVERRIDES, BenchConfig, field_help
 from adapterx.bench.form_help import FORM_HELP
-from adapterx.errors import AdapterxError
+from adapterx.core.errors import AdapterxError
 
 DESCRIPTION = f"""\
 Measure the inference overhead of adapter deployment forms on one frozen backbone, all in one run.

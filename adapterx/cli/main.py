@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from adapterx.errors import AdapterxError
+from adapterx.core.errors import AdapterxError
 
 EPILOG = """\
 typical session (offline, built-in backbone and data):
@@ -39,11 +39,11 @@ def _parse_options(text: str, what: str) -> dict:
 
 # ----------------------------------------------------------------------------------------------- train
 def cmd_train(args) -> int:
-    from adapterx.backbone import load_backbone
+    from adapterx.core.backbone import load_backbone
     from adapterx.methods import parse_spec
     from adapterx.tasks import get_task
-    from adapterx.train import TrainConfig
-    from adapterx.workflow import train_task
+    from adapterx.training.loop import TrainConfig
+    from adapterx.training.workflow import train_task
 
     spec = parse_spec(_parse_options(args.adapter, "--adapter"), where="--adapter")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
@@ -67,21 +67,22 @@ def cmd_train(args) -> int:
 
 # -------------------------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args) -> int:
-    from adapterx.backbone import load_backbone
-    from adapterx.evaluate import evaluate_languages, merged_form, primary_metric
-    from adapterx.io import atomic_write_json
-    from adapterx.report import benefit_table
+    from adapterx.core.backbone import load_backbone
+    from adapterx.core.io import atomic_write_json
+    from adapterx.deploy.forms import fused_form, merged_form
+    from adapterx.deploy.setup import load_for_inference
     from adapterx.store import read_metadata
-    from adapterx.summary import summarize_scores
+    from adapterx.study.evaluate import evaluate_languages, primary_metric
+    from adapterx.study.report import benefit_table
+    from adapterx.study.summary import summarize_scores
     from adapterx.tasks import get_task
-    from adapterx.transfer import load_for_inference, modules_at_inference
+    from adapterx.training.strategies import modules_at_inference
 
     task = get_task(args.task)
     backbone = load_backbone(args.backbone)
     languages = args.languages.split(",") if args.languages else None
     forms = args.forms.split(",")
-    from adapterx.evaluate import fused_form
-    from adapterx.recipe import FORMS
+    from adapterx.study.recipe import FORMS
     for form in forms:
         if form not in FORMS:
             raise AdapterxError(f"--forms: unknown form {form!r}; known: {', '.join(FORMS)}")
@@ -130,12 +131,12 @@ def cmd_evaluate(args) -> int:
 
 # ------------------------------------------------------------------------------------------------- run
 def cmd_run(args) -> int:
-    from adapterx.recipe import load_recipe
-    from adapterx.runner import run_recipe
+    from adapterx.study.recipe import load_recipe
+    from adapterx.study.runner import run_recipe
 
     recipe = load_recipe(args.recipe)
     if args.dry_run or args.list_jobs:
-        from adapterx.runner import describe_jobs
+        from adapterx.study.runner import describe_jobs
         print(f"{args.recipe}: valid. backbone {recipe.backbone}, adapter {recipe.adapter}, "
               f"intermediate {recipe.intermediate.tasks}{' + multitask' if recipe.intermediate.multitask else ''}, "
               f"targets {recipe.target.tasks} ({', '.join(recipe.target.strategies)}), seeds {recipe.seeds}; "
@@ -147,7 +148,7 @@ def cmd_run(args) -> int:
     results = run_recipe(recipe, force=args.force, job=args.job)
     if args.job is not None:
         return 0
-    from adapterx.report import benefit_table, readme_summary
+    from adapterx.study.report import benefit_table, readme_summary
     for name, target in results["targets"].items():
         print(f"{name} ({target['metric']}):")
         print(benefit_table(target))
@@ -230,9 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the benefit table between the '<!-- bench:<recipe name>:start/end -->' markers")
     p.set_defaults(func=cmd_run)
 
-    from adapterx.bench.cli import add_bench_parser
-    from adapterx.compose_cli import add_compose_parsers
-    from adapterx.tasks.cli import add_tasks_parser
+    from adapterx.cli.bench import add_bench_parser
+    from adapterx.cli.compose import add_compose_parsers
+    from adapterx.cli.tasks import add_tasks_parser
     add_tasks_parser(sub)
     add_compose_parsers(sub)
     add_bench_parser(sub)

@@ -17,7 +17,7 @@ A composition names adapter *parts* (saved adapter directories, each given a nam
                      Parts that carry heads must share one label set: the merged adapter is read by one head.
   Mixed(a, b, c)     many adapters on one base: each row of a batch names its adapter (and is read by that
                      adapter's head), one forward pass (peft's per-row ``adapter_names``, or
-                     ``adapterx.fastlora``'s gathered LoRA with ``fast=True``; the adapters library's BatchSplit).
+                     ``adapterx.deploy.fastlora``'s gathered LoRA with ``fast=True``; the adapters library's BatchSplit).
 
 Allowed nestings (`ALLOWED_CHILDREN`): a Stack holds names and Weighted blocks (e.g. a language adapter under
 an average of task adapters); every other block holds names only. `validate` checks a composition against the
@@ -39,11 +39,13 @@ from typing import ClassVar, Mapping, Sequence
 import torch
 
 from adapterx import store
-from adapterx.backbone import Backbone, load_backbone
-from adapterx.errors import AdapterFileError, BackboneMismatchError, CompositionError, unknown
-from adapterx.io import atomic_directory, atomic_write_json, read_json_file
+from adapterx.core.backbone import Backbone, load_backbone
+from adapterx.core.errors import AdapterFileError, BackboneMismatchError, CompositionError, unknown
+from adapterx.core.io import atomic_directory, atomic_write_json, read_json_file
+from adapterx.core.model import AdaptedModel, AdapterRecord
+from adapterx.deploy import fastlora
+from adapterx.deploy.plain import plain_base_copy
 from adapterx.methods import get_method, spec_from_json
-from adapterx.model import AdaptedModel, AdapterRecord
 
 MANIFEST_FILE = "composition.json"
 MANIFEST_FORMAT = "adapterx.composition"
@@ -258,7 +260,7 @@ def check_requirements(parts: Mapping[str, Part]) -> None:
                 raise CompositionError(
                     f"{part.path}: this adapter was trained on {what}: {need.get('path')}; compose cannot rebuild "
                     f"that. Evaluate it with `adapterx evaluate --adapter {part.path}` "
-                    f"(adapterx.transfer.load_for_inference rebuilds it)")
+                    f"(adapterx.deploy.setup.load_for_inference rebuilds it)")
 
 
 def kinds_summary(parts: Sequence[Part]) -> str:
@@ -435,7 +437,7 @@ class ComposedModel:
     def forward_rows(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, row_adapters: Sequence[str],
                      *, fast: bool = False) -> list[torch.Tensor]:
         """One encoder pass over a batch whose row j uses adapter ``row_adapters[j]``; row j's logits come
-        from that adapter's head. ``fast=True`` (LoRA) uses `adapterx.fastlora`'s gathered low-rank product
+        from that adapter's head. ``fast=True`` (LoRA) uses `adapterx.deploy.fastlora`'s gathered low-rank product
         instead of peft's per-adapter sub-batches (peft #2283); it builds a second, plain copy of the base once."""
         names = self.composition.names()
         if len(row_adapters) != input_ids.shape[0]:
@@ -544,7 +546,7 @@ def _peft_realize(model: AdaptedModel, child: str | Block) -> str:
     config = model.encoder.peft_config[new]
     spec = spec_from_json({"kind": "lora", "r": int(config.r), "alpha": float(config.lora_alpha),
                            "target_modules": sorted(config.target_modules)})
-    model.adapters[new] = AdapterRecord(name=new, kind="lora", spec=spec,
+    model.adapters[new] = AdapterRecord(name=new, kind="lora", spec=spec, method=get_method("lora"),
                                         metadata={"made_by": child.to_dict()})
     return new
 
@@ -564,9 +566,6 @@ def _rows_peft(composed: ComposedModel, input_ids, attention_mask, rows: list[st
         return model.encoder(input_ids=input_ids, attention_mask=attention_mask,
                              adapter_names=rows).last_hidden_state
     if composed._gathered is None:
-        from adapterx import fastlora
-        from adapterx.merge import plain_base_copy
-
         names = composed.composition.names()
         composed._gathered = fastlora.apply_gathered_lora(plain_base_copy(model), _row_factors(model, names),
                                                           names).eval()
@@ -578,8 +577,6 @@ def _rows_peft(composed: ComposedModel, input_ids, attention_mask, rows: list[st
 def _row_factors(model: AdaptedModel, names: list[str]) -> dict:
     """Per module, the LoRA factors of every adapter in `names`, in order; an adapter that does not touch a
     module gets zero factors there (adds nothing), so adapters with different target modules share one batch."""
-    from adapterx import fastlora
-
     each = {n: fastlora.lora_factors_from_peft(model.encoder, [n]) for n in names}
     modules = list(dict.fromkeys(m for n in names for m in each[n]))
     out = {}

@@ -1,4 +1,4 @@
-"""`adapterx compose` and `adapterx merge`: thin shells over `adapterx.compose` and `adapterx.merge`.
+"""`adapterx compose` and `adapterx merge`: thin shells over `adapterx.deploy.compose` and `adapterx.deploy.merge`.
 
 Wired into the main parser by ``add_compose_parsers(subparsers)``; each subcommand sets ``func(args) -> int``.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adapterx.errors import AdapterxError
+from adapterx.core.errors import AdapterxError
 
 COMPOSE_EPILOG = """\
 modes (parts are given bottom first; the last part's head reads the result unless --head names another):
@@ -112,8 +112,8 @@ def _format_logits(logits, labels: list[str]) -> str:
 
 # ------------------------------------------------------------------------------------------------ compose
 def cmd_compose(args) -> int:
-    from adapterx.backbone import load_backbone
-    from adapterx.compose import Mixed, compose, load_manifest
+    from adapterx.core.backbone import load_backbone
+    from adapterx.deploy.compose import Mixed, compose, load_manifest
 
     if args.manifest:
         if args.adapter or args.weights or args.density is not None or args.head:
@@ -153,9 +153,9 @@ def cmd_compose(args) -> int:
 
 # ------------------------------------------------------------------------------------------------ merge
 def cmd_merge(args) -> int:
-    from adapterx.backbone import load_backbone
-    from adapterx.compose import load_manifest
-    from adapterx.merge import merge, merge_adapters
+    from adapterx.core.backbone import load_backbone
+    from adapterx.deploy.compose import load_manifest
+    from adapterx.deploy.merge import merge, merge_adapters
 
     if bool(args.adapter) == bool(args.manifest):
         raise AdapterxError("give the LoRA adapters to merge with --adapter DIR (repeat), or --manifest FILE")
@@ -176,7 +176,7 @@ def cmd_merge(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ parsers
-# adapterx.compose.MODES, spelled out so that `adapterx --help` need not import torch (a test keeps them equal)
+# adapterx.deploy.compose.MODES, spelled out so that `adapterx --help` need not import torch (a test keeps them equal)
 MODES = ("stack", "sum", "mixed", "weighted", "linear", "ties", "dare_linear", "dare_ties", "magnitude_prune")
 
 

@@ -2,20 +2,20 @@
 
 The encoder may be wrapped by an adapter library (peft) or changed in place (the adapters library); the
 model keeps that detail inside `adapterx.methods` and offers one API: attach/activate adapters, pick a head,
-run forward.
+run forward. Each attached adapter's record holds its kind's Method, so this module needs no import of methods.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from adapterx.backbone import Backbone
-from adapterx.errors import unknown
-from adapterx.heads import Head, HeadSpec, build_head
-from adapterx.methods import get_method
+from adapterx.core.backbone import Backbone
+from adapterx.core.errors import unknown
+from adapterx.core.heads import Head, HeadSpec, build_head
 
 
 @dataclass
@@ -31,6 +31,7 @@ class AdapterRecord:
     name: str
     kind: str
     spec: object
+    method: Any            # the kind's `adapterx.methods.Method` (held here so that core never imports methods)
     metadata: dict = field(default_factory=dict)
 
 
@@ -79,7 +80,7 @@ class AdaptedModel(nn.Module):
         outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if getattr(outputs, "last_hidden_state", None) is None:   # return_dict=False: left as the encoder gave it
             return outputs
-        offset = sum(get_method(self.adapters[n].kind).encoder_output_offset(self, n) for n in self.active_adapters)
+        offset = sum(self.adapters[n].method.encoder_output_offset(self, n) for n in self.active_adapters)
         if offset:
             outputs.last_hidden_state = outputs.last_hidden_state[:, offset:]
             if getattr(outputs, "hidden_states", None) is not None:

@@ -11,14 +11,16 @@ import datasets
 import torch
 from torch.utils.data import ConcatDataset, Sampler
 
-from adapterx import store, transfer
-from adapterx.backbone import Backbone
-from adapterx.heads import HeadSpec
+from adapterx import store
+from adapterx.core.backbone import Backbone
+from adapterx.core.heads import HeadSpec
 from adapterx.methods import AdapterSpec
 from adapterx.tasks.base import Task
 from adapterx.tasks.data import load_split
 from adapterx.tasks.processing import processor_for
-from adapterx.train import TrainConfig, train_adapter
+from adapterx.training import strategies as transfer
+from adapterx.training.loop import TrainConfig, train_adapter
+from adapterx.training.workflow import TrainedAdapter
 
 TASK_COLUMN = "__task"
 
@@ -63,7 +65,7 @@ def train_multitask(backbone: Backbone, tasks: list[Task], spec: AdapterSpec, co
                     *, data_dir: Path | None = None, train_limit: int | None = None, resume: bool = False,
                     progress: bool = True):
     """Train one adapter on the mixture of `tasks`; saved (without heads) to ``output_dir/adapter``."""
-    from adapterx.workflow import TrainedAdapter   # the same result type as single-task training
+    from adapterx.training.workflow import TrainedAdapter  # the same result type as single-task training
 
     tokenizer = backbone.tokenizer
     prepared = transfer.prepare("none", backbone.fresh_copy(), spec, None)

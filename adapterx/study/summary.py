@@ -7,9 +7,9 @@ import random
 import statistics
 from typing import Sequence
 
-from adapterx.runner import BASELINE, NO_INTERMEDIATE, RESULTS_SCHEMA, RunState, deployment_bench_form
+from adapterx.study.state import BASELINE, NO_INTERMEDIATE, RESULTS_SCHEMA, RunState, deployment_bench_form
 from adapterx.tasks import get_task
-
+from adapterx.training.strategies import modules_at_inference
 
 
 def bootstrap_ci(values: Sequence[float], resamples: int, confidence: float, seed: int = 0) -> list[float]:
@@ -130,7 +130,6 @@ def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: 
 
 def _modules(strategy: str, recipe) -> int:
     """Adapter modules active at inference (a retrieval target's 'direct' use of one adapter counts one)."""
-    from adapterx.transfer import modules_at_inference
     return 1 if strategy == "direct" else modules_at_inference(strategy, len(recipe.intermediate.tasks))
 
 

@@ -2,7 +2,7 @@
 
 A plain loop over `accelerate` (so it runs unchanged under ``accelerate launch`` / ``torchrun``): AdamW on
 the trainable tensors only, warm-up + linear/cosine/constant schedule, gradient clipping, evaluation and
-checkpoints every N steps, ``resume`` from the newest checkpoint (pickle-free, see adapterx.checkpoint).
+checkpoints every N steps, ``resume`` from the newest checkpoint (pickle-free, see adapterx.training.checkpoint).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from adapterx.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from adapterx.errors import AdapterxError
+from adapterx.core.errors import AdapterxError
+from adapterx.core.model import AdaptedModel
 from adapterx.methods import get_method
-from adapterx.model import AdaptedModel
+from adapterx.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
 SCHEDULES = ("linear", "cosine", "constant_with_warmup")
 

@@ -16,68 +16,40 @@ import dataclasses
 import json
 import platform
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapterx import transfer
-from adapterx.backbone import Backbone, load_backbone
-from adapterx.errors import AdapterxError
-from adapterx.evaluate import evaluate_languages, fused_form, merged_form
-from adapterx.io import atomic_write_json
-from adapterx.recipe import Recipe, config_hash
+from adapterx import store
+from adapterx.bench.config import BenchConfig
+from adapterx.bench.forms import check_form_names
+from adapterx.bench.report import write_outputs
+from adapterx.bench.runner import run_bench
+from adapterx.core.backbone import load_backbone
+from adapterx.core.errors import AdapterxError
+from adapterx.core.io import atomic_write_json
+from adapterx.core.model import AdaptedModel
+from adapterx.deploy.forms import fused_form, merged_form
+from adapterx.deploy.setup import load_for_inference
 from adapterx.store import library_versions, read_metadata
+from adapterx.study.evaluate import evaluate_languages
+from adapterx.study.recipe import Recipe, config_hash
+from adapterx.study.report import write_report
+from adapterx.study.state import (
+    BASELINE,
+    FUSE,
+    MULTITASK,
+    NO_INTERMEDIATE,
+    PHASE_FILE,
+    RESULTS_SCHEMA,
+    Job,
+    Phase,
+    RunState,
+    deployment_bench_form,
+)
+from adapterx.study.summary import assemble
 from adapterx.tasks import get_task
-from adapterx.train import TrainConfig
-from adapterx.workflow import train_task
-
-PHASE_FILE = "phase.json"
-RESULTS_SCHEMA = 2
-MULTITASK = "multitask"
-BASELINE = "target-only"
-NO_INTERMEDIATE = "no-intermediate"
-FUSE = "fuse"     # the strategy over all intermediate adapters at once, and the job that runs it
-
-
-@dataclass(frozen=True)
-class Job:
-    index: int
-    name: str
-    intermediate: str | None      # a task name, MULTITASK, or None for the baselines job
-
-
-@dataclass
-class Phase:
-    name: str
-    key: str
-    reused: bool = False
-    seconds: float = 0.0
-
-
-@dataclass
-class RunState:
-    recipe: Recipe
-    backbone: Backbone
-    force: bool
-    progress: bool
-    phases: list[Phase] = field(default_factory=list)
-
-    @property
-    def out(self) -> Path:
-        return self.recipe.output
-
-    def cached(self, directory: Path, key: str) -> dict | None:
-        marker = directory / PHASE_FILE
-        if self.force or not marker.is_file():
-            return None
-        try:
-            data = json.loads(marker.read_text())
-        except json.JSONDecodeError:
-            return None
-        return data if data.get("key") == key else None
-
-    def log(self, message: str) -> None:
-        if self.progress:
-            print(message, flush=True)
+from adapterx.training.loop import TrainConfig
+from adapterx.training.multitask import train_multitask
+from adapterx.training.workflow import train_task
 
 
 # ------------------------------------------------------------------------------------------------ jobs
@@ -124,12 +96,10 @@ def run_recipe(recipe: Recipe, *, force: bool = False, progress: bool = True, jo
         state.log(f"job {job} ({jobs[job].name}) done; run without --job to bench and report")
         return partial
     bench = _bench_phase(state) if recipe.bench.enabled else None
-    from adapterx.summary import assemble
     results = assemble(state, records, bench, time.perf_counter() - started)
     results["machine"] = {"platform": platform.platform(), "processor": platform.processor()}
     results["library_versions"] = library_versions()
     atomic_write_json(state.out / "results.json", results)
-    from adapterx.report import write_report
     write_report(state.out, results)
     state.log(f"wrote {state.out / 'results.json'} and {state.out / 'report.md'}")
     return results
@@ -199,7 +169,6 @@ def _train_phase(state: RunState, name: str, directory: Path, task_names: list[s
                              intermediates=intermediates, data_dir=data_dir, train_limit=limit, resume=resume,
                              progress=state.progress)
     else:
-        from adapterx.multitask import train_multitask
         trained = train_multitask(state.backbone, tasks, spec, config, directory, data_dir=data_dir,
                                   train_limit=limit, resume=resume, progress=state.progress)
     seconds = time.perf_counter() - started
@@ -254,41 +223,19 @@ def _evaluate_phase(state: RunState, target_name: str, label: str, intermediate:
 
 
 def _model_for(state: RunState, adapter_dir: Path | None, form: str, direct: bool = False):
-    from adapterx.model import AdaptedModel
     if adapter_dir is None:
         return AdaptedModel(state.backbone.fresh_copy()).eval()
     if direct:   # retrieval: only the encoder with the intermediate adapter, no head
-        from adapterx import store
         model = AdaptedModel(state.backbone.fresh_copy())
         store.load_adapter(model, adapter_dir, name="intermediate", with_head=False)
         store.activate(model, ["intermediate"])
         return model.eval()
-    model = transfer.load_for_inference(state.backbone.fresh_copy(), adapter_dir)
+    model = load_for_inference(state.backbone.fresh_copy(), adapter_dir)
     return {"unmerged": lambda m: m, "merged": merged_form, "fused": fused_form}[form](model)
 
 
 # ------------------------------------------------------------------------------------------------ bench
-def deployment_bench_form(kind: str, spec_json: dict, strategy: str, form: str) -> str | None:
-    """The `adapterx bench` form that costs what this deployment costs at inference (None: not benchable)."""
-    if form == "merged":
-        return "lora-merged"
-    if form == "fused":
-        return "lora-stack-2-fused" if strategy == "stack" else "lora-fast"
-    if strategy == "fuse":
-        return None
-    if kind in ("lora", "bottleneck"):
-        return f"{kind}-stack-2" if strategy == "stack" else kind
-    if kind in ("prefix", "prompt"):
-        return f"{kind}-{spec_json.get('num_virtual_tokens', 16)}"
-    return None
-
-
 def _bench_phase(state: RunState) -> dict | None:
-    from adapterx.bench.config import BenchConfig
-    from adapterx.bench.runner import run_bench
-    from adapterx.bench.forms import check_form_names
-    from adapterx.bench.report import write_outputs
-
     recipe, spec = state.recipe, state.recipe.adapter_spec
     strategies = ["none", *recipe.strategies()]
     forms = ["base"] + sorted({f for s in strategies for form in recipe.evaluate.forms

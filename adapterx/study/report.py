@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapterx.io import atomic_write_text
+from adapterx.core.io import atomic_write_text
 
 
 def _pm(stats: dict) -> str:

@@ -27,17 +27,21 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from adapterx import store
-from adapterx.backbone import Backbone, fingerprint_tensors, freeze
-from adapterx.errors import AdapterFileError, AdapterxError, BackboneMismatchError, CompositionError, unknown
+from adapterx.core.backbone import Backbone
+from adapterx.core.errors import AdapterxError, CompositionError, unknown
+from adapterx.core.model import AdaptedModel
+from adapterx.deploy.setup import (
+    FUSED,
+    FUSION,
+    FUSION_DIR,
+    INTERMEDIATE,
+    MERGED,
+    STACKED,
+    TARGET,
+    fuse_setup,
+    merged_backbone,
+)
 from adapterx.methods import AdapterSpec, get_method
-from adapterx.model import AdaptedModel
-
-TARGET = "target"
-INTERMEDIATE = "intermediate"
-FUSION_DIR = "fusion"   # sub-folder of a 'fuse' target's directory holding the fusion layer
-
-# roles of the parts a target adapter requires (adapterx.json "requires"[i]["role"])
-STACKED, MERGED, FUSED, FUSION = "stacked", "merged_into_base", "fused", "fusion"
 
 
 @dataclass
@@ -195,37 +199,6 @@ def _check_kinds(strategy: str, intermediates: list[Path], spec: AdapterSpec) ->
             raise CompositionError(f"{path}: {problem}")
 
 
-# -------------------------------------------------------------------------------------------- merge-then-train
-def merged_backbone(backbone: Backbone, intermediate: Path | str, *, expected_digest: str | None = None) -> Backbone:
-    """A new Backbone whose plain XLMRobertaModel holds `backbone`'s weights with the LoRA adapter saved in
-    `intermediate` folded in, named ``<name>+merged(<intermediate weights digest>)``, with its own fingerprint.
-    Consumes `backbone` (pass a fresh copy). The merge is done on the CPU in float32 so that the fingerprint is
-    the same wherever it is rebuilt; the merged model is then moved back to the backbone's device."""
-    from adapterx.merge import merge_into_base   # merge imports compose: keep the import light for training
-
-    intermediate = Path(intermediate)
-    metadata = store.read_metadata(intermediate)
-    if not get_method(metadata["kind"]).mergeable:
-        raise CompositionError(f"{intermediate}: {kind_problem('merge-then-train', metadata['kind'], 'lora')}")
-    digest = metadata.get("weights_digest")
-    if expected_digest is not None and digest != expected_digest:
-        raise CompositionError(f"the intermediate adapter {intermediate} now holds weights {digest}, but the target "
-                               f"was trained on a base with weights {expected_digest} merged in")
-    device = next(backbone.model.parameters()).device
-    backbone.model.to("cpu")
-    model = AdaptedModel(backbone)
-    store.load_adapter(model, intermediate, name=INTERMEDIATE, with_head=False)
-    plain = merge_into_base(model, [INTERMEDIATE])
-    freeze(plain)
-    plain.eval()
-    tensors = dict(plain.named_parameters())
-    fingerprint = fingerprint_tensors(tensors)
-    plain.to(device)
-    return Backbone(plain, backbone.tokenizer, f"{backbone.name}+merged({digest})", backbone.pretrained,
-                    f"{backbone.description}; LoRA adapter {intermediate} ({digest}) merged into the weights",
-                    fingerprint, dict(plain.named_parameters()))
-
-
 @register_strategy("merge-then-train", intermediates=(1, 1), modules=lambda n: 1,
                    inference="1 (target adapter; the intermediate is in the weights; 0 once a LoRA target is merged)")
 def _merge_then_train(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
@@ -259,7 +232,7 @@ def _fuse(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> P
     store.add_adapter(model, TARGET, spec)
     method = get_method(spec.kind)
     fusion = method.add_fusion(model, names)
-    method.activate_setup(model, _fuse_setup([], names, TARGET), trainable=[fusion, TARGET])
+    method.activate_setup(model, fuse_setup([], names, TARGET), trainable=[fusion, TARGET])
     model.active_adapters = [*names, TARGET]
 
     def save_fusion(directory: Path) -> list[dict]:
@@ -271,71 +244,3 @@ def _fuse(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> P
                          save_extra=save_fusion)
 
 
-def _fuse_setup(stacked: list[str], fused: list[str], top: str):
-    return ("stack", [*stacked, ("fuse", list(fused), {}), top], {})
-
-
-# ============================================================================================ inference
-def _load_checked(model: AdaptedModel, part: dict, path: Path, adapter_dir: Path) -> None:
-    record = store.load_adapter(model, path, name=part["name"], with_head=False)
-    if record.metadata.get("weights_digest") != part.get("weights_digest"):
-        raise CompositionError(f"{adapter_dir}: it was trained on top of {path} with weights "
-                               f"{part.get('weights_digest')}, but that file now holds "
-                               f"{record.metadata.get('weights_digest')}")
-
-
-def load_for_inference(backbone: Backbone, adapter_dir: Path, name: str = TARGET) -> AdaptedModel:
-    """A model with the saved adapter, everything it rests on, and its head active: adapters stacked beneath it,
-    a merged base rebuilt from `backbone` (the original, unmerged one; its fingerprint is checked against the
-    one the target was trained on), fused adapters and their fusion layer. Consumes `backbone`."""
-    adapter_dir = Path(adapter_dir)
-    metadata = store.read_metadata(adapter_dir)
-    parts: dict[str, list[tuple[dict, Path]]] = {STACKED: [], MERGED: [], FUSED: [], FUSION: []}
-    for part in metadata.get("requires", []):
-        role = part.get("role", STACKED)
-        if role not in parts:
-            raise AdapterFileError(adapter_dir / store.METADATA_FILE, f"requires an adapter in role {role!r}, which "
-                                   f"this adapterx does not know ({', '.join(parts)}); upgrade adapterx")
-        path = Path(part["path"])
-        parts[role].append((part, path if path.is_absolute() else (adapter_dir / path).resolve()))
-
-    for part, path in parts[MERGED]:
-        backbone = merged_backbone(backbone, path, expected_digest=part.get("weights_digest"))
-    if parts[MERGED]:
-        trained_on = metadata["base_model"].get("fingerprint")
-        if backbone.fingerprint != trained_on:
-            raise BackboneMismatchError(
-                f"{adapter_dir}: rebuilding its merged base ({backbone.name}) gave weights with fingerprint "
-                f"{backbone.fingerprint}, but the adapter was trained on a merged base with fingerprint {trained_on}; "
-                f"load the original backbone it was trained from "
-                f"({parts[MERGED][0][0].get('base_model', {}).get('name')!r}) with the same intermediate adapter")
-
-    model = AdaptedModel(backbone)
-    for part, path in parts[STACKED] + parts[FUSED]:
-        _load_checked(model, part, path, adapter_dir)
-    fused: list[str] = []
-    method = get_method(metadata["kind"])
-    for part, path in parts[FUSION]:
-        if not hasattr(method, "load_fusion"):
-            raise CompositionError(f"{adapter_dir}: a {metadata['kind']} adapter cannot sit on a fusion layer")
-        weights = path / method.fusion_weights_file
-        store.check_safetensors(weights)
-        if store.file_digest(weights) != part.get("weights_digest"):
-            raise CompositionError(f"{adapter_dir}: its fusion layer {weights} holds other weights than it was "
-                                   f"saved with ({part.get('weights_digest')})")
-        try:
-            fused = method.load_fusion(model, path)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise AdapterFileError(path, f"cannot be loaded as an AdapterFusion layer: {exc}") from exc
-        if fused != part.get("fuses"):
-            raise AdapterFileError(path, f"fuses {fused}, but {adapter_dir} records {part.get('fuses')}")
-    store.load_adapter(model, adapter_dir, name=name)
-    stacked = [part["name"] for part, _ in parts[STACKED]]
-    if fused:
-        method.activate_setup(model, _fuse_setup(stacked, fused, name))
-        model.active_adapters = [*stacked, *fused, name]
-    else:
-        store.activate(model, [*stacked, name])
-    model.set_head(name)
-    model.eval()
-    return model

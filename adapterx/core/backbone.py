@@ -5,7 +5,7 @@ A backbone is named by one string:
   * a local directory holding a transformers checkpoint;
   * ``builtin:tiny-xlmr``: a small XLM-R built from ``XLMRobertaConfig`` with weights drawn from a seed and a
     tokenizer over the built-in lexicon (no network), its translation-equivalent word embeddings pulled
-    together to mimic the alignment multilingual pretraining gives (see ``adapterx.tinyworld``);
+    together to mimic the alignment multilingual pretraining gives (see ``adapterx.core.tinyworld``);
   * ``random:xlm-roberta-base`` / ``random:xlm-roberta-large``: the real architectures with random weights,
     for latency benchmarks (latency does not depend on weight values).
 """
@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase, XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
 
-from adapterx import tinyworld
-from adapterx.errors import AdapterxError
+from adapterx.core import tinyworld
+from adapterx.core.errors import AdapterxError
 
 TINY_NAME = "builtin:tiny-xlmr"
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from adapterx.errors import unknown
+from adapterx.core.errors import unknown
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import yaml
 
-from adapterx.errors import AdapterxError, RecipeError
-from adapterx.methods import AdapterSpec, parse_spec
+from adapterx.core.errors import AdapterxError, RecipeError
+from adapterx.methods import AdapterSpec, get_method, parse_spec
 from adapterx.tasks import get_task
-from adapterx.train import TrainConfig
-from adapterx.transfer import STRATEGIES
+from adapterx.training.loop import TrainConfig
+from adapterx.training.strategies import STRATEGIES, kind_problem
 
 
 @dataclass
@@ -102,9 +102,6 @@ class Recipe:
     def skipped_strategies(self) -> dict[str, str]:
         """Strategies the adapter kind rules out, with the reason (e.g. 'stack' with prompt tuning): the run
         leaves them out and the report says why, so switching the kind is a one-field change."""
-        from adapterx.methods import get_method
-        from adapterx.transfer import kind_problem
-
         kind, skipped = self.adapter_spec.kind, {}
         for strategy in self.target.strategies:
             if strategy == "stack" and not get_method(kind).stackable:

@@ -6,45 +6,30 @@ task head (head.safetensors) and ``adapterx.json``: kind and spec, task, labels,
 model name and weight fingerprint, metrics, library versions, and the adapters it must sit on (a stack).
 """
 
+
 from __future__ import annotations
 
-import hashlib
-import platform
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from adapterx.errors import AdapterFileError, BackboneMismatchError, CompositionError, unknown
-from adapterx.heads import HeadSpec
-from adapterx.io import atomic_directory, atomic_write_json, read_json_file
+from adapterx.core.errors import AdapterFileError, CompositionError, unknown
+from adapterx.core.heads import HeadSpec
+from adapterx.core.io import atomic_directory, atomic_write_json
+from adapterx.core.model import AdaptedModel, AdapterRecord
 from adapterx.methods import AdapterSpec, get_method, spec_from_json
-from adapterx.model import AdaptedModel, AdapterRecord
-
-METADATA_FILE = "adapterx.json"
-HEAD_FILE = "head.safetensors"
-FORMAT_VERSION = 1
-
-
-def library_versions() -> dict[str, str]:
-    import accelerate, adapters, datasets, peft, safetensors, transformers  # noqa: E401
-
-    import adapterx
-    return {"adapterx": adapterx.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "adapters": adapters.__version__, "datasets": datasets.__version__,
-            "safetensors": safetensors.__version__, "accelerate": accelerate.__version__,
-            "python": platform.python_version()}
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()[:32]
+from adapterx.store.files import (
+    FORMAT_VERSION,
+    HEAD_FILE,
+    METADATA_FILE,
+    check_backbone,
+    check_safetensors,
+    file_digest,
+    library_versions,
+    read_metadata,
+)
 
 
 # ------------------------------------------------------------------------------------------------ attach
@@ -53,7 +38,7 @@ def add_adapter(model: AdaptedModel, name: str, spec: AdapterSpec) -> AdapterRec
     if name in model.adapters:
         raise AdapterFileError(name, "an adapter of this name is already attached")
     get_method(spec.kind).add(model, name, spec)
-    record = AdapterRecord(name=name, kind=spec.kind, spec=spec)
+    record = AdapterRecord(name=name, kind=spec.kind, spec=spec, method=get_method(spec.kind))
     model.adapters[name] = record
     return record
 
@@ -120,45 +105,6 @@ def save_adapter(model: AdaptedModel, name: str, directory: str | Path, *, task:
     return directory
 
 
-# ------------------------------------------------------------------------------------------------ load
-def read_metadata(directory: str | Path) -> dict:
-    """The adapterx.json of a saved adapter, checked for presence and form."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise AdapterFileError(directory, "no such adapter directory")
-    path = directory / METADATA_FILE
-    if not path.is_file():
-        raise AdapterFileError(path, "missing: not an adapterx adapter directory (expected adapterx.json)")
-    metadata = read_json_file(path)
-    for key in ("kind", "spec", "weights_file", "base_model"):
-        if key not in metadata:
-            raise AdapterFileError(path, f"field {key!r} is missing")
-    if metadata.get("format_version", 0) > FORMAT_VERSION:
-        raise AdapterFileError(path, f"format_version {metadata['format_version']} is newer than this adapterx "
-                                     f"reads ({FORMAT_VERSION}); upgrade adapterx")
-    return metadata
-
-
-def check_safetensors(path: Path) -> None:
-    """Fail with the file's name if it is missing or not a readable safetensors file."""
-    if not path.is_file():
-        raise AdapterFileError(path, "missing weights file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                f.get_slice(key)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise AdapterFileError(path, f"corrupt safetensors file: {exc}") from exc
-
-
-def check_backbone(model: AdaptedModel, metadata: dict, directory: Path) -> None:
-    base = metadata["base_model"]
-    if base.get("fingerprint") != model.backbone.fingerprint:
-        raise BackboneMismatchError(
-            f"{directory}: adapter was trained on backbone {base.get('name')!r} (fingerprint "
-            f"{base.get('fingerprint')}), but is being loaded onto {model.backbone.name!r} (fingerprint "
-            f"{model.backbone.fingerprint}); load the backbone it was trained on")
-
 
 def load_adapter(model: AdaptedModel, directory: str | Path, *, name: str | None = None,
                  with_head: bool = True, head_name: str | None = None) -> AdapterRecord:
@@ -177,7 +123,7 @@ def load_adapter(model: AdaptedModel, directory: str | Path, *, name: str | None
         method.load(model, name, directory)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise AdapterFileError(directory, f"cannot be loaded as a {spec.kind} adapter: {exc}") from exc
-    record = AdapterRecord(name=name, kind=spec.kind, spec=spec, metadata=metadata)
+    record = AdapterRecord(name=name, kind=spec.kind, spec=spec, method=method, metadata=metadata)
     model.adapters[name] = record
     if with_head and metadata.get("head"):
         load_head(model, directory, metadata, head_name or name)

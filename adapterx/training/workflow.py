@@ -9,16 +9,16 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapterx import store, transfer
-from adapterx.backbone import Backbone
-from adapterx.errors import AdapterxError
-from adapterx.evaluate import evaluate_split
-from adapterx.heads import HeadSpec
+from adapterx import store
+from adapterx.core.backbone import Backbone
+from adapterx.core.errors import AdapterxError
+from adapterx.core.heads import HeadSpec
 from adapterx.methods import AdapterSpec
 from adapterx.tasks.base import Task
 from adapterx.tasks.data import load_split
-from adapterx.tasks.processing import processor_for
-from adapterx.train import TrainConfig, TrainResult, train_adapter
+from adapterx.tasks.processing import evaluate_on_split, processor_for
+from adapterx.training import strategies as transfer
+from adapterx.training.loop import TrainConfig, TrainResult, train_adapter
 
 
 @dataclass
@@ -35,7 +35,7 @@ def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainC
     """Train an adapter for `task` and save it (with head and provenance) to ``output_dir/adapter``.
 
     The target builds on `intermediate` (one adapter directory) or `intermediates` (several, e.g. for strategy
-    'fuse'; give one of the two) as `strategy` says (see adapterx.transfer)."""
+    'fuse'; give one of the two) as `strategy` says (see adapterx.training.strategies)."""
     if intermediate is not None and intermediates is not None:
         raise AdapterxError("give the intermediate adapter(s) as intermediate= or intermediates=, not both")
     inputs = transfer.check_intermediates(strategy, intermediates if intermediates is not None else intermediate)
@@ -56,7 +56,7 @@ def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainC
     fingerprint_before = model.backbone.current_fingerprint()
 
     def evaluator(m) -> dict[str, float]:
-        return evaluate_split(m, task, eval_rows, tokenizer)
+        return evaluate_on_split(m, task, eval_rows, tokenizer)
 
     result = train_adapter(model, prepared.trainable, prepared.trainable, encoded, processor.collator(tokenizer),
                            config, output_dir, evaluator=evaluator, resume=resume, progress=progress,

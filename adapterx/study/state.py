@@ -1,0 +1,75 @@
+"""What every phase of a study run shares: names of the study's rows, the run's state and phase cache, and the
+bench form that stands for each deployment (used by the runner and by the summary)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapterx.core.backbone import Backbone
+from adapterx.study.recipe import Recipe
+
+PHASE_FILE = "phase.json"
+RESULTS_SCHEMA = 2
+MULTITASK = "multitask"
+BASELINE = "target-only"
+NO_INTERMEDIATE = "no-intermediate"
+FUSE = "fuse"     # the strategy over all intermediate adapters at once, and the job that runs it
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    name: str
+    intermediate: str | None      # a task name, MULTITASK, or None for the baselines job
+
+
+@dataclass
+class Phase:
+    name: str
+    key: str
+    reused: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class RunState:
+    recipe: Recipe
+    backbone: Backbone
+    force: bool
+    progress: bool
+    phases: list[Phase] = field(default_factory=list)
+
+    @property
+    def out(self) -> Path:
+        return self.recipe.output
+
+    def cached(self, directory: Path, key: str) -> dict | None:
+        marker = directory / PHASE_FILE
+        if self.force or not marker.is_file():
+            return None
+        try:
+            data = json.loads(marker.read_text())
+        except json.JSONDecodeError:
+            return None
+        return data if data.get("key") == key else None
+
+    def log(self, message: str) -> None:
+        if self.progress:
+            print(message, flush=True)
+
+
+def deployment_bench_form(kind: str, spec_json: dict, strategy: str, form: str) -> str | None:
+    """The `adapterx bench` form that costs what this deployment costs at inference (None: not benchable)."""
+    if form == "merged":
+        return "lora-merged"
+    if form == "fused":
+        return "lora-stack-2-fused" if strategy == "stack" else "lora-fast"
+    if strategy == "fuse":
+        return None
+    if kind in ("lora", "bottleneck"):
+        return f"{kind}-stack-2" if strategy == "stack" else kind
+    if kind in ("prefix", "prompt"):
+        return f"{kind}-{spec_json.get('num_virtual_tokens', 16)}"
+    return None
