@@ -65,8 +65,6 @@ def train_multitask(backbone: Backbone, tasks: list[Task], spec: AdapterSpec, co
                     *, data_dir: Path | None = None, train_limit: int | None = None, resume: bool = False,
                     progress: bool = True):
     """Train one adapter on the mixture of `tasks`; saved (without heads) to ``output_dir/adapter``."""
-    from adapterx.training.workflow import TrainedAdapter  # the same result type as single-task training
-
     tokenizer = backbone.tokenizer
     prepared = transfer.prepare("none", backbone.fresh_copy(), spec, None)
     model, name = prepared.model, prepared.trainable
