@@ -24,7 +24,7 @@ def get_task(name: str) -> Task:
     return _REGISTRY[name]
 
 
-TASK_MODULES = ("adapterx.tasks.builtin", "adapterx.tasks.intermediate", "adapterx.tasks.xtreme")
+TASK_MODULES = ("adapterx.tasks.builtin", "adapterx.tasks.reviews", "adapterx.tasks.intermediate", "adapterx.tasks.xtreme")
 
 
 def all_tasks() -> list[Task]:
