@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from adapterx.core.backbone import Backbone
-from adapterx.core.errors import unknown
+from adapterx.core.errors import CompositionError, unknown
 from adapterx.core.heads import Head, HeadSpec, build_head
 
 
@@ -46,6 +46,18 @@ class AdaptedModel(nn.Module):
         self.adapters: dict[str, AdapterRecord] = {}
         self.active_adapters: list[str] = []
         self.family: str | None = None  # the adapter library in use ("peft" | "adapters"); one per model
+
+    # ---------------------------------------------------------------- adapter library
+    def use_library(self, family: str, encoder: nn.Module | None = None) -> None:
+        """Record that adapter library `family` now drives the encoder, and the module that runs it: a wrapper
+        around the backbone (peft's), or None when the library changed the backbone in place (the adapters
+        library). Called by a kind's Method when it attaches the model's first adapter; one library per model."""
+        if self.family not in (None, family):
+            raise CompositionError(f"this model already carries {self.family!r}-library adapters; {family!r}-library "
+                                   f"adapters cannot be added to the same model (one adapter library per model)")
+        self.family = family
+        if encoder is not None:
+            self.encoder = encoder
 
     # ---------------------------------------------------------------- heads
     def add_head(self, name: str, spec: HeadSpec) -> Head:

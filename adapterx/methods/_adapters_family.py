@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
 import adapters
 import torch
@@ -17,7 +17,7 @@ from adapters.utils import ADAPTERFUSION_CONFIG_NAME, ADAPTERFUSION_WEIGHTS_NAME
 from safetensors.torch import load_file
 
 from adapterx.core.errors import CompositionError
-from adapterx.methods.base import AdapterSpec, Method
+from adapterx.methods.base import AdapterSpec, Method, setup_names
 
 if TYPE_CHECKING:
     from adapterx.core.model import AdaptedModel
@@ -30,6 +30,10 @@ class AdaptersMethod(Method):
     family: ClassVar[str] = "adapters"
     weights_file: ClassVar[str] = ADAPTERS_WEIGHTS_FILE
     fusion_weights_file: ClassVar[str] = SAFE_ADAPTERFUSION_WEIGHTS_NAME
+    fusable: ClassVar[bool] = True
+    # the library's composition blocks: Stack, Average (a weighted average of outputs), BatchSplit (mixed rows)
+    composition_blocks: ClassVar[frozenset[str]] = frozenset({"stack", "weighted", "mixed"})
+    weighted_methods: ClassVar[tuple[str, ...]] = ("weighted",)
 
     def library_config(self, spec: AdapterSpec):
         raise NotImplementedError
@@ -41,7 +45,7 @@ class AdaptersMethod(Method):
                 f"cannot be added to the same model (one adapter library per model)")
         if model.family is None:
             adapters.init(model.backbone.model)
-            model.family = self.family
+            model.use_library(self.family)
         return model.encoder
 
     def add(self, model: "AdaptedModel", name: str, spec: AdapterSpec) -> None:
@@ -62,18 +66,35 @@ class AdaptersMethod(Method):
         for param_name, param in self._adapter_params(model, None):
             param.requires_grad_(trainable is not None and f".adapters.{trainable}." in param_name)
 
-    def activate_setup(self, model: "AdaptedModel", setup, trainable: Sequence[str] = ()) -> None:
-        """Activate a composition given as nested ``(block, [children], {options})`` tuples over adapter names
-        (blocks: "stack", "average" with ``weights``, "batch_split" with ``batch_sizes``, "fuse" over adapters
-        that have a fusion layer, see `add_fusion`), so that callers never touch the library's composition
-        classes. With no `trainable` (inference) nothing's trainability changes; else exactly the adapters and
-        fusion layers named in `trainable` are trainable (the base stays frozen)."""
+    def activate_setup(self, model: "AdaptedModel", setup, trainable: Sequence[str] = ()) -> list[str]:
+        """Any setup of "stack", "weighted" (the library's Average of the adapters' outputs), "batch_split" and
+        "fuse" blocks (over adapters that have a fusion layer, see `add_fusion`), so that callers never touch the
+        library's composition classes; a top-level "weighted" block sits in a Stack. With no `trainable`
+        (inference) nothing's trainability changes; else exactly the adapters and fusion layers named in
+        `trainable` are trainable (the base stays frozen)."""
+        if not isinstance(setup, str) and setup[0] == "weighted":
+            setup = ("stack", [setup], {})
         model.encoder.set_active_adapters(_library_setup(setup))
         if trainable:
             markers = [f".adapters.{t}." for t in trainable] + [f".adapter_fusion_layer.{t}." for t in trainable]
             for param_name, param in model.encoder.named_parameters():
                 if ".adapters." in param_name or ".adapter_fusion_layer." in param_name:
                     param.requires_grad_(any(m in param_name for m in markers))
+        return setup_names(setup)
+
+    def encode_rows(self, model: "AdaptedModel", input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    rows: Sequence[str], encoder=None) -> torch.Tensor:
+        """The library's BatchSplit over the rows sorted by adapter (in order of first appearance), unsorted after.
+        It changes the library's active setup; activate again to serve whole batches."""
+        order = sorted(range(len(rows)), key=lambda j: rows.index(rows[j]))
+        groups = list(dict.fromkeys(rows[j] for j in order))
+        sizes = [list(rows).count(g) for g in groups]
+        index = torch.tensor(order, device=input_ids.device)
+        model.encoder.set_active_adapters(_library_setup(("batch_split", groups, {"batch_sizes": sizes})))
+        encoder = model.encoder if encoder is None else encoder
+        hidden = encoder(input_ids=input_ids.index_select(0, index),
+                         attention_mask=attention_mask.index_select(0, index)).last_hidden_state
+        return hidden.index_select(0, torch.argsort(index))
 
     # -------------------------------------------------------------- AdapterFusion (Pfeiffer et al. 2021)
     def add_fusion(self, model: "AdaptedModel", names: Sequence[str]) -> str:
@@ -144,7 +165,7 @@ def _average(children: list, options: dict) -> Average:
 _SETUP_BLOCKS = {
     "stack": lambda children, options: Stack(*children),
     "fuse": lambda children, options: Fuse(*children),
-    "average": _average,
+    "weighted": _average,
     "batch_split": lambda children, options: BatchSplit(*children, batch_sizes=list(options["batch_sizes"])),
 }
 

@@ -1,7 +1,7 @@
 """Wiring shared by every kind implemented through peft (LoRA, prompt and prefix tuning, ...).
 
-The encoder is wrapped once in a `peft.PeftModel` (task_type=None: heads stay in adapterx, DESIGN.md
-pitfalls) and further adapters are added to that wrapper. Several active adapters need
+The encoder is wrapped once in a `peft.PeftModel` (task_type=None: the heads stay in adapterx, so peft never
+adds or saves one of its own) and further adapters are added to that wrapper. Several active adapters need
 ``base_model.set_adapter([...])`` plus explicit ``requires_grad`` (peft #2749): done in `activate`.
 
 Rules peft imposes, checked here so they fail as CompositionError instead of deep in peft:
@@ -10,20 +10,27 @@ Rules peft imposes, checked here so they fail as CompositionError instead of dee
   * prompt-learning adapters (prompt / prefix tuning) run one at a time (``PeftModel.set_adapter``), and their
     state lives on the wrapper (``prompt_encoder[name]``), not in the base model's modules. Their wrapper must
     be a task-specific PeftModel class (a kind sets `peft_model_class`): plain ``PeftModel`` forwards straight
-    to the base model and silently ignores the prompt.
+    to the base model and silently ignores the prompt;
+  * peft finds an adapter's tensors by its type's parameter prefix ("lora_", "prompt_tuning_", ...): an adapter
+    name beginning with that prefix (e.g. "lora_A") is mistaken for peft's own modules, and its weights are not
+    loaded back. Such names are refused (`check_name`). peft also warns about names merely contained in the
+    prefix (e.g. "a" in "lora_"), which load correctly; that warning is silenced where the name was checked.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 from peft import PeftConfig, PeftModel, PeftModelForFeatureExtraction
+from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-from adapterx.core.errors import CompositionError
+from adapterx.core.errors import AdapterxError, CompositionError
 from adapterx.methods.base import AdapterSpec, Method
 
 if TYPE_CHECKING:
@@ -41,27 +48,41 @@ class PeftMethod(Method):
     def peft_config(self, spec: AdapterSpec) -> PeftConfig:
         raise NotImplementedError
 
+    @property
+    def parameter_prefix(self) -> str:
+        """The prefix peft gives this kind's parameters (and finds them by)."""
+        return PEFT_TYPE_TO_PREFIX_MAPPING.get(self.peft_config(self.spec_type()).peft_type, "")
+
+    def check_name(self, name: str) -> None:
+        prefix = self.parameter_prefix
+        if prefix and name.startswith(prefix):
+            raise CompositionError(f"adapter name {name!r} begins with {prefix!r}, the prefix peft gives the "
+                                   f"parameters of {self.kind} adapters: peft would mistake its weights for its "
+                                   f"own modules and not load them back; pick another name")
+
     # -------------------------------------------------------------- attach
     def add(self, model: "AdaptedModel", name: str, spec: AdapterSpec) -> None:
+        self.check_name(name)
         config = self.peft_config(spec)
         config.base_model_name_or_path = model.backbone.name
         _check_joinable(model, name, config)
-        if self._wrapper(model) is None:
-            model.encoder = self.peft_model_class(model.backbone.model, config, adapter_name=name)
-            model.family = self.family
-        else:
-            model.encoder.add_adapter(name, config)
+        with _checked_name():
+            if self._wrapper(model) is None:
+                model.use_library(self.family, self.peft_model_class(model.backbone.model, config, adapter_name=name))
+            else:
+                model.encoder.add_adapter(name, config)
 
     def load(self, model: "AdaptedModel", name: str, directory: Path) -> None:
+        self.check_name(name)
         wrapper = self._wrapper(model)
         if wrapper is not None:
             _check_joinable(model, name, PeftConfig.from_pretrained(str(directory)))
-        if wrapper is None:
-            model.encoder = self.peft_model_class.from_pretrained(
-                model.backbone.model, str(directory), adapter_name=name, is_trainable=False)
-            model.family = self.family
-        else:
-            wrapper.load_adapter(str(directory), adapter_name=name, is_trainable=False)
+        with _checked_name():
+            if wrapper is None:
+                model.use_library(self.family, self.peft_model_class.from_pretrained(
+                    model.backbone.model, str(directory), adapter_name=name, is_trainable=False))
+            else:
+                wrapper.load_adapter(str(directory), adapter_name=name, is_trainable=False)
 
     def save(self, model: "AdaptedModel", name: str, directory: Path) -> None:
         # peft writes an adapter not named "default" into <dir>/<name>/: write to a scratch dir, move up.
@@ -88,6 +109,33 @@ class PeftMethod(Method):
             if param_name in _base_names(model):
                 continue
             param.requires_grad_(trainable is not None and _belongs_to(param_name, trainable))
+
+    def activate_setup(self, model: "AdaptedModel", setup, trainable: Sequence[str] = ()) -> list[str]:
+        """A name, a "stack" or "sum" of names and "weighted" blocks (all adapters active at once: for LoRA the
+        deltas add, in any order), or one "weighted" block. A weighted block becomes a new adapter first
+        (`combine`), named ``<method>_<names>``."""
+        block, children = ("stack", [setup]) if isinstance(setup, str) else (setup[0], setup[1])
+        if block == "weighted":
+            block, children = "stack", [setup]
+        if block not in ("stack", "sum"):
+            raise CompositionError(f"{self.kind} adapters cannot be combined as {block!r}")
+        if len(trainable) > 1:
+            raise CompositionError(f"peft adapters train one at a time, not {list(trainable)}")
+        names = [self._realize(model, child) for child in children]
+        self.activate(model, names, trainable[0] if trainable else None)
+        return names
+
+    def _realize(self, model: "AdaptedModel", child) -> str:
+        if isinstance(child, str):
+            return child
+        block, names, options = child
+        if block != "weighted" or not all(isinstance(n, str) for n in names):
+            raise CompositionError(f"a stack of peft adapters holds adapter names and weighted blocks, not {block!r}")
+        return self.combine(model, list(names), options)
+
+    def combine(self, model: "AdaptedModel", names: list[str], options: dict) -> str:
+        """Attach one new adapter made from `names` as a "weighted" block with `options` says; returns its name."""
+        raise CompositionError(f"{self.kind} adapters cannot be combined into one by a weighted merge")
 
     def delete(self, model: "AdaptedModel", name: str) -> None:
         model.encoder.delete_adapter(name)
@@ -123,6 +171,16 @@ class PeftMethod(Method):
                 f"this model already carries {model.family!r}-library adapters; peft-based kinds cannot be "
                 f"added to the same model (one adapter library per model)")
         return model.encoder if isinstance(model.encoder, PeftModel) else None
+
+
+@contextmanager
+def _checked_name():
+    """Silence peft's warning about adapter names contained in its parameter prefix (e.g. "a" in "lora_"): those
+    load correctly, and the names that do not (beginning with the prefix) were refused by `check_name`."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Adapter name .* should not be contained in the prefix .*"
+                                                  r"This may lead to reinitialization")
+        yield
 
 
 def _is_prompt_learning(model: "AdaptedModel", name: str) -> bool:
@@ -166,3 +224,23 @@ class PromptLearningMethod(PeftMethod):
                                            "weights")
     stackable: ClassVar[bool] = False   # peft runs one prompt-learning adapter at a time, with nothing beside it
     peft_model_class: ClassVar[type[PeftModel]] = PeftModelForFeatureExtraction
+    bench_builders: ClassVar[tuple[str, ...]] = ("adapterx.bench.prompt_forms",)
+
+    def add(self, model: "AdaptedModel", name: str, spec: AdapterSpec) -> None:
+        _check_position_budget(model, spec.num_virtual_tokens)
+        super().add(model, name, spec)
+
+    def bench_form(self, spec: AdapterSpec, strategy: str, form: str) -> str | None:
+        """The bench's KIND-N form (N virtual tokens), whatever the strategy: one such adapter runs alone."""
+        if form != "unmerged" or strategy == "fuse":
+            return None
+        return f"{self.kind}-{spec.num_virtual_tokens}"
+
+
+def _check_position_budget(model: "AdaptedModel", num_virtual_tokens: int) -> None:
+    """Virtual tokens use up position embeddings (prompt tuning's come first; a prefix shifts the input's positions
+    by its length; XLM-R reserves 2): fail early if none would be left for the input."""
+    positions = model.backbone.model.config.max_position_embeddings - 2
+    if num_virtual_tokens >= positions:
+        raise AdapterxError(f"num_virtual_tokens={num_virtual_tokens} leaves no positions for the input: "
+                            f"{model.backbone.name} has {positions}, shared by virtual and input tokens")

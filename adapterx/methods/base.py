@@ -1,7 +1,15 @@
 """The adapter-method interface. A kind = a spec dataclass + a `Method` that wires it into the model.
 
 Kinds are grouped by the library that implements them (their *family*): kinds of one family can be active
-together in one model; the family owns activation, saving and loading, the kind owns its config.
+together in one model; the family owns activation, saving and loading, the kind owns its config. Everything the
+rest of adapterx knows about a kind is asked of its Method: whether it merges (and why not), whether it stacks,
+which composition blocks and weighted methods it has, how it realises a composition, serves a mixed batch, gives
+its low-rank factors, and which bench forms cost what its deployments cost. The defaults below are those of a
+kind that can do little (one adapter active alone, or a plain stack); a kind overrides what it can do more.
+
+A composition *setup* is an adapter name or a tuple ``(block, [children], {options})``: blocks "stack" (bottom
+first), "sum" (LoRA deltas added), "weighted" (options ``weights``, ``method``, ``density``), "fuse" (an
+AdapterFusion layer over its children) and "batch_split" (options ``batch_sizes``).
 """
 
 from __future__ import annotations
@@ -9,9 +17,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
-from adapterx.core.errors import AdapterxError
+import torch
+
+from adapterx.core.errors import AdapterxError, CompositionError
+from adapterx.core.lowrank import LoraFactors
 
 if TYPE_CHECKING:
     from adapterx.core.model import AdaptedModel
@@ -45,21 +56,48 @@ class AdapterSpec:
         """Check value ranges; raise AdapterxError naming `where` and the field."""
 
 
+def setup_names(setup) -> list[str]:
+    """The adapter names a setup mentions, in order (bottom first)."""
+    if isinstance(setup, str):
+        return [setup]
+    return [n for child in setup[1] for n in setup_names(child)]
+
+
 class Method:
     """How one adapter kind is attached, saved, loaded, activated and (maybe) merged."""
 
     kind: ClassVar[str]
+    title: ClassVar[str] = ""     # the kind's name in prose (e.g. "LoRA"); default: `kind`
     family: ClassVar[str]
     spec_type: ClassVar[type[AdapterSpec]]
     mergeable: ClassVar[bool] = False
     # Why merge refuses this kind, in the user's words (a kind with mergeable = False sets it in its own file;
-    # adapterx.deploy.merge.check_mergeable shows it)
+    # adapterx.deploy.merge.check_mergeable and the merge-then-train strategy show it)
     not_mergeable_reason: ClassVar[str] = ""
     # Whether an adapter of this kind can be active together with others (a stack: transfer strategy 'stack',
     # compose). False for kinds their library runs one at a time; activation then raises CompositionError, and
     # recipe checks can refuse strategy 'stack' before any training.
     stackable: ClassVar[bool] = True
+    # Whether adapters of this kind can be fused by an AdapterFusion layer (transfer strategy 'fuse'; such a kind
+    # implements add_fusion / save_fusion / load_fusion).
+    fusable: ClassVar[bool] = False
+    # Composition (adapterx.deploy.compose): the blocks an adapter of this kind may take part in, and the
+    # methods of a "weighted" block it has (see compose's WEIGHTED_METHODS).
+    composition_blocks: ClassVar[frozenset[str]] = frozenset({"stack"})
+    weighted_methods: ClassVar[tuple[str, ...]] = ()
+    # adapterx bench: modules that register this kind's own bench forms, imported by the bench on first lookup
+    # (named, not imported here: the bench sits above methods). A kind without any gets the bench's generic
+    # forms KIND and KIND-stack-K (its default spec, built through adapterx.store).
+    bench_builders: ClassVar[tuple[str, ...]] = ()
     weights_file: ClassVar[str]
+
+    @property
+    def name(self) -> str:
+        return self.title or self.kind
+
+    # ------------------------------------------------------------------------------------------ attach
+    def check_name(self, name: str) -> None:
+        """Refuse an adapter name this kind's library would mistake for something else (CompositionError)."""
 
     def encoder_output_offset(self, model: "AdaptedModel", name: str) -> int:
         """How many positions adapter `name`, while active, puts in front of the encoder's output sequence
@@ -79,15 +117,50 @@ class Method:
         """Attach the adapter saved in `directory` under `name` (files were checked to exist)."""
         raise NotImplementedError
 
+    def delete(self, model: "AdaptedModel", name: str) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------ activation
     def activate(self, model: "AdaptedModel", names: list[str], trainable: str | None) -> None:
         """Make `names` active, bottom first (a stack), and only `trainable` (if any) trainable."""
         raise NotImplementedError
 
+    def activate_setup(self, model: "AdaptedModel", setup, trainable: Sequence[str] = ()) -> list[str]:
+        """Activate a composition setup (see the module docstring) and return the adapters now active, bottom
+        first. `trainable`: the adapters (and fusion layers) to train; none = inference. The default knows a
+        name, or a stack of names; a kind whose library does more overrides it."""
+        if not isinstance(setup, str) and (setup[0] != "stack" or not all(isinstance(c, str) for c in setup[1])):
+            raise CompositionError(f"{self.kind} adapters cannot be combined as {setup[0]!r}: only a stack of "
+                                   f"adapter names")
+        if len(trainable) > 1:
+            raise CompositionError(f"{self.kind} adapters train one at a time, not {list(trainable)}")
+        names = setup_names(setup)
+        self.activate(model, names, trainable[0] if trainable else None)
+        return names
+
+    def encode_rows(self, model: "AdaptedModel", input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    rows: Sequence[str], encoder=None) -> torch.Tensor:
+        """Last hidden states of one pass over a batch whose row j runs through adapter ``rows[j]`` (a mixed
+        batch). `encoder`: the module to call instead of ``model.encoder`` (e.g. a torch.compile wrapper of it)."""
+        raise CompositionError(f"{self.kind} adapters cannot serve a batch whose rows use different adapters")
+
+    # ------------------------------------------------------------------------------------------ composition
+    def composition_problem(self, block: str, specs: Mapping[str, dict], options: Mapping) -> str:
+        """Why the adapters `specs` ({name in the composition: saved spec}) of this kind cannot be combined by
+        `block` with `options` (a "weighted" block's weights, method and density), or "" if they can."""
+        if block not in self.composition_blocks:
+            can = ", ".join(sorted(self.composition_blocks))
+            return f"{self.kind} adapters cannot be combined by {block!r} (they can by: {can})"
+        method = options.get("method")
+        if block == "weighted" and method not in self.weighted_methods:
+            have = " and ".join(map(repr, self.weighted_methods))
+            return (f"method {method!r} is not defined for {self.kind} adapters: for them only {have} "
+                    f"exist{'s' if len(self.weighted_methods) == 1 else ''}")
+        return ""
+
+    # ------------------------------------------------------------------------------------------ weights
     def copy_weights(self, model: "AdaptedModel", source: str, target: str) -> None:
         """Initialise adapter `target` with the weights of `source` (same spec): transfer strategy 'continue'."""
-        raise NotImplementedError
-
-    def delete(self, model: "AdaptedModel", name: str) -> None:
         raise NotImplementedError
 
     def adapter_state(self, model: "AdaptedModel", name: str) -> dict:
@@ -96,3 +169,21 @@ class Method:
 
     def load_adapter_state(self, model: "AdaptedModel", name: str, state: dict) -> None:
         raise NotImplementedError
+
+    def lora_factors(self, model: "AdaptedModel", name: str) -> dict[str, LoraFactors]:
+        """{module name (as in the backbone's encoder): the low-rank factors adapter `name` adds there} -- what a
+        mergeable kind is, as plain tensors (merging, fused and gathered inference use them)."""
+        raise CompositionError(f"a {self.kind} adapter is not a low-rank weight change "
+                               f"({self.not_mergeable_reason or 'it cannot be merged'})")
+
+    # ------------------------------------------------------------------------------------------ bench
+    def bench_form(self, spec: AdapterSpec, strategy: str, form: str) -> str | None:
+        """The `adapterx bench` form that costs, at inference, what an adapter of `spec` trained by transfer
+        `strategy` costs in evaluation form `form` (unmerged / fused / merged); None: no form stands for it."""
+        if form != "unmerged" or strategy == "fuse":
+            return None
+        return f"{self.kind}-stack-2" if strategy == "stack" else self.kind
+
+    def bench_options(self, spec: AdapterSpec) -> dict:
+        """`BenchConfig` settings that make the bench's adapters of this kind look like `spec`."""
+        return {}

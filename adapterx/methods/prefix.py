@@ -54,10 +54,6 @@ class PrefixMethod(PromptLearningMethod):
                                   prefix_projection=spec.prefix_projection,
                                   encoder_hidden_size=spec.projection_hidden_size)
 
-    def add(self, model: "AdaptedModel", name: str, spec: PrefixSpec) -> None:
-        _check_position_budget(model, spec.num_virtual_tokens)
-        super().add(model, name, spec)
-
     def copy_weights(self, model: "AdaptedModel", source: str, target: str) -> None:
         try:
             super().copy_weights(model, source, target)
@@ -68,11 +64,3 @@ class PrefixMethod(PromptLearningMethod):
                     f"prefix only (peft folds the projection MLP into it), so training on from it needs "
                     f"prefix_projection: false") from exc
             raise
-
-
-def _check_position_budget(model: "AdaptedModel", num_virtual_tokens: int) -> None:
-    """The prefix shifts the input's positions (XLM-R reserves 2): fail early if none would be left."""
-    positions = model.backbone.model.config.max_position_embeddings - 2
-    if num_virtual_tokens >= positions:
-        raise AdapterxError(f"num_virtual_tokens={num_virtual_tokens} leaves no positions for the input: "
-                            f"{model.backbone.name} has {positions}, shared by prefix and input tokens")

@@ -57,7 +57,6 @@ class PromptMethod(PromptLearningMethod):
                                   prompt_tuning_init=_INITS[spec.init])
 
     def add(self, model: "AdaptedModel", name: str, spec: PromptSpec) -> None:
-        _check_position_budget(model, spec.num_virtual_tokens)
         super().add(model, name, spec)
         if spec.init == "text":
             self._init_from_text(model, name, spec)
@@ -79,11 +78,3 @@ class PromptMethod(PromptLearningMethod):
         embeddings = model.backbone.model.get_input_embeddings()
         table = model.encoder.prompt_encoder[name].embedding.weight
         table.copy_(embeddings(torch.tensor(ids, device=table.device)).to(table.dtype))
-
-
-def _check_position_budget(model: "AdaptedModel", num_virtual_tokens: int) -> None:
-    """Virtual tokens use up position embeddings (XLM-R reserves 2); fail early if none would be left."""
-    positions = model.backbone.model.config.max_position_embeddings - 2
-    if num_virtual_tokens >= positions:
-        raise AdapterxError(f"num_virtual_tokens={num_virtual_tokens} leaves no positions for the input: "
-                            f"{model.backbone.name} has {positions}, shared by virtual and input tokens")

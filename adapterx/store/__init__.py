@@ -6,7 +6,7 @@ Owns the adapter directory format (adapterx.json + the kind's own weights file +
 library directly: each kind saves and loads its own files.
 """
 
-from adapterx.store.adapter import activate, add_adapter, load_adapter, load_head, save_adapter
+from adapterx.store.adapter import activate, activate_setup, add_adapter, load_adapter, load_head, save_adapter
 from adapterx.store.files import (
                                   FORMAT_VERSION,
                                   HEAD_FILE,
@@ -18,6 +18,6 @@ from adapterx.store.files import (
                                   read_metadata,
 )
 
-__all__ = ["FORMAT_VERSION", "HEAD_FILE", "METADATA_FILE", "activate", "add_adapter", "check_backbone",
-           "check_safetensors", "file_digest", "library_versions", "load_adapter", "load_head", "read_metadata",
-           "save_adapter"]
+__all__ = ["FORMAT_VERSION", "HEAD_FILE", "METADATA_FILE", "activate", "activate_setup", "add_adapter",
+           "check_backbone", "check_safetensors", "file_digest", "library_versions", "load_adapter", "load_head",
+           "read_metadata", "save_adapter"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from safetensors.torch import load_file, save_file
 
@@ -19,7 +19,8 @@ from adapterx.core.errors import AdapterFileError, CompositionError, unknown
 from adapterx.core.heads import HeadSpec
 from adapterx.core.io import atomic_directory, atomic_write_json
 from adapterx.core.model import AdaptedModel, AdapterRecord
-from adapterx.methods import AdapterSpec, get_method, spec_from_json
+from adapterx.methods import AdapterSpec, Method, get_method, spec_from_json
+from adapterx.methods.base import setup_names
 from adapterx.store.files import (
     FORMAT_VERSION,
     HEAD_FILE,
@@ -45,15 +46,32 @@ def add_adapter(model: AdaptedModel, name: str, spec: AdapterSpec) -> AdapterRec
 
 def activate(model: AdaptedModel, names: list[str], trainable: str | None = None) -> None:
     """Activate `names` (bottom first) and make only `trainable` trainable; heads stay as they are."""
+    method = _one_family(model, names)
+    method.activate(model, names, trainable)
+    model.active_adapters = list(names)
+
+
+def activate_setup(model: AdaptedModel, setup, trainable: Sequence[str] = ()) -> list[str]:
+    """Activate a composition setup: an adapter name or nested ``(block, [children], {options})`` tuples (see
+    `adapterx.methods.base`), realised by the adapters' kind (e.g. a LoRA weighted merge becomes one new adapter,
+    a bottleneck one an average of outputs). Only `trainable` (adapters or fusion layers) train; none: inference.
+    Returns the adapters now active, bottom first, as the model records them."""
+    method = _one_family(model, setup_names(setup))
+    active = method.activate_setup(model, setup, tuple(trainable))
+    model.active_adapters = list(active)
+    return list(active)
+
+
+def _one_family(model: AdaptedModel, names: Sequence[str]) -> Method:
     for n in names:
         if n not in model.adapters:
             raise unknown("adapter", n, model.adapters)
-    kinds = {model.adapters[n].kind for n in names}
-    method = get_method(model.adapters[names[0]].kind)
-    if any(get_method(k).family != method.family for k in kinds):
-        raise CompositionError(f"adapters {names} come from different libraries and cannot be active together")
-    method.activate(model, names, trainable)
-    model.active_adapters = list(names)
+    if not names:
+        raise CompositionError("no adapters to activate")
+    methods = [model.adapters[n].method for n in names]
+    if any(m.family != methods[0].family for m in methods):
+        raise CompositionError(f"adapters {list(names)} come from different libraries and cannot be active together")
+    return methods[0]
 
 
 # ------------------------------------------------------------------------------------------------ save
