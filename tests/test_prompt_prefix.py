@@ -257,7 +257,7 @@ def test_composition_errors_say_why(tiny, tmp_path):
     assert not get_method("prompt").stackable and not get_method("prefix").stackable and get_method("lora").stackable
     model = _model(tiny, SPECS["prefix"], name="prefix_a", head=False)
     with pytest.raises(CompositionError, match="only one type"):
-        store.add_adapter(model, "lora_b", parse_spec({"kind": "lora", "r": 2}))
+        store.add_adapter(model, "lb", parse_spec({"kind": "lora", "r": 2}))
     with pytest.raises(CompositionError, match="only one type"):
         store.add_adapter(model, "prompt_b", parse_spec(SPECS["prompt"]))
     store.add_adapter(model, "prefix_b", parse_spec(SPECS["prefix"]))  # same type: may be attached ...
@@ -265,7 +265,7 @@ def test_composition_errors_say_why(tiny, tmp_path):
         store.activate(model, ["prefix_a", "prefix_b"], trainable="prefix_b")  # ... but not active with another
     store.activate(model, ["prefix_b"])
 
-    lora = _model(tiny, {"kind": "lora", "r": 2}, name="lora_a", head=False)
+    lora = _model(tiny, {"kind": "lora", "r": 2}, name="la", head=False)
     with pytest.raises(CompositionError, match="only one type"):
         store.add_adapter(lora, "prefix_b", parse_spec(SPECS["prefix"]))
 

@@ -16,12 +16,13 @@ Results equal peft's (unmerged, dropout off) up to floating-point summation orde
 dropout and the factors are frozen.
 
 The layers are wired in by module name over any ``nn.Module`` (:func:`apply_fused_lora`,
-:func:`apply_gathered_lora`); the factors come from peft (:func:`lora_factors_from_peft`) or from anywhere
-else as :class:`LoraFactors`. :func:`merge_lora` folds factors into the base weights instead (zero overhead).
+:func:`apply_gathered_lora`) from :class:`LoraFactors` (``adapterx.core.lowrank``), which a mergeable adapter
+kind extracts from its own library (``Method.lora_factors``): this module needs no adapter library.
+:func:`merge_lora` folds factors into the base weights instead (zero overhead).
 
 Example::
 
-    factors = lora_factors_from_peft(peft_model, ["mnli", "xnli"])    # {module name: [LoraFactors, ...]}
+    factors = {m: [mnli[m], xnli[m]] for m in mnli}   # mnli = get_method("lora").lora_factors(model, "mnli")
     stacked = apply_fused_lora(plain_base_copy, factors)               # both adapters, one low-rank product
     out = stacked(input_ids=ids, attention_mask=mask)
 
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adapterx.core.errors import CompositionError
+from adapterx.core.lowrank import LoraFactors
 
 __all__ = [
     "LoraFactors",
@@ -53,44 +54,7 @@ __all__ = [
     "apply_fused_lora",
     "apply_gathered_lora",
     "merge_lora",
-    "lora_factors_from_peft",
-    "unwrap_peft",
 ]
-
-
-@dataclass(frozen=True)
-class LoraFactors:
-    """One LoRA adapter on one linear layer: ``delta(x) = scaling * B @ (A @ x)``.
-
-    ``A`` has shape ``(rank, in_features)``, ``B`` ``(out_features, rank)`` (the layouts of ``nn.Linear``
-    weights, as peft stores them).
-    """
-
-    A: torch.Tensor
-    B: torch.Tensor
-    scaling: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.A.dim() != 2 or self.B.dim() != 2 or self.A.shape[0] != self.B.shape[1]:
-            raise CompositionError(
-                f"LoRA factors must be A (r, in) and B (out, r); got A {tuple(self.A.shape)}, "
-                f"B {tuple(self.B.shape)}")
-
-    @property
-    def rank(self) -> int:
-        return self.A.shape[0]
-
-    @property
-    def in_features(self) -> int:
-        return self.A.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        return self.B.shape[0]
-
-    def delta_weight(self) -> torch.Tensor:
-        """``scaling * B @ A`` (out x in), computed in float32 and returned in A's dtype."""
-        return (self.B.float() @ self.A.float() * self.scaling).to(self.A.dtype)
 
 
 def _check_same_layer(factors: Sequence[LoraFactors], where: str = "") -> None:
@@ -318,46 +282,3 @@ def merge_lora(model: nn.Module, factors_by_module: Mapping[str, Sequence[LoraFa
         a, b = fuse_factors([LoraFactors(f.A.float(), f.B.float(), f.scaling) for f in factors])
         layer.weight += (b @ a).to(layer.weight.device, layer.weight.dtype)
     return model
-
-
-def lora_factors_from_peft(peft_model: nn.Module, adapter_names: Sequence[str]) -> dict[str, list[LoraFactors]]:
-    """Read the factors of `adapter_names` (in that order) from every peft LoRA ``Linear`` of `peft_model`.
-
-    Keys are module names relative to the underlying transformers model (``peft_model.get_base_model()``),
-    so they address the same layers of a plain copy of the base. Every named adapter must be present on
-    every LoRA layer it returns; layers that carry none of them are skipped. Only vanilla LoRA (no DoRA or
-    other variants, no ``fan_in_fan_out``) is supported.
-    """
-    from peft.tuners.lora import LoraLayer
-
-    base = peft_model.get_base_model() if hasattr(peft_model, "get_base_model") else peft_model
-    out: dict[str, list[LoraFactors]] = {}
-    for name, module in base.named_modules():
-        if not isinstance(module, LoraLayer):
-            continue
-        present = [a for a in adapter_names if a in module.lora_A]
-        if not present:
-            continue
-        if len(present) != len(adapter_names):
-            missing = sorted(set(adapter_names) - set(present))
-            raise CompositionError(f"layer {name!r} lacks adapter(s) {missing}")
-        if getattr(module, "fan_in_fan_out", False) or any(a in getattr(module, "lora_variant", {})
-                                                          for a in adapter_names):
-            raise CompositionError(f"layer {name!r}: only vanilla LoRA (no DoRA/variants/fan_in_fan_out) fuses")
-        out[name] = [LoraFactors(module.lora_A[a].weight.detach(), module.lora_B[a].weight.detach(),
-                                 float(module.scaling[a])) for a in adapter_names]
-    if not out:
-        raise CompositionError(f"no LoRA layers carry adapter(s) {list(adapter_names)}")
-    return out
-
-
-def unwrap_peft(model: nn.Module) -> nn.Module:
-    """Replace every peft LoRA layer of `model` by its base layer, in place (the LoRA weights are dropped,
-    not merged); returns the model (for a PeftModel, its underlying transformers model)."""
-    from peft.tuners.lora import LoraLayer
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    for name, module in list(base.named_modules()):
-        if isinstance(module, LoraLayer):
-            _replace(base, name, lambda old: old.get_base_layer())
-    return base

@@ -11,7 +11,6 @@ from adapterx.core.backbone import Backbone, fingerprint_tensors, freeze
 from adapterx.core.model import AdaptedModel
 from adapterx.deploy import fastlora
 from adapterx.deploy.plain import collect_lora_factors, merge_into_base, plain_base_copy
-from adapterx.methods import get_method
 
 
 def merged_form(model: AdaptedModel) -> AdaptedModel | None:
@@ -32,7 +31,7 @@ def _plain_form(model: AdaptedModel, what: str, build) -> AdaptedModel | None:
     """A new AdaptedModel whose encoder is `build(active adapter names)` (a plain module holding the adapters'
     effect) and whose head is a copy of `model`'s active head."""
     names = list(model.active_adapters)
-    if not names or not all(get_method(model.adapters[n].kind).mergeable for n in names):
+    if not names or not all(model.adapters[n].method.mergeable for n in names):
         return None
     encoder = build(names)
     freeze(encoder)

@@ -13,8 +13,8 @@ Every merge is checked before anything is written: the checkpoint is saved to a 
 reloaded with plain transformers, and its logits compared with the unmerged model's on a probe batch; a
 difference over the tolerance (1e-4 in fp32) fails the merge and leaves the output directory untouched.
 
-Only LoRA folds into linear weights. A bottleneck adapter computes ``up(f(down(h)))`` with a non-linearity
-``f`` between the projections: no weight matrix equals it, so asking to merge one is an error that names it.
+Only mergeable kinds (LoRA) fold into linear weights; asking to merge another is an error that names the part
+and gives its kind's reason (`Method.not_mergeable_reason`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from adapterx.core.io import atomic_directory, atomic_write_json, atomic_write_t
 from adapterx.core.model import AdaptedModel
 from adapterx.deploy.compose import ComposedModel, Mixed, Part, compose, kinds_summary, read_parts
 from adapterx.deploy.plain import merge_into_base
-from adapterx.methods import get_method
+from adapterx.methods import get_method, kinds
 
 TOLERANCE = 1e-4
 MERGE_INFO_FILE = "adapterx_merge.json"
@@ -70,21 +70,20 @@ class MergeReport:
 
 # ============================================================================================ checks
 def check_mergeable(parts: Mapping[str, Part] | Sequence[Part]) -> None:
-    """Raise CompositionError naming every part that cannot be folded into linear weights, and which can."""
+    """Raise CompositionError naming every part that cannot be folded into linear weights, why (as its kind
+    says), and which can."""
     parts = list(parts.values()) if isinstance(parts, Mapping) else list(parts)
     blocked = [p for p in parts if not p.mergeable]
     if not blocked:
         return
-    reasons = {p.kind: getattr(get_method(p.kind), "not_mergeable_reason", "") for p in blocked}
-    why = "; ".join(f"{kind}: {r}" if r else f"{kind} adapters are not a weight change" for kind, r in
-                    reasons.items())
-    if any(p.kind == "bottleneck" for p in blocked):
-        why += ("; a bottleneck adapter computes up(f(down(h))) with a non-linearity f between the projections, "
-                "so no change of a linear weight equals it")
+    reasons = {p.kind: p.method.not_mergeable_reason for p in blocked}
+    why = "; ".join(f"{kind}: {r}" if r else f"{kind} adapters are not a weight change" for kind, r in reasons.items())
+    mergeable = " or ".join(f"{get_method(k).name} adapter (--adapter kind={k})" for k in kinds()
+                            if get_method(k).mergeable)
     raise CompositionError(
         f"cannot merge {', '.join(repr(p.name) for p in blocked)} into the base weights ({why}). What each "
-        f"part can do: {kinds_summary(parts)}. Train a LoRA adapter (--adapter kind=lora,r=8) to get a "
-        f"mergeable one, or serve these unmerged with `adapterx compose`")
+        f"part can do: {kinds_summary(parts)}. Train a {mergeable} to get a mergeable one, or serve these "
+        f"unmerged with `adapterx compose`")
 
 
 # ============================================================================================ save

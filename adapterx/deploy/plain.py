@@ -10,9 +10,9 @@ from typing import Sequence
 from transformers import XLMRobertaConfig, XLMRobertaModel
 
 from adapterx.core.errors import CompositionError
+from adapterx.core.lowrank import LoraFactors
 from adapterx.core.model import AdaptedModel
 from adapterx.deploy import fastlora
-from adapterx.methods import get_method
 
 
 def plain_base_copy(model: AdaptedModel) -> XLMRobertaModel:
@@ -28,20 +28,20 @@ def plain_base_copy(model: AdaptedModel) -> XLMRobertaModel:
 
 
 def merge_into_base(model: AdaptedModel, names: Sequence[str]) -> XLMRobertaModel:
-    """A plain encoder whose linear weights include the LoRA deltas of `names` (W + Σ_i s_i B_i A_i, summed in
+    """A plain encoder whose linear weights include the low-rank deltas of `names` (W + Σ_i s_i B_i A_i, summed in
     float32); the model itself is left unchanged."""
     for n in names:
-        record = model.adapters[n]
-        if not get_method(record.kind).mergeable:
-            raise CompositionError(f"adapter {n!r} is {record.kind}, which cannot be folded into linear weights; "
-                                   f"only LoRA merges")
+        method = model.adapters[n].method
+        if not method.mergeable:
+            raise CompositionError(f"adapter {n!r} is {method.kind}, which cannot be folded into linear weights "
+                                   f"({method.not_mergeable_reason or 'it is not a weight change'})")
     return fastlora.merge_lora(plain_base_copy(model), collect_lora_factors(model, names))
 
 
-def collect_lora_factors(model: AdaptedModel, names: Sequence[str]) -> dict[str, list[fastlora.LoraFactors]]:
-    """{module name: factors of each adapter in `names` that touches it}, read from the peft model."""
-    factors: dict[str, list[fastlora.LoraFactors]] = {}
+def collect_lora_factors(model: AdaptedModel, names: Sequence[str]) -> dict[str, list[LoraFactors]]:
+    """{module name: factors of each adapter in `names` that touches it}, as each adapter's kind gives them."""
+    factors: dict[str, list[LoraFactors]] = {}
     for n in names:   # one at a time: adapters may target different modules
-        for module, found in fastlora.lora_factors_from_peft(model.encoder, [n]).items():
-            factors.setdefault(module, []).extend(found)
+        for module, found in model.adapters[n].method.lora_factors(model, n).items():
+            factors.setdefault(module, []).append(found)
     return factors

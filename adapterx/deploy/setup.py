@@ -98,7 +98,7 @@ def load_for_inference(backbone: Backbone, adapter_dir: Path, name: str = TARGET
     fused: list[str] = []
     method = get_method(metadata["kind"])
     for part, path in parts[FUSION]:
-        if not hasattr(method, "load_fusion"):
+        if not method.fusable:
             raise CompositionError(f"{adapter_dir}: a {metadata['kind']} adapter cannot sit on a fusion layer")
         weights = path / method.fusion_weights_file
         store.check_safetensors(weights)
@@ -114,8 +114,7 @@ def load_for_inference(backbone: Backbone, adapter_dir: Path, name: str = TARGET
     store.load_adapter(model, adapter_dir, name=name)
     stacked = [part["name"] for part, _ in parts[STACKED]]
     if fused:
-        method.activate_setup(model, fuse_setup(stacked, fused, name))
-        model.active_adapters = [*stacked, *fused, name]
+        store.activate_setup(model, fuse_setup(stacked, fused, name))
     else:
         store.activate(model, [*stacked, name])
     model.set_head(name)
