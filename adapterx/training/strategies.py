@@ -41,7 +41,7 @@ from adapterx.deploy.setup import (
     fuse_setup,
     merged_backbone,
 )
-from adapterx.methods import AdapterSpec, get_method
+from adapterx.methods import AdapterSpec, get_method, kinds
 
 
 @dataclass
@@ -171,24 +171,26 @@ def _continue(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) 
 # -------------------------------------------------------------------------------------------- kind rules
 def kind_problem(strategy: str, intermediate_kind: str, target_kind: str) -> str:
     """Why `strategy` cannot build a `target_kind` target on `intermediate_kind` intermediates, or "" if it can,
-    as far as the kinds alone tell: 'merge-then-train' needs a mergeable (LoRA) intermediate, 'fuse' bottleneck
-    intermediates and target. A recipe can check this before training anything; the strategies raise it too.
-    (stack/continue have further rules that depend on the saved adapters; they are checked when preparing.)"""
-    if strategy == "merge-then-train" and not get_method(intermediate_kind).mergeable:
-        method = get_method(intermediate_kind)
-        reason = method.not_mergeable_reason or (
-            "a bottleneck adapter computes up(f(down(h))) with a non-linearity f between its projections, so no "
-            "change of a linear weight equals it" if intermediate_kind == "bottleneck" else "it is not a weight change")
+    as far as the kinds alone tell: 'merge-then-train' needs a mergeable intermediate, 'fuse' fusable
+    intermediates and target (as each kind's Method says). A recipe can check this before training anything; the
+    strategies raise it too. (stack/continue have further rules that depend on the saved adapters; they are
+    checked when preparing.)"""
+    intermediate, target = get_method(intermediate_kind), get_method(target_kind)
+    if strategy == "merge-then-train" and not intermediate.mergeable:
+        mergeable = " or ".join(f"{get_method(k).name} (kind={k})" for k in kinds() if get_method(k).mergeable)
         return (f"strategy 'merge-then-train' folds the intermediate adapter into the base weights, but a "
-                f"{intermediate_kind} adapter cannot be merged ({reason}). Train the intermediate adapter as LoRA "
-                f"(kind=lora), or use strategy 'stack' or 'continue' (or 'fuse' over several bottleneck adapters)")
-    if strategy == "fuse" and get_method(intermediate_kind).family != "adapters":
-        return (f"strategy 'fuse' needs bottleneck intermediate adapters (AdapterFusion, adapters library), not "
-                f"{intermediate_kind}; train the intermediates with kind=bottleneck, or use strategy 'stack', "
-                f"'continue' or 'merge-then-train' with one LoRA intermediate")
-    if strategy == "fuse" and get_method(target_kind).family != "adapters":
-        return (f"strategy 'fuse' stacks the new target adapter on the fusion layer (adapters library): the "
-                f"target must be a bottleneck adapter, not {target_kind}")
+                f"{intermediate_kind} adapter cannot be merged "
+                f"({intermediate.not_mergeable_reason or 'it is not a weight change'}). Train the intermediate "
+                f"adapter as {mergeable}, or use strategy 'stack' or 'continue' (or 'fuse' over several adapters of "
+                f"a fusable kind)")
+    fusable = " or ".join(k for k in kinds() if get_method(k).fusable)
+    if strategy == "fuse" and not intermediate.fusable:
+        return (f"strategy 'fuse' needs {fusable} intermediate adapters (AdapterFusion), not {intermediate_kind}; "
+                f"train the intermediates as {fusable}, or use strategy 'stack', 'continue' or "
+                f"'merge-then-train' with one intermediate")
+    if strategy == "fuse" and not target.fusable:
+        return (f"strategy 'fuse' stacks the new target adapter on the fusion layer: the target must be a "
+                f"{fusable} adapter, not {target_kind}")
     return ""
 
 
@@ -232,8 +234,7 @@ def _fuse(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> P
     store.add_adapter(model, TARGET, spec)
     method = get_method(spec.kind)
     fusion = method.add_fusion(model, names)
-    method.activate_setup(model, fuse_setup([], names, TARGET), trainable=[fusion, TARGET])
-    model.active_adapters = [*names, TARGET]
+    store.activate_setup(model, fuse_setup([], names, TARGET), trainable=[fusion, TARGET])
 
     def save_fusion(directory: Path) -> list[dict]:
         weights = method.save_fusion(model, names, Path(directory) / FUSION_DIR)
