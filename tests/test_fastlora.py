@@ -1,14 +1,18 @@
-"""adapterx.deploy.fastlora computes what peft computes (fused stacks, gathered mixed batches, merges)."""
+"""adapterx.deploy.fastlora computes what peft computes (fused stacks, gathered mixed batches, merges). The peft
+models are the bench's LoRA forms (served through adapterx.store); their factors come from `Method.lora_factors`."""
 
 import pytest
 import torch
 from torch import nn
 
+from adapterx import store
+from adapterx.bench.adapted import adapter_name
 from adapterx.bench.forms import FormContext, share_copy
-from adapterx.bench.lora_forms import adapter_name, lora_factors, peft_model
+from adapterx.bench.lora_forms import lora_factors, lora_model
 from adapterx.core.backbone import load_backbone
 from adapterx.core.errors import CompositionError
 from adapterx.deploy import fastlora
+from adapterx.methods import get_method
 
 ATOL = 1e-5
 
@@ -33,15 +37,34 @@ def hidden(model, batch, **kw):
         return model(input_ids=batch[0], attention_mask=batch[1], **kw).last_hidden_state
 
 
+def peft_model(ctx, n, active=None, base=None):
+    """The peft model of adapters a0..a{n-1} (the context's weights), adapters `active` (default: all) active."""
+    model = lora_model(ctx, n, base=base)
+    store.activate(model, [adapter_name(i) for i in (range(n) if active is None else active)])
+    return model.encoder
+
+
+def test_factors_read_back_are_the_factors_set(ctx):
+    model = lora_model(ctx, 2)
+    given = lora_factors(ctx, [1])
+    read = get_method("lora").lora_factors(model, adapter_name(1))
+    assert set(read) == set(given)
+    for module, f in read.items():
+        assert torch.equal(f.A, given[module][0].A) and torch.equal(f.B, given[module][0].B)
+        assert f.scaling == given[module][0].scaling == 2.0
+
+
 def test_lora_changes_the_output(ctx, batch):
     assert not torch.allclose(hidden(peft_model(ctx, 1), batch), hidden(ctx.base, batch), atol=1e-3)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_fused_stack_equals_peft_stack(ctx, batch, k):
-    naive = peft_model(ctx, k)
-    naive.base_model.set_adapter([adapter_name(i) for i in range(k)])
-    factors = fastlora.lora_factors_from_peft(naive, [adapter_name(i) for i in range(k)])
+    served = lora_model(ctx, k)   # all k active
+    naive = served.encoder
+    method = get_method("lora")
+    each = [method.lora_factors(served, adapter_name(i)) for i in range(k)]
+    factors = {m: [f[m] for f in each] for m in each[0]}
     assert set(factors) == set(lora_factors(ctx, range(k)))
     fused = fastlora.apply_fused_lora(share_copy(ctx.base), factors)
     layer = fused.encoder.layer[0].attention.self.query
@@ -56,10 +79,9 @@ def test_gathered_mixed_batch_equals_per_row_single_adapter_runs(ctx, batch):
     multi = fastlora.apply_gathered_lora(share_copy(ctx.base), lora_factors(ctx, range(n)), names)
     rows = [2, 0, 1, 1, 2]
     mixed = hidden(multi, batch, adapter_ids=torch.tensor(rows))
-    singles = {i: peft_model(ctx, 1 + i) for i in range(n)}
+    singles = {i: peft_model(ctx, 1 + i, active=[i]) for i in range(n)}
     for j, i in enumerate(rows):
         single = singles[i]
-        single.base_model.set_adapter(adapter_name(i))
         one_row = (batch[0][j:j + 1], batch[1][j:j + 1])
         torch.testing.assert_close(mixed[j:j + 1], hidden(single, one_row), atol=ATOL, rtol=1e-4)
     # and equal to peft's own mixed batch (adapter_names)
@@ -70,7 +92,7 @@ def test_gathered_mixed_batch_equals_per_row_single_adapter_runs(ctx, batch):
 
 
 def test_merged_equals_unmerged(ctx, batch):
-    unmerged = hidden(peft_model(ctx, 2), batch)  # adapter a0 active
+    unmerged = hidden(peft_model(ctx, 2, active=[0]), batch)
     merged_model = peft_model(ctx, 1, base=share_copy(ctx.base, clone=lambda n: n.endswith(
         ("query.weight", "value.weight")))).merge_and_unload()
     assert type(merged_model) is type(ctx.base)
@@ -84,8 +106,8 @@ def test_merged_equals_unmerged(ctx, batch):
 
 def test_base_is_left_untouched(ctx, batch):
     before = hidden(ctx.base, batch)
-    peft_model(ctx, 1, base=share_copy(ctx.base, clone=lambda n: n.endswith("query.weight") or
-                                       n.endswith("value.weight"))).merge_and_unload()
+    peft_model(ctx, 1, base=share_copy(ctx.base, clone=lambda n: n.endswith(("query.weight", "value.weight")))
+               ).merge_and_unload()
     fastlora.apply_fused_lora(share_copy(ctx.base), lora_factors(ctx, [0]))
     torch.testing.assert_close(hidden(ctx.base, batch), before, atol=0, rtol=0)
     assert type(ctx.base.encoder.layer[0].attention.self.query) is nn.Linear

@@ -1,7 +1,8 @@
 """Deployment forms: each a callable model over one batch, all sharing one backbone's weights.
 
 A form is named by a string; the registry maps a name pattern to a builder, so adding a form is one function
-plus one ``@form(...)`` line. Forms share the base weights (a structural copy whose parameters are the same
+plus one ``@form(...)`` line. Every adapter kind has the generic forms KIND and KIND-stack-K
+(``adapterx.bench.adapted``); a kind's own forms live in the modules its Method names (`bench_builders`). Forms share the base weights (a structural copy whose parameters are the same
 tensors), so twenty forms of XLM-R base cost little more memory than one; the base form is always the plain
 transformers model (never an adapters-initialised one: ``adapters.init`` alone costs 1-3%).
 """
@@ -9,6 +10,7 @@ transformers model (never an adapters-initialised one: ``adapters.init`` alone c
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import re
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from torch import nn
 
 from adapterx.bench.form_help import FORM_HELP
 from adapterx.core.errors import AdapterxError
+from adapterx.methods import get_method, kinds
 
 
 @dataclass
@@ -109,6 +112,8 @@ def plain_run(module: nn.Module, batch: Batch) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------- registry
 Builder = Callable[..., Form]
 _REGISTRY: list[tuple[re.Pattern, Builder]] = []
+_GENERIC: list[Builder] = []
+_GENERIC_NAME = re.compile(r"(?P<kind>.+?)(?:-stack-(?P<k>\d+))?\Z")
 
 
 def form(pattern: str) -> Callable[[Builder], Builder]:
@@ -119,18 +124,30 @@ def form(pattern: str) -> Callable[[Builder], Builder]:
     return register
 
 
-# The modules whose builders register themselves, one family each; imported on first lookup (they import this
-# module, so importing them here at the top would be a cycle).
-BUILDER_MODULES = ("adapterx.bench.lora_forms", "adapterx.bench.bottleneck_forms", "adapterx.bench.prompt_forms")
+def generic_form(fn: Builder) -> Builder:
+    """Register the builder of the forms every adapter kind has: ``fn(ctx, kind, k)`` for the names KIND and
+    KIND-stack-K (used where no registered pattern matches)."""
+    _GENERIC[:] = [fn]
+    return fn
+
+
+def builder_modules() -> list[str]:
+    """The modules whose builders register themselves, imported on first lookup (they import this module, so
+    importing them here at the top would be a cycle): the generic forms, and the forms each kind names
+    (`Method.bench_builders`)."""
+    return list(dict.fromkeys(["adapterx.bench.adapted", *(m for k in kinds() for m in get_method(k).bench_builders)]))
 
 
 def _lookup(name: str) -> tuple[Builder, dict[str, int]]:
-    for module in BUILDER_MODULES:
+    for module in builder_modules():
         importlib.import_module(module)
     for pattern, fn in _REGISTRY:
         m = pattern.match(name)
         if m:
             return fn, {k: int(v) for k, v in m.groupdict().items()}
+    m = _GENERIC_NAME.match(name)
+    if m and m["kind"] in kinds() and _GENERIC:
+        return functools.partial(_GENERIC[0], kind=m["kind"]), {"k": int(m["k"] or 1)}
     raise AdapterxError(f"unknown bench form {name!r}; known forms:\n{FORM_HELP}")
 
 

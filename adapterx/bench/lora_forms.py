@@ -1,51 +1,44 @@
-"""LoRA forms: peft (the naive reference: unmerged, stacked, mixed batch, merged) and adapterx.deploy.fastlora
-(fused stack, gathered mixed batch). Adapter number i has the same weights in every form, so the forms
-compute the same function and only their speed differs."""
+"""LoRA forms: served through adapterx.store (peft underneath: the naive reference, unmerged, stacked and mixed
+batch), merged into the weights, and adapterx.deploy.fastlora (fused stack, gathered mixed batch). Adapter
+number i has the same weights in every form (drawn by `FormContext.lora_weights`), so the forms compute the
+same function and only their speed differs."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from adapterx.bench.forms import Batch, Form, FormContext, form, freeze_eval, plain_run, share_copy
+from adapterx.bench.adapted import adapted_model, adapter_form, adapter_name
+from adapterx.bench.forms import Batch, Form, FormContext, form, plain_run, share_copy
+from adapterx.core.lowrank import LoraFactors
+from adapterx.core.model import AdaptedModel
 from adapterx.deploy import fastlora
+from adapterx.methods import get_method, parse_spec
 
 
-def adapter_name(i: int) -> str:
-    return f"a{i}"
+def lora_model(ctx: FormContext, n: int, base: nn.Module | None = None) -> AdaptedModel:
+    """An AdaptedModel over a share-copy of the base (or `base`) carrying LoRA adapters a0..a{n-1} (r, alpha=2r,
+    the context's target modules, dropout 0) with the context's weights, all active."""
+    spec = parse_spec({"kind": "lora", "r": ctx.rank, "alpha": float(ctx.alpha), "dropout": 0.0,
+                       "target_modules": list(ctx.targets)})
+    method = get_method("lora")
+
+    def weights(model: AdaptedModel, name: str, i: int) -> None:
+        method.set_lora_factors(model, name, {m: f[0] for m, f in lora_factors(ctx, [i]).items()})
+
+    return adapted_model(ctx, spec, n, weights, base=base)
 
 
-def peft_model(ctx: FormContext, n: int, base: nn.Module | None = None):
-    """A peft LoraModel over a share-copy of the base carrying adapters a0..a{n-1} (dropout 0)."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=ctx.rank, lora_alpha=ctx.alpha, target_modules=list(ctx.targets), lora_dropout=0.0)
-    model = get_peft_model(base if base is not None else share_copy(ctx.base), config, adapter_name=adapter_name(0))
-    for i in range(1, n):
-        model.add_adapter(adapter_name(i), config)
-    inner = model.get_base_model()
-    with torch.no_grad():
-        for i in range(n):
-            for mod_name, (a, b) in ctx.lora_weights(i).items():
-                layer = inner.get_submodule(mod_name)
-                layer.lora_A[adapter_name(i)].weight.copy_(a)
-                layer.lora_B[adapter_name(i)].weight.copy_(b)
-    w = next(ctx.base.parameters())
-    model.to(w.device, w.dtype)
-    freeze_eval(model)
-    return model
-
-
-def lora_factors(ctx: FormContext, indices) -> dict[str, list[fastlora.LoraFactors]]:
+def lora_factors(ctx: FormContext, indices) -> dict[str, list[LoraFactors]]:
     """{module name: [LoraFactors of adapter i for i in indices]}, the same weights as the peft forms."""
     per_adapter = [ctx.lora_weights(i) for i in indices]
-    return {name: [fastlora.LoraFactors(w[name][0], w[name][1], ctx.scaling) for w in per_adapter]
+    return {name: [LoraFactors(w[name][0], w[name][1], ctx.scaling) for w in per_adapter]
             for name in per_adapter[0]}
 
 
 @form("lora")
 def _lora(ctx: FormContext) -> Form:
-    return Form("lora", f"one LoRA (r={ctx.rank}, query+value) via peft, unmerged", peft_model(ctx, 1), plain_run)
+    return adapter_form("lora", f"one LoRA (r={ctx.rank}, query+value) via peft, unmerged", lora_model(ctx, 1))
 
 
 @form("lora-fast")
@@ -57,17 +50,15 @@ def _lora_fast(ctx: FormContext) -> Form:
 @form("lora-merged")
 def _lora_merged(ctx: FormContext) -> Form:
     targets = tuple(f"{t}.weight" for t in ctx.targets)
-    copy_ = share_copy(ctx.base, clone=lambda name: name.endswith(targets))
-    model = peft_model(ctx, 1, base=copy_).merge_and_unload()
-    return Form("lora-merged", "the same LoRA merged into the weights (peft merge_and_unload)", model, plain_run)
+    model = fastlora.merge_lora(share_copy(ctx.base, clone=lambda name: name.endswith(targets)), lora_factors(ctx, [0]))
+    return Form("lora-merged", "the same LoRA merged into the weights (a plain model, no adapter code left)", model,
+                plain_run)
 
 
 @form(r"lora-stack-(?P<k>\d+)")
 def _lora_stack(ctx: FormContext, k: int) -> Form:
-    model = peft_model(ctx, k)
-    model.base_model.set_adapter([adapter_name(i) for i in range(k)])
-    return Form(f"lora-stack-{k}", f"{k} LoRA adapters active together via peft (loop over adapters)",
-                model, plain_run, reference="lora" if k > 1 else None)
+    return adapter_form(f"lora-stack-{k}", f"{k} LoRA adapters active together via peft (loop over adapters)",
+                        lora_model(ctx, k), reference="lora" if k > 1 else None)
 
 
 @form(r"lora-stack-(?P<k>\d+)-fused")
@@ -83,18 +74,18 @@ def _row_adapters(n: int, batch_size: int) -> list[int]:
 
 @form(r"lora-mixed-(?P<n>\d+)")
 def _lora_mixed(ctx: FormContext, n: int) -> Form:
-    model = peft_model(ctx, n)
+    model = lora_model(ctx, n)
+    method = get_method("lora")
     names_by_size: dict[int, list[str]] = {}
 
     def run(module: nn.Module, batch: Batch) -> torch.Tensor:
         names = names_by_size.get(batch.size)
         if names is None:
             names = names_by_size[batch.size] = [adapter_name(i) for i in _row_adapters(n, batch.size)]
-        return module(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                      adapter_names=names).last_hidden_state
+        return method.encode_rows(model, batch.input_ids, batch.attention_mask, names, encoder=module)
 
     return Form(f"lora-mixed-{n}", f"rows use {n} different LoRA adapters, peft adapter_names (sub-batch loop)",
-                model, run, reference="lora")
+                model.encoder, run, reference="lora")
 
 
 @form(r"lora-mixed-(?P<n>\d+)-gathered")
