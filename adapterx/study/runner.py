@@ -29,6 +29,7 @@ from adapterx.core.io import atomic_write_json
 from adapterx.core.model import AdaptedModel
 from adapterx.deploy.forms import fused_form, merged_form
 from adapterx.deploy.setup import load_for_inference
+from adapterx.methods import get_method
 from adapterx.store import library_versions, read_metadata
 from adapterx.study.evaluate import evaluate_languages
 from adapterx.study.recipe import Recipe, config_hash
@@ -239,8 +240,7 @@ def _bench_phase(state: RunState) -> dict | None:
     recipe, spec = state.recipe, state.recipe.adapter_spec
     strategies = ["none", *recipe.strategies()]
     forms = ["base"] + sorted({f for s in strategies for form in recipe.evaluate.forms
-                               if (f := deployment_bench_form(spec.kind, spec.to_json(), s, form))
-                               and (form == "unmerged" or spec.kind == "lora")})
+                               if (f := deployment_bench_form(spec, s, form))})
     try:
         check_form_names(forms)
     except AdapterxError as exc:
@@ -250,10 +250,7 @@ def _bench_phase(state: RunState) -> dict | None:
     options = dict(shape=b.shape or recipe.backbone, forms=tuple(forms), batch_sizes=tuple(b.batch_sizes),
                    seq_lens=tuple(b.seq_lens), threads=(b.threads,), iterations=b.iterations, warmup=b.warmup, clock=b.clock,
                    output=str(state.out / "bench"), progress=state.progress)
-    if spec.kind == "lora":
-        options["rank"] = spec.r
-    if spec.kind == "bottleneck":
-        options["reduction_factor"] = spec.reduction_factor
+    options.update(get_method(spec.kind).bench_options(spec))
     key = config_hash(options)
     directory = state.out / "bench"
     if cached := state.cached(directory, key):

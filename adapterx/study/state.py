@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapterx.core.backbone import Backbone
+from adapterx.methods import AdapterSpec, get_method
 from adapterx.study.recipe import Recipe
 
 PHASE_FILE = "phase.json"
@@ -60,16 +61,7 @@ class RunState:
             print(message, flush=True)
 
 
-def deployment_bench_form(kind: str, spec_json: dict, strategy: str, form: str) -> str | None:
-    """The `adapterx bench` form that costs what this deployment costs at inference (None: not benchable)."""
-    if form == "merged":
-        return "lora-merged"
-    if form == "fused":
-        return "lora-stack-2-fused" if strategy == "stack" else "lora-fast"
-    if strategy == "fuse":
-        return None
-    if kind in ("lora", "bottleneck"):
-        return f"{kind}-stack-2" if strategy == "stack" else kind
-    if kind in ("prefix", "prompt"):
-        return f"{kind}-{spec_json.get('num_virtual_tokens', 16)}"
-    return None
+def deployment_bench_form(spec: AdapterSpec, strategy: str, form: str) -> str | None:
+    """The `adapterx bench` form that costs what this deployment costs at inference (None: not benchable), as the
+    adapter's kind says (`Method.bench_form`)."""
+    return get_method(spec.kind).bench_form(spec, strategy, form)

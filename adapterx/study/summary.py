@@ -96,7 +96,7 @@ def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: 
         table = []
         for (label, form), rows in groups.items():
             first = rows[0]
-            bench_form = deployment_bench_form(spec.kind, spec.to_json(), first["strategy"], form)
+            bench_form = deployment_bench_form(spec, first["strategy"], form)
             entry = {
                 "label": label, "intermediate": first["intermediate"], "strategy": first["strategy"], "form": form,
                 "seeds": [r["seed"] for r in rows],
