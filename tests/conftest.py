@@ -42,3 +42,56 @@ def perturb_trainable(model, scale: float = 0.1, seed: int = 0) -> None:
         for _, p in sorted(model.named_parameters(), key=lambda item: item[0]):
             if p.requires_grad:
                 p.add_(torch.randn(p.shape, generator=gen) * scale)
+
+
+@pytest.fixture(scope="session")
+def perturb():
+    """`perturb_trainable` as a fixture (tests take shared helpers from fixtures, never by importing a module)."""
+    return perturb_trainable
+
+
+NLI_LABELS = ["entailment", "neutral", "contradiction"]
+
+
+@pytest.fixture(scope="session")
+def nli_labels():
+    return list(NLI_LABELS)
+
+
+def make_adapter(backbone, directory, kind="lora", *, seed=0, labels=NLI_LABELS, head=True, **options):
+    """Save an adapter of `kind` (spec `options`) whose trainable tensors are random (a LoRA B != 0), with a
+    head (`head`: True = classification over `labels`, a HeadSpec, or False); returns its directory."""
+    from adapterx import store
+    from adapterx.core.heads import HeadSpec
+    from adapterx.core.model import AdaptedModel
+    from adapterx.methods import parse_spec
+
+    model = AdaptedModel(backbone)
+    store.add_adapter(model, "x", parse_spec({"kind": kind, **options}))
+    store.activate(model, ["x"], trainable="x")
+    if head:
+        model.add_head("x", head if isinstance(head, HeadSpec) else HeadSpec("classification", len(labels)))
+    perturb_trainable(model, seed=seed)
+    return store.save_adapter(model, "x", directory, task="tiny-nli", labels=labels if head else (),
+                              head="x" if head else None)
+
+
+@pytest.fixture(scope="session")
+def saved_adapter():
+    """`make_adapter(backbone, directory, kind="lora", *, seed, labels, head, **spec options)` -> directory."""
+    return make_adapter
+
+
+@pytest.fixture(scope="session")
+def compose_cli():
+    """Run `adapterx compose` / `adapterx merge` with an argv list; returns the exit code."""
+    import argparse
+
+    from adapterx.cli.compose import add_compose_parsers
+
+    def run(argv):
+        parser = argparse.ArgumentParser(prog="adapterx")
+        add_compose_parsers(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(argv)
+        return args.func(args)
+    return run

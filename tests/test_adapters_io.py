@@ -1,4 +1,6 @@
-"""Save / load of adapters: identical logits, plain-peft compatibility, and clear errors on bad files."""
+"""Save / load of adapters: plain-peft compatibility and clear errors on bad files. (Identical logits after a
+reload, for every kind: tests/test_kinds.py; plain libraries in a process without adapterx:
+tests/test_plain_reload.py.)"""
 
 
 import pytest
@@ -11,44 +13,22 @@ from adapterx.core.errors import AdapterFileError, BackboneMismatchError
 from adapterx.core.heads import HeadSpec, build_head
 from adapterx.core.model import AdaptedModel
 from adapterx.methods import parse_spec
-from tests.conftest import perturb_trainable
 
-SPECS = {"lora": {"kind": "lora", "r": 4}, "houlsby": {"kind": "bottleneck", "architecture": "houlsby",
-                                                        "reduction_factor": 4},
-         "pfeiffer": {"kind": "bottleneck", "reduction_factor": 4}}
-
-
-def _saved(backbone, tmp_path, spec=SPECS["lora"], name="a"):
+@pytest.fixture
+def saved(backbone, tmp_path, perturb):
+    """(model, directory): a LoRA adapter (B != 0) with a classification head, saved."""
     model = AdaptedModel(backbone)
-    store.add_adapter(model, name, parse_spec(spec))
-    store.activate(model, [name], trainable=name)
-    model.add_head(name, HeadSpec("classification", 3))
-    perturb_trainable(model)
+    store.add_adapter(model, "a", parse_spec({"kind": "lora", "r": 4}))
+    store.activate(model, ["a"], trainable="a")
+    model.add_head("a", HeadSpec("classification", 3))
+    perturb(model)
     model.eval()
-    directory = store.save_adapter(model, name, tmp_path / name, task="tiny-xnli", labels=["e", "n", "c"], head=name)
+    directory = store.save_adapter(model, "a", tmp_path / "a", task="tiny-xnli", labels=["e", "n", "c"], head="a")
     return model, directory
 
 
-@pytest.mark.parametrize("kind", sorted(SPECS))
-def test_reloaded_adapter_gives_identical_logits(pristine_backbone, tmp_path, probe, kind):
-    model, directory = _saved(pristine_backbone.fresh_copy(), tmp_path, SPECS[kind])
-    with torch.inference_mode():
-        expected = model(**probe).logits
-    reloaded = AdaptedModel(pristine_backbone.fresh_copy())
-    store.load_adapter(reloaded, directory)
-    store.activate(reloaded, ["a"])
-    reloaded.eval()
-    with torch.inference_mode():
-        assert torch.equal(reloaded(**probe).logits, expected)
-    metadata = store.read_metadata(directory)
-    assert metadata["base_model"]["fingerprint"] == pristine_backbone.fingerprint
-    assert metadata["task"] == "tiny-xnli" and metadata["labels"] == ["e", "n", "c"]
-    assert {"torch", "peft", "adapters", "transformers"} <= set(metadata["library_versions"])
-    assert not list(directory.glob("*.bin")) and not list(directory.glob("*.pt"))
-
-
-def test_lora_adapter_loads_in_plain_peft(pristine_backbone, tmp_path, probe):
-    model, directory = _saved(pristine_backbone.fresh_copy(), tmp_path)
+def test_lora_adapter_loads_in_plain_peft(pristine_backbone, tmp_path, probe, saved):
+    model, directory = saved
     with torch.inference_mode():
         expected = model(**probe).logits
     base = pristine_backbone.fresh_copy().model
@@ -61,8 +41,8 @@ def test_lora_adapter_loads_in_plain_peft(pristine_backbone, tmp_path, probe):
         assert torch.allclose(head(hidden, probe["attention_mask"]), expected, atol=1e-6)
 
 
-def test_wrong_backbone_names_both_fingerprints(backbone, tmp_path):
-    _, directory = _saved(backbone, tmp_path)
+def test_wrong_backbone_names_both_fingerprints(backbone, tmp_path, saved):
+    _, directory = saved
     from adapterx.core.backbone import load_backbone
     other = load_backbone("builtin:tiny-xlmr@7")
     with pytest.raises(BackboneMismatchError) as info:
@@ -71,32 +51,32 @@ def test_wrong_backbone_names_both_fingerprints(backbone, tmp_path):
     assert str(directory) in message and other.fingerprint in message and backbone.fingerprint in message
 
 
-def test_missing_weights_file_is_named(pristine_backbone, tmp_path):
-    _, directory = _saved(pristine_backbone.fresh_copy(), tmp_path)
+def test_missing_weights_file_is_named(pristine_backbone, tmp_path, saved):
+    _, directory = saved
     (directory / "adapter_model.safetensors").unlink()
     with pytest.raises(AdapterFileError, match="adapter_model.safetensors.*missing"):
         store.load_adapter(AdaptedModel(pristine_backbone.fresh_copy()), directory)
 
 
-def test_corrupt_safetensors_is_named(pristine_backbone, tmp_path):
-    _, directory = _saved(pristine_backbone.fresh_copy(), tmp_path)
+def test_corrupt_safetensors_is_named(pristine_backbone, tmp_path, saved):
+    _, directory = saved
     (directory / "adapter_model.safetensors").write_bytes(b"\x00garbage not a safetensors file")
     with pytest.raises(AdapterFileError, match="adapter_model.safetensors.*corrupt"):
         store.load_adapter(AdaptedModel(pristine_backbone.fresh_copy()), directory)
 
 
-def test_corrupt_head_is_named(pristine_backbone, tmp_path):
-    _, directory = _saved(pristine_backbone.fresh_copy(), tmp_path)
+def test_corrupt_head_is_named(pristine_backbone, tmp_path, saved):
+    _, directory = saved
     data = (directory / "head.safetensors").read_bytes()
     (directory / "head.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(AdapterFileError, match="head.safetensors"):
         store.load_adapter(AdaptedModel(pristine_backbone.fresh_copy()), directory)
 
 
-def test_missing_or_corrupt_metadata(pristine_backbone, tmp_path):
+def test_missing_or_corrupt_metadata(pristine_backbone, tmp_path, saved):
     with pytest.raises(AdapterFileError, match="no such adapter directory"):
         store.read_metadata(tmp_path / "nothing")
-    _, directory = _saved(pristine_backbone.fresh_copy(), tmp_path)
+    _, directory = saved
     (directory / "adapterx.json").write_text("{not json")
     with pytest.raises(AdapterFileError, match="adapterx.json.*corrupt JSON"):
         store.read_metadata(directory)
@@ -105,8 +85,8 @@ def test_missing_or_corrupt_metadata(pristine_backbone, tmp_path):
         store.read_metadata(directory)
 
 
-def test_failed_save_leaves_the_old_adapter_intact(pristine_backbone, tmp_path, monkeypatch):
-    model, directory = _saved(pristine_backbone.fresh_copy(), tmp_path)
+def test_failed_save_leaves_the_old_adapter_intact(pristine_backbone, tmp_path, monkeypatch, saved):
+    model, directory = saved
     before = {p.name: p.read_bytes() for p in directory.iterdir()}
 
     def broken_save(*args, **kwargs):

@@ -3,42 +3,20 @@ single-adapter runs, manifests reload (and refuse changed files), and wrong requ
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
+import warnings
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from torch.nn import functional as F
 
-from adapterx import store
 from adapterx.core.backbone import load_backbone
 from adapterx.core.errors import AdapterFileError, BackboneMismatchError, CompositionError, UnknownNameError
-from adapterx.core.heads import HeadSpec
-from adapterx.core.model import AdaptedModel
 from adapterx.deploy.compose import Mixed, Stack, Weighted, compose, from_dict, load_manifest, read_parts, validate
-from adapterx.methods import parse_spec
 
 ATOL = 2e-5
-LABELS = ["entailment", "neutral", "contradiction"]
-
-
-def make_adapter(backbone, directory, kind="lora", *, seed=0, labels=LABELS, head=True, **options):
-    """Save an adapter whose weights are random (B != 0), with a head (`head`: True = classification over
-    `labels`, a HeadSpec, or False)."""
-    model = AdaptedModel(backbone)
-    store.add_adapter(model, "x", parse_spec({"kind": kind, **options}))
-    store.activate(model, ["x"], trainable="x")
-    if head:
-        model.add_head("x", head if isinstance(head, HeadSpec) else HeadSpec("classification", len(labels)))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, p in sorted(model.named_parameters(), key=lambda item: item[0]):
-            if p.requires_grad:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
-    return store.save_adapter(model, "x", directory, task="tiny-nli", labels=labels if head else (),
-                              head="x" if head else None)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +25,8 @@ def base():
 
 
 @pytest.fixture(scope="module")
-def saved(base, tmp_path_factory):
+def saved(base, tmp_path_factory, saved_adapter):
+    make_adapter = saved_adapter
     root = tmp_path_factory.mktemp("adapters")
     paths = {
         "la": make_adapter(base.fresh_copy(), root / "la", r=4, alpha=8.0, seed=1),
@@ -333,16 +312,8 @@ def test_nested_stack_over_a_weighted_merge(base, saved, batch):
 
 
 # ============================================================================== CLI
-def run_cli(argv):
-    from adapterx.cli.compose import add_compose_parsers
-
-    parser = argparse.ArgumentParser(prog="adapterx")
-    add_compose_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-def test_cli_compose_prints_parts_counts_and_logits(saved, tmp_path, capsys):
+def test_cli_compose_prints_parts_counts_and_logits(saved, tmp_path, capsys, compose_cli):
+    run_cli = compose_cli
     rc = run_cli(["compose", "--adapter", f"inter={saved['la']}", "--adapter", f"target={saved['lb']}",
                   "--mode", "stack", "--check", "der hund isst den apfel", "--output", str(tmp_path / "c.json")])
     out = capsys.readouterr().out
@@ -355,9 +326,9 @@ def test_cli_compose_prints_parts_counts_and_logits(saved, tmp_path, capsys):
     assert out.split("check ")[1].splitlines()[0] == again.split("check ")[1].splitlines()[0]
 
 
-def test_cli_help_teaches_the_modes(capsys):
+def test_cli_help_teaches_the_modes(capsys, compose_cli):
     with pytest.raises(SystemExit):
-        run_cli(["compose", "--help"])
+        compose_cli(["compose", "--help"])
     text = capsys.readouterr().out
     for word in ("stack", "sum", "weighted", "ties", "dare_linear", "mixed", "manifest", "examples"):
         assert word in text
@@ -367,6 +338,19 @@ def test_cli_mode_list_matches_the_library():
     from adapterx.cli import compose as compose_cli
     from adapterx.deploy import compose
     assert tuple(compose_cli.MODES) == tuple(compose.MODES)
+
+
+def test_names_inside_a_library_prefix_work_and_clashing_ones_are_refused(base, saved, batch):
+    """peft warns about names contained in its prefix "lora_" ('a', 'lora'), which reload exactly; names beginning
+    with it ('lora_A') lose their weights in peft, so they are refused before anything is loaded."""
+    want = compose(base.fresh_copy(), {"inter": saved["la"], "target": saved["lb"]}, "stack")(*batch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = compose(base.fresh_copy(), {"a": saved["la"], "lora": saved["lb"]}, "stack")(*batch)
+    assert torch.equal(got, want)
+    assert not [w for w in caught if "prefix" in str(w.message)]
+    with pytest.raises(CompositionError, match="'lora_A' begins with 'lora_'"):
+        compose(base.fresh_copy(), {"lora_A": saved["la"]}, "stack")
 
 
 def test_a_stacked_target_needs_the_adapter_it_was_trained_on(pristine_backbone, tmp_path):

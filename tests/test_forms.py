@@ -1,5 +1,5 @@
 """Deployment forms compute what the unmerged adapters compute: a LoRA stack fused into one low-rank product,
-and the same stack merged into the weights."""
+and the same stack merged into the weights. (Which kinds have these forms at all: tests/test_kinds.py.)"""
 
 import copy
 
@@ -10,10 +10,9 @@ from adapterx.core.heads import HeadSpec
 from adapterx.core.model import AdaptedModel
 from adapterx.deploy.forms import fused_form, merged_form
 from adapterx.methods import parse_spec
-from tests.conftest import perturb_trainable
 
 
-def _stack(backbone):
+def _stack(backbone, perturb_trainable):
     """Two LoRA adapters with non-zero B on different modules (r 4 on query/value, r 2 on query/key/dense)."""
     model = AdaptedModel(backbone)
     store.add_adapter(model, "inter", parse_spec({"kind": "lora", "r": 4}))
@@ -26,8 +25,8 @@ def _stack(backbone):
     return model.eval()
 
 
-def test_fused_and_merged_stacks_equal_the_unmerged_stack(pristine_backbone, probe):
-    model = _stack(pristine_backbone.fresh_copy())
+def test_fused_and_merged_stacks_equal_the_unmerged_stack(pristine_backbone, probe, perturb):
+    model = _stack(pristine_backbone.fresh_copy(), perturb)
     bare = AdaptedModel(pristine_backbone.fresh_copy())
     bare.heads["target"] = copy.deepcopy(model.head)
     bare.set_head("target")
@@ -37,11 +36,3 @@ def test_fused_and_merged_stacks_equal_the_unmerged_stack(pristine_backbone, pro
         for form in (fused_form(model), merged_form(model)):
             assert form is not None
             assert torch.allclose(form(**probe).logits, expected, atol=1e-5)
-
-
-def test_forms_need_lora(backbone):
-    model = AdaptedModel(backbone)
-    store.add_adapter(model, "b", parse_spec({"kind": "bottleneck", "reduction_factor": 4}))
-    store.activate(model, ["b"])
-    model.add_head("b", HeadSpec("classification", 3))
-    assert fused_form(model) is None and merged_form(model) is None

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_compose import LABELS, make_adapter, run_cli
 from transformers import AutoModel, AutoModelForSequenceClassification
 
 from adapterx.core.backbone import load_backbone
@@ -32,7 +31,8 @@ def base():
 
 
 @pytest.fixture(scope="module")
-def saved(base, tmp_path_factory):
+def saved(base, tmp_path_factory, saved_adapter):
+    make_adapter = saved_adapter
     root = tmp_path_factory.mktemp("merge-adapters")
     return {
         "inter": make_adapter(base.fresh_copy(), root / "inter", r=4, seed=11, labels=["no", "yes"]),
@@ -56,7 +56,7 @@ def unmerged_logits(base, saved, texts=TEXTS):
     return composed(enc["input_ids"], enc["attention_mask"])
 
 
-def test_merge_equals_unmerged_and_writes_a_plain_checkpoint(base, saved, merged):
+def test_merge_equals_unmerged_and_writes_a_plain_checkpoint(base, saved, merged, nli_labels):
     out, report = merged
     assert report.max_abs_diff <= TOLERANCE and report.compared == "logits"
     assert report.merged == ["inter", "target"]
@@ -67,8 +67,8 @@ def test_merge_equals_unmerged_and_writes_a_plain_checkpoint(base, saved, merged
     assert not list(out.glob("*.bin")) and not (out / "adapter_config.json").exists()
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["XLMRobertaForSequenceClassification"]
-    assert config["id2label"] == {str(i): label for i, label in enumerate(LABELS)}
-    assert config["label2id"] == {label: i for i, label in enumerate(LABELS)}
+    assert config["id2label"] == {str(i): label for i, label in enumerate(nli_labels)}
+    assert config["label2id"] == {label: i for i, label in enumerate(nli_labels)}
     # independently of merge's own check: reload and compare on other inputs
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
     texts = ["the cat does not eat", "ein hund"]
@@ -114,7 +114,8 @@ print(json.dumps({"logits": logits.tolist(), "id2label": model.config.id2label,
 """
 
 
-def test_merged_checkpoint_loads_in_a_fresh_process_with_only_transformers(base, saved, merged, tmp_path):
+def test_merged_checkpoint_loads_in_a_fresh_process_with_only_transformers(base, saved, merged, tmp_path,
+                                                                          nli_labels):
     out, _ = merged
     site = _filtered_site_packages(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -124,23 +125,20 @@ def test_merged_checkpoint_loads_in_a_fresh_process_with_only_transformers(base,
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert data["installed"] == [] and data["imported"] == []      # peft/adapters/adapterx absent, not imported
-    assert data["id2label"] == {str(i): label for i, label in enumerate(LABELS)}
+    assert data["id2label"] == {str(i): label for i, label in enumerate(nli_labels)}
     got = torch.tensor(data["logits"])
     assert (got - unmerged_logits(base, saved)).abs().max() <= TOLERANCE
 
 
-def test_a_bottleneck_adapter_cannot_be_merged(base, saved, tmp_path):
-    with pytest.raises(CompositionError) as info:
-        merge_adapters(base.fresh_copy(), [("inter", saved["bottleneck"])], tmp_path / "out")
-    message = str(info.value)
-    assert "'inter'" in message and "non-linearity" in message and "kind=lora" in message
-    assert not (tmp_path / "out").exists()
+def test_a_refusal_lists_what_each_part_can_do(base, saved, tmp_path):
+    """(Each kind's refusal and its reason: tests/test_kinds.py.) With a mergeable part beside, both are named."""
     with pytest.raises(CompositionError) as info:
         merge_adapters(base.fresh_copy(), [("inter", saved["bottleneck"]), ("target", saved["target"])],
                        tmp_path / "out")
     message = str(info.value)
-    assert "lora (mergeable" in message and "bottleneck (not mergeable" in message
+    assert "lora (mergeable" in message and "bottleneck (not mergeable" in message and "kind=lora" in message
     assert str(saved["bottleneck"]) in message and str(saved["target"]) in message
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_failed_check_writes_nothing(base, saved, tmp_path):
@@ -163,8 +161,8 @@ def test_encoder_only_merge_for_an_adapter_without_head(base, saved, tmp_path):
     (HeadSpec("tagging", 3), "AutoModelForTokenClassification"),
     (HeadSpec("classification", 3, {"pooling": "mean"}), "AutoModel"),
 ])
-def test_other_heads(base, tmp_path, spec, loader):
-    adapter = make_adapter(base.fresh_copy(), tmp_path / "adapter", r=4, seed=15, head=spec)
+def test_other_heads(base, tmp_path, spec, loader, saved_adapter):
+    adapter = saved_adapter(base.fresh_copy(), tmp_path / "adapter", r=4, seed=15, head=spec)
     report = merge_adapters(base.fresh_copy(), [("t", adapter)], tmp_path / "out")
     assert report.loader == loader and report.compared == "logits" and report.max_abs_diff <= TOLERANCE
     if loader == "AutoModel":    # no transformers twin: encoder + head files, and the README says why
@@ -185,7 +183,8 @@ def test_a_weighted_merge_folds_too(base, saved, tmp_path):
         merge(mixed, tmp_path / "m")
 
 
-def test_cli_merge_reports_the_difference(saved, tmp_path, capsys):
+def test_cli_merge_reports_the_difference(saved, tmp_path, capsys, compose_cli):
+    run_cli = compose_cli
     rc = run_cli(["merge", "--adapter", str(saved["target"]), "--output", str(tmp_path / "cli")])
     out = capsys.readouterr().out
     assert rc == 0 and "max |merged - unmerged| logits" in out and "AutoModelForSequenceClassification" in out

@@ -1,6 +1,6 @@
 """Prompt tuning and prefix tuning (issue 7): train / save / reload / evaluate on the tiny backbone, alignment of
-hidden states with the input, prefix attention against a hand-written reference, merge refusal, composition
-errors, presets."""
+hidden states with the input, prefix attention against a hand-written reference, composition errors, presets.
+(Merge refusal and the promises every kind keeps: tests/test_kinds.py.)"""
 
 from __future__ import annotations
 
@@ -241,16 +241,6 @@ def test_prefix_attention_matches_reference(tiny, batch, attention):
     keep = inputs["attention_mask"].bool()
     torch.testing.assert_close(hidden[keep], reference[keep], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(hidden[2, :real], alone[0], rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("variant", ["prompt", "prefix"])
-def test_merge_is_refused_with_the_reason(tiny, tmp_path, variant):
-    from adapterx.deploy.merge import merge_adapters
-
-    saved = store.save_adapter(_model(tiny, SPECS[variant], name="xnli", head=False), "xnli", tmp_path / "xnli")
-    with pytest.raises(CompositionError, match="virtual tokens; they cannot be folded into weights"):
-        merge_adapters(tiny.fresh_copy(), {"xnli": saved}, tmp_path / "merged")
-    assert not (tmp_path / "merged").exists()
 
 
 def test_composition_errors_say_why(tiny, tmp_path):
