@@ -66,8 +66,6 @@ class _Recorder:
     ("xquad", "train", "en", None, [("rajpurkar/squad", None, "train")]),
     ("mlqa", "test", "zh", None, [("google/xtreme", "MLQA.zh.zh", "test")]),
     ("tydiqa", "test", "en", None, [("google/xtreme", "tydiqa", "validation")]),
-    ("bucc2018", "test", "ru", {"source_sentence": ["a"], "target_sentence": ["b"], "source_lang": ["ru-1"],
-                                "target_lang": ["en-1"]}, [("google/xtreme", "bucc18.ru", "test")]),
     ("tatoeba", "test", "de", {"source_sentence": ["a\n"], "target_sentence": ["b\n"], "source_lang": ["deu"],
                                "target_lang": ["eng"]}, [("google/xtreme", "tatoeba.deu", "validation")]),
     ("hellaswag", "validation", "en", {"ctx_a": ["a"], "ctx_b": ["b"], "endings": [["1", "2", "3", "4"]],
@@ -97,12 +95,6 @@ def test_hub_rows_are_normalised_for_their_processor(monkeypatch):
         {"tokens": [["Die", "Stadt"]], "pos_tags": [[5, 7]]}))
     row = load_split(get_task("udpos"), "test", "de")[0]
     assert row == {"tokens": ["Die", "Stadt"], "tags": [5, 7]}          # ClassLabel ids kept (DET, NOUN)
-    monkeypatch.setattr(datasets, "load_dataset", _Recorder(
-        {"source_sentence": ["ein hund\n"], "target_sentence": ["a dog\n"], "source_lang": ["de-000007"],
-         "target_lang": ["en-000009"]}))
-    row = load_split(get_task("bucc2018"), "validation", "de")[0]
-    assert row == {"source_id": "de-000007", "source_sentence": "ein hund", "target_id": "en-000009",
-                   "target_sentence": "a dog"}
     monkeypatch.setattr(datasets, "load_dataset", _Recorder(
         {"id": ["english-1", "finnish-2"], "title": ["", ""], "context": ["c", "d"], "question": ["q", "r"],
          "answers": [{"text": ["c"], "answer_start": [0]}] * 2}))

@@ -3,7 +3,8 @@ scores on a 0-100 scale (as XTREME reports them), the primary score first. Add o
 ``@register_metric("name")``.
 
   accuracy       classification, multiple choice, Tatoeba (top-1 retrieval)
-  pos_accuracy   token accuracy over words (UDPOS, CCG)
+  pos_f1         UDPOS as XTREME's evaluate.py scores it: seqeval F1 over the tag sequences, token accuracy beside
+  pos_accuracy   token accuracy over words (CCG)
   ner_f1         entity-level F1 (seqeval, IOB2), as XTREME's PAN-X
   squad          SQuAD v1.1 F1 / exact match (SQuAD, XQuAD, TyDiQA-GoldP)
   mlqa           F1 / exact match with MLQA's language-specific normalisation
@@ -16,6 +17,7 @@ import re
 import string
 import sys
 import unicodedata
+import warnings
 from collections import Counter
 from typing import Callable, Iterable, Sequence
 
@@ -53,14 +55,19 @@ def accuracy(predictions: Sequence, references: Sequence) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------------ tagging
-@register_metric("pos_accuracy")
-def pos_accuracy(predictions: Sequence[Sequence], references: Sequence[Sequence]) -> dict[str, float]:
-    """Accuracy over all words of all sentences (XTREME's UDPOS score)."""
+def _check_sentences(predictions: Sequence[Sequence], references: Sequence[Sequence]) -> None:
     _check_lengths(predictions, references)
-    total = correct = 0
     for pred, gold in zip(predictions, references):
         if len(pred) != len(gold):
             raise ValueError(f"a sentence has {len(pred)} predicted tags for {len(gold)} words")
+
+
+@register_metric("pos_accuracy")
+def pos_accuracy(predictions: Sequence[Sequence], references: Sequence[Sequence]) -> dict[str, float]:
+    """Accuracy over all words of all sentences (CCG; UDPOS's second column)."""
+    _check_sentences(predictions, references)
+    total = correct = 0
+    for pred, gold in zip(predictions, references):
         total += len(gold)
         correct += sum(int(p == g) for p, g in zip(pred, gold))
     if not total:
@@ -68,18 +75,32 @@ def pos_accuracy(predictions: Sequence[Sequence], references: Sequence[Sequence]
     return {"accuracy": 100.0 * correct / total}
 
 
+def _seqeval(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """seqeval's default-mode precision/recall/F1, as XTREME's evaluate.py calls it (``f1``)."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    preds, golds = [list(p) for p in predictions], [list(g) for g in references]
+    with warnings.catch_warnings():   # seqeval warns on tags without a B-/I- prefix (every UPOS tag)
+        warnings.simplefilter("ignore", UserWarning)
+        return {"f1": 100.0 * float(f1_score(golds, preds)), "precision": 100.0 * float(precision_score(golds, preds)),
+                "recall": 100.0 * float(recall_score(golds, preds))}
+
+
 @register_metric("ner_f1")
 def ner_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> dict[str, float]:
     """Entity-level precision/recall/F1 over IOB2 tag strings (seqeval's default mode, as XTREME uses it)."""
-    from seqeval.metrics import f1_score, precision_score, recall_score
+    _check_sentences(predictions, references)
+    return _seqeval(predictions, references)
 
-    _check_lengths(predictions, references)
-    for pred, gold in zip(predictions, references):
-        if len(pred) != len(gold):
-            raise ValueError(f"a sentence has {len(pred)} predicted tags for {len(gold)} words")
-    preds, golds = [list(p) for p in predictions], [list(g) for g in references]
-    return {"f1": 100.0 * float(f1_score(golds, preds)), "precision": 100.0 * float(precision_score(golds, preds)),
-            "recall": 100.0 * float(recall_score(golds, preds))}
+
+@register_metric("pos_f1")
+def pos_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """XTREME's UDPOS score: the same seqeval F1 as PAN-X over the raw UPOS tags (seqeval reads a tag's first
+    letter as its chunk prefix, so neighbouring equal tags form one chunk), then token accuracy."""
+    _check_sentences(predictions, references)
+    scores = _seqeval(predictions, references)
+    return {"f1": scores["f1"], "accuracy": pos_accuracy(predictions, references)["accuracy"],
+            "precision": scores["precision"], "recall": scores["recall"]}
 
 
 # ------------------------------------------------------------------------------------------------ span QA
@@ -176,10 +197,12 @@ Pair = tuple[str, str]
 
 
 def bucc_optimize_threshold(candidates: dict[Pair, float], gold: set[Pair]) -> float:
-    """BUCC's threshold: walk the candidates by falling score and take the cut with the best F1 (the midpoint
-    between the last kept and the next score, as XTREME's `bucc_optimize`)."""
+    """XTREME's ``bucc_optimize``: walk the candidates by falling score; where F1 improves, the threshold is the
+    midpoint between that score and the next. It starts at 0, so with no correct candidate every pair scoring
+    >= 0 is kept. Where the last candidate gives the best F1 the official code indexes past the end (and
+    fails); here the threshold is then that last score, which keeps every candidate as the walk intended."""
     items = sorted(candidates.items(), key=lambda kv: -kv[1])
-    best_f1, threshold, correct = 0.0, (items[0][1] if items else 0.0), 0
+    best_f1, threshold, correct = 0.0, 0.0, 0
     for i, (pair, score) in enumerate(items):
         correct += int(pair in gold)
         if correct == 0:

@@ -1,7 +1,8 @@
 """Where a task's rows come from: the public dataset on the hub, or local copies of it in its own format.
 
 A `Source` is a task's loader. With a `data_dir` it reads ``<data_dir>/<task>/<split>.<language>.<ext>`` with
-the reader of that extension (jsonl, tsv, conll, conllu, SQuAD json, BUCC); otherwise it calls
+the reader of that extension (jsonl, tsv, conll, conllu, SQuAD json, Tatoeba's aligned text; BUCC has a loader
+of its own, `adapterx.tasks.bucc`); otherwise it calls
 ``datasets.load_dataset`` with the public id, the config of the language and the hub's split names. Either
 way the rows then pass through the task's `normalise` function, which maps the public fields onto the fields
 the head kind's processor reads (see `adapterx.tasks.processing`).
@@ -45,8 +46,7 @@ def read_tsv(path: Path) -> datasets.Dataset:
 
 def read_conll(path: Path) -> datasets.Dataset:
     """One token per line, ``token<TAB>tag`` (the tag is the last column), sentences separated by blank lines;
-    ``-DOCSTART-`` lines are skipped. A ``xx:`` language prefix on tokens (PAN-X's files) is kept; the
-    normaliser strips it."""
+    ``-DOCSTART-`` lines are skipped. Tokens are kept as they are (PAN-X's ``xx:`` prefixes: see read_panx)."""
     sentences, tokens, tags = [], [], []
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
@@ -112,41 +112,16 @@ def read_squad_json(path: Path) -> datasets.Dataset:
     return datasets.Dataset.from_list(rows)
 
 
-def read_bucc(path: Path) -> datasets.Dataset:
-    """BUCC 2018's three files, named ``<split>.<lang>.source.tsv`` (``id<TAB>sentence`` in the other
-    language), ``<split>.<lang>.target.tsv`` (English) and ``<split>.<lang>.gold.tsv`` (``source_id<TAB>
-    target_id``; optional for test). Rows: every source and target sentence, gold pairs on one row."""
-    stem = path.name.removesuffix(".source.tsv")
+def read_panx(path: Path) -> datasets.Dataset:
+    """PAN-X's original files: ``xx:token<TAB>tag`` lines (read_conll), the language prefix cut off at the first
+    colon as XTREME's ``panx_preprocess`` does (``en:10:30`` → ``10:30``). The hub's copy has it cut already."""
+    rows = read_conll(path)
 
-    def sentences(p: Path) -> dict[str, str]:
-        out = {}
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                parts = line.split("\t")
-                if len(parts) != 2:
-                    raise AdapterxError(f"{p}:{n}: expected 'id<TAB>sentence'")
-                out[parts[0]] = parts[1]
-        return out
+    def strip(batch):
+        return {"tokens": [[t[t.index(":") + 1:].strip() if ":" in t else t for t in sentence]
+                           for sentence in batch["tokens"]]}
 
-    target_path = path.with_name(stem + ".target.tsv")
-    if not target_path.is_file():
-        raise AdapterxError(f"{path}: BUCC needs the English side too: {target_path} is missing")
-    source, target = sentences(path), sentences(target_path)
-    gold_path = path.with_name(stem + ".gold.tsv")
-    gold = [tuple(line.split("\t")) for line in gold_path.read_text(encoding="utf-8").splitlines()
-            if line.strip()] if gold_path.is_file() else []
-    rows, paired_s, paired_t = [], set(), set()
-    for s, t in gold:
-        if s not in source or t not in target:
-            raise AdapterxError(f"{gold_path}: gold pair ({s}, {t}) names a sentence absent from the files")
-        rows.append({"source_id": s, "source_sentence": source[s], "target_id": t, "target_sentence": target[t]})
-        paired_s.add(s)
-        paired_t.add(t)
-    rows += [{"source_id": s, "source_sentence": x, "target_id": "", "target_sentence": ""}
-             for s, x in source.items() if s not in paired_s]
-    rows += [{"source_id": "", "source_sentence": "", "target_id": t, "target_sentence": x}
-             for t, x in target.items() if t not in paired_t]
-    return datasets.Dataset.from_list(rows)
+    return rows.map(strip, batched=True, desc="strip language prefix")
 
 
 def read_aligned_lines(path: Path) -> datasets.Dataset:
@@ -162,16 +137,19 @@ def read_aligned_lines(path: Path) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"source_sentence": source, "target_sentence": target})
 
 
-READERS: dict[str, Callable[[Path], datasets.Dataset]] = {
+Reader = Callable[[Path], datasets.Dataset]
+READERS: dict[str, Reader] = {
     "jsonl": load_jsonl, "tsv": read_tsv, "conll": read_conll, "conllu": read_conllu, "json": read_squad_json,
-    "source.tsv": read_bucc, "source.txt": read_aligned_lines,
+    "source.txt": read_aligned_lines,
 }
 
 
-def read_local(root: Path, task: str, split: str, language: str, formats: tuple[str, ...]) -> datasets.Dataset:
+def read_local(root: Path, task: str, split: str, language: str, formats: tuple[str, ...],
+               readers: dict[str, Reader] | None = None) -> datasets.Dataset:
+    """The file of (split, language) read by the reader of its extension (`readers` first, then READERS)."""
     path = find_file(root, task, split, language, formats)
     ext = next(e for e in formats if path.name == f"{split}.{language}.{e}")
-    return READERS[ext](path)
+    return {**READERS, **(readers or {})}[ext](path)
 
 
 # ------------------------------------------------------------------------------------------------ the hub
@@ -191,6 +169,7 @@ class Source:
     hub_filter: Callable[[dict, str], bool] | None = None
     hub_note: str = ""        # why there is no hub copy, when hub_id is None; else what this source is
     languages: tuple[str, ...] | None = None   # languages this source has, when fewer than the task's
+    readers: dict[str, Reader] | None = None   # extension → reader, where this task's files differ from READERS
 
     def __call__(self, request: DataRequest) -> datasets.Dataset:
         if self.languages is not None and request.language not in self.languages:
@@ -198,7 +177,8 @@ class Source:
                 f"task {request.task.name!r} has no {request.split!r} data in {request.language!r}: that split "
                 f"is {self.hub_note or self.hub_id} in {', '.join(self.languages)} only")
         if request.data_dir is not None:
-            rows = read_local(request.data_dir, request.task.name, request.split, request.language, self.formats)
+            rows = read_local(request.data_dir, request.task.name, request.split, request.language, self.formats,
+                              self.readers)
         else:
             rows = self.load_hub(request)
         return self.normalise(rows, request) if self.normalise else rows
@@ -335,9 +315,9 @@ def classification(fields: dict[str, tuple[str, ...]], label: tuple[str, ...] = 
 
 def tagging(tokens: tuple[str, ...] = ("tokens", "words"),
             tags: tuple[str, ...] = ("tags", "pos_tags", "ner_tags", "ner", "pos_tag"),
-            strip_language_prefix: bool = False, other: str | None = None) -> Normaliser:
-    """Rows → tokens (list[str]) and tags (indices into the task's labels; tag names or ClassLabel ids in).
-    `strip_language_prefix`: PAN-X's files prefix tokens with ``xx:``. `other`: the label for unknown tags."""
+            other: str | None = None) -> Normaliser:
+    """Rows → tokens (list[str], as they are) and tags (indices into the task's labels; tag names or ClassLabel
+    ids in). `other`: the label for unknown tags."""
 
     def normalise(rows: datasets.Dataset, request: DataRequest) -> datasets.Dataset:
         tok_field, tag_field = require_fields(rows, request, tokens, tags)
@@ -355,12 +335,8 @@ def tagging(tokens: tuple[str, ...] = ("tokens", "words"),
             return label_index(tag, labels, request)
 
         def convert(batch):
-            out_tokens = []
-            for sentence in batch[tok_field]:
-                if strip_language_prefix:
-                    sentence = [t[3:] if len(t) > 3 and t[2] == ":" else t for t in sentence]
-                out_tokens.append(list(sentence))
-            return {"tokens": out_tokens, "tags": [[tag_id(t) for t in sentence] for sentence in batch[tag_field]]}
+            return {"tokens": [list(sentence) for sentence in batch[tok_field]],
+                    "tags": [[tag_id(t) for t in sentence] for sentence in batch[tag_field]]}
 
         return rows.map(convert, batched=True, remove_columns=rows.column_names, desc="normalise")
     return normalise
@@ -374,14 +350,12 @@ def span_qa(rows: datasets.Dataset, request: DataRequest) -> datasets.Dataset:
 
 
 def retrieval(rows: datasets.Dataset, request: DataRequest) -> datasets.Dataset:
-    """Rows of (source_id, source_sentence, target_id, target_sentence). The hub's BUCC copy keeps the sentence
-    ids in source_lang/target_lang; Tatoeba's rows are aligned pairs, whose ids are their row numbers."""
+    """Rows of (source_id, source_sentence, target_id, target_sentence). Tatoeba's rows are aligned pairs, whose
+    ids are their row numbers (BUCC has a loader of its own: adapterx.tasks.bucc)."""
     src, trg = require_fields(rows, request, ("source_sentence",), ("target_sentence",))
     n = len(rows)
     if "source_id" in rows.column_names:
         src_ids, trg_ids = rows["source_id"], rows["target_id"]
-    elif request.task.metric == "bucc_f1" and "source_lang" in rows.column_names:
-        src_ids, trg_ids = rows["source_lang"], rows["target_lang"]
     else:
         src_ids, trg_ids = [f"s{i}" for i in range(n)], [f"t{i}" for i in range(n)]
     return datasets.Dataset.from_dict({
@@ -390,5 +364,5 @@ def retrieval(rows: datasets.Dataset, request: DataRequest) -> datasets.Dataset:
     })
 
 
-__all__ = ["READERS", "BySplit", "Source", "available", "class_names", "classification", "describe_loader",
-           "label_index", "read_local", "require_fields", "retrieval", "span_qa", "tagging"]
+__all__ = ["READERS", "BySplit", "Reader", "Source", "available", "class_names", "classification", "describe_loader",
+           "label_index", "read_local", "read_panx", "require_fields", "retrieval", "span_qa", "tagging"]

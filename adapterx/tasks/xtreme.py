@@ -8,12 +8,17 @@
   xquad     trained on SQuAD v1.1 (rajpurkar/squad), tested on google/xtreme XQuAD.<lang>
   mlqa      trained on SQuAD v1.1, dev/test google/xtreme MLQA.<lang>.<lang>
   tydiqa    google/xtreme tydiqa (GoldP), rows of a language picked by their id prefix ("english-...")
-  bucc2018  google/xtreme bucc18.<lang>       (no training: retrieval on mean-pooled hidden states)
+  bucc2018  the original BUCC 2018 files only (google/xtreme's bucc18 holds only the gold pairs; see
+            adapterx.tasks.bucc); no training: mining on mean-pooled hidden states
   tatoeba   google/xtreme tatoeba.<iso639-3>  (no training; its only split is served as "test")
 
 Local copies (``--data-dir``) sit at ``<data_dir>/<task>/<split>.<lang>.<ext>`` in the public formats:
 XNLI/PAWS-X TSV (or JSON lines), CoNLL-U or ``token<TAB>tag`` for UDPOS, PAN-X's ``xx:token<TAB>tag``, SQuAD
-JSON for the QA tasks, BUCC's ``id<TAB>sentence`` + gold files and Tatoeba's two aligned text files.
+JSON for the QA tasks and Tatoeba's two aligned text files; BUCC's are its shared-task files
+(``bucc2018/<lang>-en.<sample|training>.<lang|en|gold>``).
+
+Scores are XTREME's (its ``evaluate.py``): accuracy for XNLI, PAWS-X and Tatoeba, seqeval F1 for PAN-X and UDPOS
+(UDPOS also reports token accuracy), SQuAD / MLQA F1 and exact match for the QA tasks, mining F1 for BUCC.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from __future__ import annotations
 from adapterx.tasks import register_task
 from adapterx.tasks.base import Task
 from adapterx.tasks.intermediate import NLI_LABELS, QA_OPTIONS
-from adapterx.tasks.sources import BySplit, Source, classification, retrieval, span_qa, tagging
+from adapterx.tasks.bucc import BUCC_SOURCE
+from adapterx.tasks.sources import BySplit, Source, classification, read_panx, retrieval, span_qa, tagging
 
 XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
 PAWSX_LANGUAGES = ("de", "en", "es", "fr", "ja", "ko", "zh")
@@ -78,7 +84,7 @@ register_task(Task(
     description="cross-lingual paraphrase adversaries (1 = paraphrase)",
 ))
 register_task(Task(
-    name="udpos", role="target", head="tagging", metric="pos_accuracy", labels=UPOS_LABELS,
+    name="udpos", role="target", head="tagging", metric="pos_f1", labels=UPOS_LABELS,
     text_fields=("tokens",), label_field="tags", max_length=128, languages=tuple(sorted(UDPOS_NAMES)),
     loader=Source("google/xtreme", config=lambda lang: f"udpos.{UDPOS_NAMES[lang]}",
                   formats=("conllu", "conll", "jsonl"), normalise=tagging()),
@@ -87,8 +93,8 @@ register_task(Task(
 register_task(Task(
     name="panx", role="target", head="tagging", metric="ner_f1", labels=PANX_LABELS,
     text_fields=("tokens",), label_field="tags", max_length=128, languages=PANX_LANGUAGES,
-    loader=Source("google/xtreme", config="PAN-X.{lang}", formats=("conll", "jsonl"),
-                  normalise=tagging(strip_language_prefix=True)),
+    loader=Source("google/xtreme", config="PAN-X.{lang}", formats=("conll", "jsonl"), normalise=tagging(),
+                  readers={"conll": read_panx}),
     description="WikiANN named entities (PER/ORG/LOC, IOB2), entity-level F1",
 ))
 register_task(Task(
@@ -121,7 +127,7 @@ register_task(Task(
     name="bucc2018", role="target", head="retrieval", metric="bucc_f1", languages=BUCC_LANGUAGES,
     train_language=None, splits=("validation", "test"), max_length=128,
     text_fields=("source_sentence", "target_sentence"),
-    loader=Source("google/xtreme", config="bucc18.{lang}", formats=("source.tsv", "jsonl"), normalise=retrieval),
+    loader=BUCC_SOURCE,
     options={"scoring": "margin", "neighbours": 4, "layer": None},
     description="BUCC 2018 bitext mining (xx-en); margin scoring, threshold chosen on the dev split",
 ))
@@ -132,5 +138,5 @@ register_task(Task(
     loader=Source("google/xtreme", config=lambda lang: f"tatoeba.{TATOEBA_CODES[lang]}",
                   splits={"test": "validation"}, formats=("source.txt", "jsonl"), normalise=retrieval),
     options={"scoring": "cosine", "neighbours": 4, "layer": None},
-    description="Tatoeba sentence retrieval (xx → en), top-1 accuracy by cosine similarity",
+    description="Tatoeba sentence retrieval (English queries, xx index), top-1 accuracy by cosine similarity",
 ))
