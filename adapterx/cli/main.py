@@ -48,7 +48,8 @@ def cmd_train(args) -> int:
     spec = parse_spec(_parse_options(args.adapter, "--adapter"), where="--adapter")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                          warmup_ratio=args.warmup, schedule=args.schedule, max_steps=args.max_steps,
-                         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed)
+                         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                         eval_examples=args.eval_examples, select=args.select, patience=args.patience)
     task = get_task(args.task)
     backbone = load_backbone(args.backbone)
     if args.strategy != "none" and not args.on_top_of:
@@ -60,6 +61,10 @@ def cmd_train(args) -> int:
     print(f"trained {task.name} adapter ({spec.kind}, strategy {args.strategy}) in {trained.result.steps} steps, "
           f"{trained.result.seconds:.1f} s")
     print(f"parameters: trainable {p['trainable']:,} of {p['total']:,} ({100 * p['trainable'] / p['total']:.2f}%)")
+    chosen = trained.result.selected
+    print(f"kept the weights of step {chosen['step']} ({chosen['rule']}"
+          + (f", dev {chosen['metric']} {chosen['score']:.2f}" if chosen.get("score") is not None else "")
+          + (f"; stopped early at step {chosen['stopped_early_at']}" if chosen.get("stopped_early_at") else "") + ")")
     print("validation: " + ", ".join(f"{k} {v:.2f}" for k, v in trained.validation.items()))
     print(f"saved to {trained.directory}")
     return 0
@@ -192,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", default="linear", choices=["linear", "cosine", "constant_with_warmup"])
     p.add_argument("--max-steps", type=int)
     p.add_argument("--eval-every", type=int, help="steps between evaluations (default: each epoch)")
+    p.add_argument("--eval-examples", type=int,
+                   help="evaluate on the first N English dev examples (jiant: 500; default: all)")
+    p.add_argument("--select", default="best", choices=["best", "last"],
+                   help="save the best dev-evaluated weights or the last ones")
+    p.add_argument("--patience", type=int,
+                   help="stop after N evaluations without a dev gain (jiant: 30; default: never)")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: each epoch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", help="local copies of the task data (<dir>/<task>/<split>.<lang>.<ext>)")

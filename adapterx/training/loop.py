@@ -2,7 +2,9 @@
 
 A plain loop over `accelerate` (so it runs unchanged under ``accelerate launch`` / ``torchrun``): AdamW on
 the trainable tensors only, warm-up + linear/cosine/constant schedule, gradient clipping, evaluation and
-checkpoints every N steps, ``resume`` from the newest checkpoint (pickle-free, see adapterx.training.checkpoint).
+checkpoints every N steps, ``resume`` from the newest checkpoint (pickle-free, see adapterx.training.checkpoint);
+the weights kept at the end are the best evaluated ones, with early stopping on patience
+(adapterx.training.selection).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from adapterx.core.errors import AdapterxError
 from adapterx.core.model import AdaptedModel
 from adapterx.methods import get_method
 from adapterx.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from adapterx.training.selection import SELECT_RULES, Selection
 
 SCHEDULES = ("linear", "cosine", "constant_with_warmup")
 
@@ -42,6 +45,9 @@ class TrainConfig:
     gradient_accumulation: int = 1
     max_steps: int | None = None     # overrides epochs when set
     eval_every: int | None = None    # steps; default: once per epoch
+    eval_examples: int | None = None  # dev examples per evaluation (the first N; jiant: 500); None: all
+    select: str = "best"             # the saved weights: "best" evaluated (dev) or "last" (adapterx.selection)
+    patience: int | None = None      # stop after N evaluations without a dev gain (jiant: 30); None: never
     checkpoint_every: int | None = None  # steps; default: once per epoch
     keep_checkpoints: int = 2
     seed: int = 0
@@ -51,6 +57,12 @@ class TrainConfig:
             return AdapterxError(f"{where}.{name}: {why}, got {getattr(self, name)!r}")
         if self.epochs <= 0 and not self.max_steps:
             raise bad("epochs", "must be > 0")
+        if self.select not in SELECT_RULES:
+            raise bad("select", f"must be one of {', '.join(SELECT_RULES)}")
+        for name in ("patience", "eval_examples", "eval_every"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise bad(name, "must be a positive integer or null")
         for name in ("batch_size", "gradient_accumulation", "keep_checkpoints"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise bad(name, "must be a positive integer")
@@ -74,6 +86,7 @@ class TrainResult:
     evals: list[dict] = field(default_factory=list)                 # {"step": n, metric: value, ...}
     parameters: dict[str, int] = field(default_factory=dict)
     resumed_from: int | None = None
+    selected: dict = field(default_factory=dict)                   # which step's weights were kept, and why
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -173,6 +186,7 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
     checkpoint_dir = Path(output_dir) / "checkpoints"
     result = TrainResult(steps=0, seconds=0.0, parameters=model.parameter_counts())
     step, epoch, batches_done = 0, 0, 0
+    selection = Selection(config.select, config.patience)
     if resume and (ckpt := latest_checkpoint(checkpoint_dir)) is not None:
         tensors, state = load_checkpoint(ckpt, optimizer)
         restore_trainable_state(model, adapter, heads, tensors)
@@ -181,14 +195,15 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
         result.losses = [tuple(x) for x in state["losses"]]
         result.evals = state["evals"]
         result.resumed_from = step
+        selection.restore(state.get("selection"), tensors)
     eval_every = config.eval_every or steps_per_epoch
     checkpoint_every = config.checkpoint_every or steps_per_epoch
 
     started = time.perf_counter()
     bar = tqdm(total=total_steps, initial=step, desc=description, disable=not progress or not accelerator.is_main_process,
                unit="step", dynamic_ncols=True)
-    running, running_n = 0.0, 0
-    while step < total_steps:
+    running, running_n, stop = 0.0, 0, False
+    while step < total_steps and not stop:
         sampler.epoch, sampler.skip = epoch, batches_done
         prepared_model.train()
         for batch in loader:
@@ -216,17 +231,23 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
                 scores = evaluator(model)
                 result.evals.append({"step": step, **scores})
                 bar.write(f"[{description}] step {step}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+                stop = selection.update(step, scores, trainable_state(model, adapter, heads))
                 prepared_model.train()
-            if step % checkpoint_every == 0 and step < total_steps and accelerator.is_main_process:
-                save_checkpoint(checkpoint_dir, trainable_state(model, adapter, heads), optimizer, {
+            if step % checkpoint_every == 0 and step < total_steps and not stop and accelerator.is_main_process:
+                save_checkpoint(checkpoint_dir, {**trainable_state(model, adapter, heads),
+                                                 **selection.checkpoint_tensors()}, optimizer, {
                     "step": step, "epoch": epoch, "batches_in_epoch": batches_done,
                     "scheduler": scheduler.state_dict(), "losses": result.losses, "evals": result.evals,
+                    "selection": selection.to_json(),
                 }, keep=config.keep_checkpoints)
-            if step >= total_steps:
+            if step >= total_steps or stop:
                 break
         else:
             epoch, batches_done = epoch + 1, 0
     bar.close()
+    if selection.wants_best():
+        restore_trainable_state(model, adapter, heads, selection.best_state)
+    result.selected = selection.chosen(step)
     model.eval()
     result.steps = step
     result.seconds = time.perf_counter() - started

@@ -87,7 +87,7 @@ def train_multitask(backbone: Backbone, tasks: list[Task], spec: AdapterSpec, co
                        training={"strategy": "multitask", "tasks": [t.name for t in tasks],
                                  "sizes": [len(p) for p in parts], "config": vars(config), "steps": result.steps,
                                  "seconds": round(result.seconds, 2), "parameters": result.parameters,
-                                 "losses": result.losses})
+                                 "losses": result.losses, "selected": result.selected})
     import shutil
     shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
     return TrainedAdapter(adapter_dir, result, {"loss": result.losses[-1][1] if result.losses else float("nan")})

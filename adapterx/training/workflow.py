@@ -47,7 +47,9 @@ def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainC
     tokenizer = backbone.tokenizer
     processor = processor_for(task)
     train_rows = load_split(task, "train", data_dir=data_dir, limit=train_limit)
-    eval_rows = load_split(task, "validation", task.train_language, data_dir=data_dir, limit=eval_limit)
+    limits = [n for n in (eval_limit, config.eval_examples) if n is not None]
+    eval_rows = load_split(task, "validation", task.train_language, data_dir=data_dir,
+                           limit=min(limits) if limits else None)
     encoded = processor.encode(task, train_rows, tokenizer)
 
     prepared = transfer.prepare(strategy, backbone.fresh_copy(), spec, inputs)
@@ -63,15 +65,16 @@ def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainC
                            description=f"{task.name}/{strategy}")
     if model.backbone.current_fingerprint() != fingerprint_before:
         raise AdapterxError("the base weights changed during training: this is a bug in adapterx, please report")
-    validation = result.evals[-1] if result.evals else evaluator(model)
+    validation = result.selected.get("scores") or (result.evals[-1] if result.evals else evaluator(model))
     validation = {k: v for k, v in validation.items() if k != "step"}
     adapter_dir = output_dir / "adapter"
     store.save_adapter(model, prepared.trainable, adapter_dir, task=task.name, labels=task.labels,
                        languages=task.languages, head=prepared.trainable,
-                       metrics={"validation": validation, f"validation_language": task.train_language},
+                       metrics={"validation": validation, "validation_language": task.train_language,
+                                "validation_examples": len(eval_rows)},
                        training={"strategy": strategy, "config": vars(config), "steps": result.steps,
                                  "seconds": round(result.seconds, 2), "parameters": result.parameters,
-                                 "losses": result.losses, "evals": result.evals},
+                                 "losses": result.losses, "evals": result.evals, "selected": result.selected},
                        requires=prepared.requires, save_extra=prepared.save_extra)
     shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # the run finished: checkpoints are spent
     return TrainedAdapter(adapter_dir, result, validation)
