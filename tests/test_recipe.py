@@ -23,7 +23,7 @@ target:
   strategies: [stack, continue]
   train_limit: 32
   train: {{max_steps: 3, batch_size: 16}}
-evaluate: {{split: test, limit: 24, languages: [en, de]}}
+evaluate: {{splits: [validation, test], limit: 24, languages: [en, de]}}
 bench: {{enabled: false}}
 """
 
@@ -87,7 +87,7 @@ def test_run_writes_report_and_reuses_cached_phases(tmp_path, capsys):
                   .replace("languages: [en, de]", "languages: [en, de], forms: [unmerged, fused, merged]"))
     assert main(["run", str(path)]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["schema_version"] == 2
+    assert results["schema_version"] == 3
     target = results["targets"]["tiny-xnli"]
     runs = {(r["label"], r["form"]): r for r in target["rows"]}
     assert set(runs) == {(label, form) for label in ("target-only", "tiny-nli+stack", "tiny-nli+continue")

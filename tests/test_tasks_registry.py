@@ -56,7 +56,10 @@ class _Recorder:
     ("mnli", "test", "en", {"premise": ["a"], "hypothesis": ["b"], "label": [2]},
      [("nyu-mll/glue", "mnli", "validation_mismatched")]),
     ("anli", "train", "en", {"premise": ["a"], "hypothesis": ["b"], "label": [0]},
-     [("facebook/anli", None, f"train_r{r}") for r in (1, 2, 3)]),
+     [("stanfordnlp/snli", None, "train"), ("nyu-mll/glue", "mnli", "train")]
+     + [("facebook/anli", None, f"train_r{r}") for r in (1, 2, 3)]),
+    ("anli", "validation", "en", {"premise": ["a"], "hypothesis": ["b"], "label": [0]},
+     [("facebook/anli", None, f"dev_r{r}") for r in (1, 2, 3)]),
     ("xnli", "test", "sw", {"premise": ["a"], "hypothesis": ["b"], "label": [1]}, [("facebook/xnli", "sw", "test")]),
     ("pawsx", "validation", "ja", {"sentence1": ["a"], "sentence2": ["b"], "label": ["1"]},
      [("google/xtreme", "PAWS-X.ja", "validation")]),
@@ -163,3 +166,14 @@ def test_recipes_name_these_tasks(tmp_path):
     for name in ("bucc2018", "tatoeba"):      # retrieval targets have no training data (see the runner)
         with pytest.raises(RecipeError, match="no training data"):
             load_recipe(_recipe(tmp_path, [name], "xnli"))
+
+
+def test_anli_trains_on_snli_mnli_and_anli_without_snlis_unlabelled_pairs(monkeypatch):
+    """Phang et al.'s ANLI: SNLI + MNLI + ANLI rounds 1-3 (jiant's full ANLI); SNLI's -1 (no gold label) dropped."""
+    rows = {"stanfordnlp/snli": {"premise": ["a", "b"], "hypothesis": ["c", "d"], "label": [-1, 2]},
+            "nyu-mll/glue": {"premise": ["e"], "hypothesis": ["f"], "label": [1]},
+            "facebook/anli": {"premise": ["g"], "hypothesis": ["h"], "label": [0]}}
+    monkeypatch.setattr(datasets, "load_dataset",
+                        lambda path, name=None, split=None, **kw: datasets.Dataset.from_dict(rows[path]))
+    train = load_split(get_task("anli"), "train", "en")
+    assert train["premise"] == ["b", "e", "g", "g", "g"] and train["label"] == [2, 1, 0, 0, 0]

@@ -140,12 +140,17 @@ def cmd_run(args) -> int:
     from adapterx.study.runner import run_recipe
 
     recipe = load_recipe(args.recipe)
+    if args.data_dir:
+        recipe.data_dir = args.data_dir
     if args.dry_run or args.list_jobs:
         from adapterx.study.runner import describe_jobs
         print(f"{args.recipe}: valid. backbone {recipe.backbone}, adapter {recipe.adapter}, "
               f"intermediate {recipe.intermediate.tasks}{' + multitask' if recipe.intermediate.multitask else ''}, "
               f"targets {recipe.target.tasks} ({', '.join(recipe.target.strategies)}), seeds {recipe.seeds}; "
               f"output {recipe.output}")
+        if args.dry_run:
+            from adapterx.study.plan import describe_plan
+            print("\n".join(describe_plan(recipe)))
         if args.list_jobs:
             print("jobs (run each with --job N, in any order or in parallel; then once without --job):")
             print("\n".join(describe_jobs(recipe)))
@@ -235,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "configuration are reused; --force redoes them.")
     p.add_argument("recipe", help="recipe YAML, e.g. recipes/quickstart.yaml")
     p.add_argument("--force", action="store_true", help="ignore cached phases")
-    p.add_argument("--dry-run", action="store_true", help="validate the recipe and stop")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate the recipe, print the splits, selection and metric of every target, and stop")
+    p.add_argument("--data-dir", help="local copies of the task data (overrides the recipe's data_dir)")
     p.add_argument("--list-jobs", action="store_true", help="print the independent jobs of the recipe and stop")
     p.add_argument("--job", type=int, metavar="N", help="run only job N (for a cluster; see --list-jobs)")
     p.add_argument("--readme", metavar="FILE",

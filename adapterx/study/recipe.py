@@ -56,14 +56,24 @@ class TargetSection:
 FORMS = ("unmerged", "fused", "merged")   # fused and merged: LoRA only
 
 
+SPLITS = ("validation", "test")
+
+
 @dataclass
 class EvaluateSection:
-    split: str = "test"
+    """Every target is scored on dev (`validation`, where it has a held-out one) and on test. Everything the
+    study selects (the best intermediate task per target) is chosen on dev; test is reported."""
+
+    splits: list[str] = field(default_factory=lambda: list(SPLITS))
     languages: list[str] | None = None     # None: every language of each target task
+    target_languages: dict = field(default_factory=dict)   # per target, e.g. {tydiqa: [fi]}; else `languages`
     limit: int | None = None               # rows per language (quick runs)
-    forms: list[str] = field(default_factory=lambda: ["unmerged", "merged"])   # see FORMS
+    forms: list[str] = field(default_factory=lambda: ["unmerged", "merged"])   # see FORMS (test; dev: unmerged)
     bootstrap: int = 1000                  # resamples for the confidence interval over seeds
     confidence: float = 0.95
+
+    def languages_for(self, target: str) -> list[str] | None:
+        return self.target_languages.get(target, self.languages)
 
 
 @dataclass
@@ -223,11 +233,7 @@ def _check_semantics(recipe: Recipe, path: Path) -> None:
                               f"{', '.join(s for s in STRATEGIES if s != 'none')}")
     if recipe.target.strategies and not recipe.intermediate.tasks:
         raise RecipeError(f"{path}: target.strategies need at least one intermediate.tasks entry")
-    for language in recipe.evaluate.languages or []:
-        for target in targets:
-            if language not in target.languages:
-                raise RecipeError(f"{path}: evaluate.languages: {target.name!r} has no language {language!r}; "
-                                  f"languages: {', '.join(target.languages)}")
+    _check_evaluate(recipe.evaluate, targets, path)
     sections = {"intermediate": recipe.intermediate.tasks, "target": recipe.target.tasks}
     for section, tasks in sections.items():
         part = getattr(recipe, section)
@@ -247,3 +253,21 @@ def _check_semantics(recipe: Recipe, path: Path) -> None:
                 part.train_for(task).validate(f"{path}: {section}.overrides.{task}")
         except AdapterxError as exc:
             raise RecipeError(str(exc)) from exc
+
+
+def _check_evaluate(ev: EvaluateSection, targets: list, path: Path) -> None:
+    """Splits are dev and/or test, each once; languages exist in the targets they apply to."""
+    if not ev.splits or len(set(ev.splits)) != len(ev.splits) or not set(ev.splits) <= set(SPLITS):
+        raise RecipeError(f"{path}: evaluate.splits: a list of {' and '.join(SPLITS)} (each once), got {ev.splits!r}")
+    names = {t.name for t in targets}
+    for name, languages in ev.target_languages.items():
+        if name not in names:
+            raise RecipeError(f"{path}: evaluate.target_languages.{name}: not one of target.tasks")
+        if not isinstance(languages, list) or not languages:
+            raise RecipeError(f"{path}: evaluate.target_languages.{name}: a non-empty list of languages")
+    for target in targets:
+        where = f"target_languages.{target.name}" if target.name in ev.target_languages else "languages"
+        for language in ev.target_languages.get(target.name, ev.languages or []):
+            if language not in target.languages:
+                raise RecipeError(f"{path}: evaluate.{where}: {target.name!r} has no language {language!r}; "
+                                  f"languages: {', '.join(target.languages)}")

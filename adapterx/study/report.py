@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapterx.core.io import atomic_write_text
+from adapterx.study.report_xtreme import SPLIT_NAMES, render_xtreme
 
 
 def _pm(stats: dict) -> str:
@@ -128,7 +129,9 @@ def render_report(results: dict, plot_name: str | None) -> str:
         f"# {recipe['name']}: what English intermediate-task training buys, and what it costs",
         "",
         f"- backbone: `{b['name']}` — {b['description']}; weights {weights}; fingerprint `{b['fingerprint']}`",
-        f"- adapter: `{recipe['adapter']}`; seeds {results['seeds']}; split `{results['split']}`",
+        f"- adapter: `{recipe['adapter']}`; seeds {results['seeds']}; splits evaluated: "
+        f"{', '.join(SPLIT_NAMES[s] for s in results.get('splits', [results['split']]))}; tables are on "
+        f"{SPLIT_NAMES[results['split']]} unless their title says otherwise; every choice is made on dev",
         f"- device: {results['device']}; run time {results['seconds']:.0f} s "
         f"({sum(p['reused'] for p in results['phases'])} of {len(results['phases'])} phases reused from cache)",
         f"- libraries: {versions}",
@@ -141,13 +144,18 @@ def render_report(results: dict, plot_name: str | None) -> str:
     if not b["pretrained"]:
         parts += ["> The backbone is not pretrained: these numbers show the pipeline working on synthetic data, "
                   "not the science. Run a `recipes/paper/` recipe on `FacebookAI/xlm-roberta-large` for that.", ""]
-    parts += ["## Accuracy benefit", "",
+    parts += [f"## Accuracy benefit ({SPLIT_NAMES[results['split']]})", "",
               "Per language: mean ± std over seeds, in brackets the difference to the baseline (target-only "
               "adapter; the bare backbone on retrieval targets). Δ avg: the XTREME-style average's difference with "
               f"its {results['confidence']:.0%} bootstrap interval over seeds. `modules`: adapter modules active at "
               "inference (0 once merged).", ""]
     for name, target in results["targets"].items():
-        parts += [f"### {name} ({target['metric']})", "", benefit_table(target), ""]
+        parts += [f"### {name} ({target['metric']}, {SPLIT_NAMES[results['split']]})", "", benefit_table(target), ""]
+    parts += render_xtreme(results)
+    if results.get("dev_targets"):
+        parts += ["## Dev scores (validation split: what the choices above were made on)", ""]
+        for name, target in results["dev_targets"].items():
+            parts += [f"### {name} ({target['metric']}, dev)", "", benefit_table(target), ""]
     bench = results.get("bench")
     if bench:
         bb = bench.get("backbone") or {}

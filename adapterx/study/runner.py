@@ -48,6 +48,7 @@ from adapterx.study.state import (
 )
 from adapterx.study.summary import assemble
 from adapterx.tasks import get_task
+from adapterx.tasks.splits import TEST, evaluation_languages
 from adapterx.training.loop import TrainConfig
 from adapterx.training.multitask import train_multitask
 from adapterx.training.workflow import train_task
@@ -189,38 +190,49 @@ def _pending_key(directory: Path) -> str | None:
 
 def _evaluate_phase(state: RunState, target_name: str, label: str, intermediate: str | None, strategy: str,
                     seed: int | None, adapter_dir: Path | None, forms: list[str], data_dir: Path | None) -> list[dict]:
+    """Score one adapter on each split: dev (unmerged only: it serves selection) and test (every form)."""
     recipe, task = state.recipe, get_task(target_name)
-    languages = recipe.evaluate.languages or list(task.languages)
     records = []
-    for form in forms:
-        inputs = {"adapter": read_metadata(adapter_dir)["weights_digest"] if adapter_dir else None,
-                  "backbone": state.backbone.fingerprint, "form": form, "split": recipe.evaluate.split,
-                  "languages": languages, "limit": recipe.evaluate.limit, "data_dir": str(data_dir)}
-        key = config_hash(inputs)
-        name = f"evaluate/{target_name}/{label}" + (f"/seed-{seed}" if seed is not None else "") + f"/{form}"
-        directory = state.out / name
-        record = {"target": target_name, "label": label, "intermediate": intermediate, "strategy": strategy,
-                  "seed": seed, "form": form}
-        if cached := state.cached(directory, key):
-            state.log(f"[{name}] reused (cache key {key})")
-            state.phases.append(Phase(name, key, reused=True))
-            if cached["scores"] is not None:
-                records.append({**record, "scores": cached["scores"]})
+    for split in recipe.evaluate.splits:
+        languages = evaluation_languages(task, split, recipe.evaluate.languages_for(target_name))
+        if not languages:
             continue
-        started = time.perf_counter()
-        model = _model_for(state, adapter_dir, form, direct=strategy == "direct")
-        scores = None
-        if model is not None:
-            scores = evaluate_languages(model, task, state.backbone.tokenizer, split=recipe.evaluate.split,
-                                        languages=languages, data_dir=data_dir, limit=recipe.evaluate.limit,
-                                        progress=state.progress)
-            records.append({**record, "scores": scores})
-            state.log(f"[{name}] " + ", ".join(f"{lang} {next(iter(s.values())):.1f}" for lang, s in scores.items()))
-        else:
-            state.log(f"[{name}] skipped: form {form!r} needs LoRA adapters (these cannot be merged or fused)")
-        atomic_write_json(directory / PHASE_FILE, {"key": key, "inputs": inputs, "scores": scores})
-        state.phases.append(Phase(name, key, seconds=time.perf_counter() - started))
+        for form in (forms if split == TEST else ["unmerged"]):
+            record = {"target": target_name, "label": label, "intermediate": intermediate, "strategy": strategy,
+                      "seed": seed, "form": form, "split": split}
+            scores = _evaluate_one(state, task, record, adapter_dir, languages, data_dir)
+            if scores is not None:
+                records.append({**record, "scores": scores})
     return records
+
+
+def _evaluate_one(state: RunState, task, record: dict, adapter_dir: Path | None, languages: list[str],
+                  data_dir: Path | None) -> dict | None:
+    recipe, split, form = state.recipe, record["split"], record["form"]
+    inputs = {"adapter": read_metadata(adapter_dir)["weights_digest"] if adapter_dir else None,
+              "backbone": state.backbone.fingerprint, "form": form, "split": split,
+              "languages": languages, "limit": recipe.evaluate.limit, "data_dir": str(data_dir)}
+    key = config_hash(inputs)
+    seed = record["seed"]
+    name = (f"evaluate/{split}/{task.name}/{record['label']}" + (f"/seed-{seed}" if seed is not None else "")
+            + f"/{form}")
+    directory = state.out / name
+    if cached := state.cached(directory, key):
+        state.log(f"[{name}] reused (cache key {key})")
+        state.phases.append(Phase(name, key, reused=True))
+        return cached["scores"]
+    started = time.perf_counter()
+    model = _model_for(state, adapter_dir, form, direct=record["strategy"] == "direct")
+    scores = None
+    if model is not None:
+        scores = evaluate_languages(model, task, state.backbone.tokenizer, split=split, languages=languages,
+                                    data_dir=data_dir, limit=recipe.evaluate.limit, progress=state.progress)
+        state.log(f"[{name}] " + ", ".join(f"{lang} {next(iter(s.values())):.1f}" for lang, s in scores.items()))
+    else:
+        state.log(f"[{name}] skipped: form {form!r} needs LoRA adapters (these cannot be merged or fused)")
+    atomic_write_json(directory / PHASE_FILE, {"key": key, "inputs": inputs, "scores": scores})
+    state.phases.append(Phase(name, key, seconds=time.perf_counter() - started))
+    return scores
 
 
 def _model_for(state: RunState, adapter_dir: Path | None, form: str, direct: bool = False):

@@ -12,7 +12,7 @@ from adapterx.methods import AdapterSpec, get_method
 from adapterx.study.recipe import Recipe
 
 PHASE_FILE = "phase.json"
-RESULTS_SCHEMA = 2
+RESULTS_SCHEMA = 3
 MULTITASK = "multitask"
 BASELINE = "target-only"
 NO_INTERMEDIATE = "no-intermediate"

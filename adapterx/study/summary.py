@@ -1,5 +1,6 @@
-"""From evaluation records (one per target, run, seed, form) to the study's results: means over seeds with a
-bootstrap confidence interval, the benefit over the baseline, and the latency overhead of each deployment form."""
+"""From evaluation records (one per target, run, seed, form and split) to the study's results: means over seeds
+with a bootstrap confidence interval, the benefit over the baseline, the latency overhead of each deployment
+form, and the XTREME aggregation (adapterx.study.aggregate)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import random
 import statistics
 from typing import Sequence
 
+from adapterx.study.aggregate import aggregate
 from adapterx.study.state import BASELINE, NO_INTERMEDIATE, RESULTS_SCHEMA, RunState, deployment_bench_form
 from adapterx.tasks import get_task
+from adapterx.tasks.splits import DEV, TEST
 from adapterx.training.strategies import modules_at_inference
 
 
@@ -77,10 +80,9 @@ def _overheads(bench: dict | None, bench_form: str | None) -> dict:
     return {str(r["batch_size"]): r["ratio_to_base"] for r in rows if r["seq_len"] == seq}
 
 
-def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: float) -> dict:
-    recipe = state.recipe
-    ev = recipe.evaluate
-    spec = recipe.adapter_spec
+def target_tables(records: list[dict], recipe, bench: dict | None) -> dict:
+    """Per target (records of one split): one row per (run, form) with statistics over seeds and the benefit."""
+    ev, spec = recipe.evaluate, recipe.adapter_spec
     targets = {}
     for target_name in recipe.target.tasks:
         mine = [r for r in records if r["target"] == target_name]
@@ -97,7 +99,7 @@ def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: 
         for (label, form), rows in groups.items():
             first = rows[0]
             bench_form = deployment_bench_form(spec, first["strategy"], form)
-            entry = {
+            table.append({
                 "label": label, "intermediate": first["intermediate"], "strategy": first["strategy"], "form": form,
                 "seeds": [r["seed"] for r in rows],
                 **summarize_scores([r["scores"] for r in rows], base_scores if label != baseline_label else None,
@@ -105,22 +107,33 @@ def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: 
                 "modules_at_inference": {"merged": 0, "fused": 1}.get(form, _modules(first["strategy"], recipe)),
                 "bench_form": bench_form,
                 "overhead": _overheads(bench, bench_form),
-            }
-            table.append(entry)
+            })
         table.sort(key=lambda e: (e["label"] != baseline_label, e["label"], e["form"]))
         targets[target_name] = {"metric": metric, "languages": languages, "baseline": baseline_label, "rows": table}
+    return targets
 
+
+def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: float) -> dict:
+    """The results document: tables on the reported split (test when evaluated) and on dev, the XTREME
+    aggregation (adapterx.study.aggregate), the bench, the phases."""
+    recipe = state.recipe
+    splits = [s for s in recipe.evaluate.splits if any(r.get("split") == s for r in records)]
+    report_split = TEST if TEST in splits else (splits[-1] if splits else TEST)
     b = state.backbone
     return {
         "schema_version": RESULTS_SCHEMA,
         "recipe": recipe.to_json(),
         "backbone": {"name": b.name, "pretrained": b.pretrained, "description": b.description,
                      "fingerprint": b.fingerprint},
-        "split": ev.split,
+        "split": report_split,
+        "splits": splits,
         "seeds": recipe.seeds,
         "skipped_strategies": recipe.skipped_strategies(),
-        "confidence": ev.confidence,
-        "targets": targets,
+        "confidence": recipe.evaluate.confidence,
+        "targets": target_tables([r for r in records if r.get("split") == report_split], recipe, bench),
+        "dev_targets": (target_tables([r for r in records if r.get("split") == DEV], recipe, None)
+                        if report_split != DEV else {}),
+        "xtreme": aggregate(records, recipe.target.tasks, b.name),
         "bench": _bench_summary(bench),
         "phases": [{"name": p.name, "reused": p.reused, "seconds": round(p.seconds, 2)} for p in state.phases],
         "seconds": round(seconds, 2),

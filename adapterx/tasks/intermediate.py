@@ -1,5 +1,5 @@
-"""The nine English intermediate tasks of Phang et al. 2020: ANLI, CCG, CommonsenseQA, Cosmos QA, HellaSwag,
-MNLI, QQP, SQuAD, SST-2. Each is one `Task` entry: its public dataset (or, for CCG, local files only), the
+"""The nine English intermediate tasks of Phang et al. 2020: ANLI (trained, as there, on SNLI + MNLI + ANLI), CCG,
+CommonsenseQA, Cosmos QA, HellaSwag, MNLI, QQP, SQuAD, SST-2. Each is one `Task` entry: its public dataset (or, for CCG, local files only), the
 fields it reads, its head kind, labels and metric.
 
 Local copies (``--data-dir``) sit at ``<data_dir>/<task>/<split>.en.<ext>`` in the public formats: GLUE TSV or
@@ -13,7 +13,7 @@ import datasets
 
 from adapterx.tasks import register_task
 from adapterx.tasks.base import DataRequest, Task
-from adapterx.tasks.sources import Source, classification, label_index, require_fields, span_qa, tagging
+from adapterx.tasks.sources import Concat, Source, classification, label_index, require_fields, span_qa, tagging
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 CHOICES_4 = ("0", "1", "2", "3")
@@ -88,17 +88,26 @@ def _commonsenseqa(rows: datasets.Dataset, request: DataRequest) -> datasets.Dat
 
 # ------------------------------------------------------------------------------------------------ tasks
 GLUE_FORMATS = ("jsonl", "tsv")
+NLI_FIELDS = {"premise": ("premise", "sentence1", "context"), "hypothesis": ("hypothesis", "sentence2")}
+MNLI_SOURCE = Source("nyu-mll/glue", config="mnli",
+                     splits={"validation": "validation_matched", "test": "validation_mismatched"},
+                     formats=GLUE_FORMATS, normalise=classification(NLI_FIELDS, label=("label", "gold_label")))
+ANLI_SOURCE = Source("facebook/anli", splits={"train": ("train_r1", "train_r2", "train_r3"),
+                                              "validation": ("dev_r1", "dev_r2", "dev_r3"),
+                                              "test": ("test_r1", "test_r2", "test_r3")},
+                     formats=("jsonl",),
+                     normalise=classification(NLI_FIELDS, aliases={"e": "entailment", "n": "neutral",
+                                                                   "c": "contradiction"}))
+# SNLI marks pairs without a gold label with -1: they are left out, as in every use of SNLI for training
+SNLI_TRAIN = Source("stanfordnlp/snli", normalise=classification(NLI_FIELDS),
+                    hub_filter=lambda row, language: row["label"] >= 0)
 
 register_task(Task(
     name="anli", role="intermediate", head="classification", metric="accuracy", labels=NLI_LABELS,
-    text_fields=("premise", "hypothesis"), max_length=128,
-    loader=Source("facebook/anli", splits={"train": ("train_r1", "train_r2", "train_r3"),
-                                           "validation": ("dev_r1", "dev_r2", "dev_r3"),
-                                           "test": ("test_r1", "test_r2", "test_r3")},
-                  formats=("jsonl",),
-                  normalise=classification({"premise": ("premise", "context"), "hypothesis": ("hypothesis",)},
-                                           aliases={"e": "entailment", "n": "neutral", "c": "contradiction"})),
-    description="Adversarial NLI, rounds 1-3 together (facebook/anli)",
+    text_fields=("premise", "hypothesis"), max_length=256,
+    loader=Concat({"train": (SNLI_TRAIN, MNLI_SOURCE, ANLI_SOURCE)}, default=ANLI_SOURCE),
+    description="ANLI as Phang et al. 2020 trained it: SNLI + MNLI + ANLI rounds 1-3 (jiant's full ANLI, one NLI "
+                "head); dev and test: ANLI rounds 1-3. Locally: anli/train.en.* holds that combination",
 ))
 register_task(Task(
     name="ccg", role="intermediate", head="tagging", metric="pos_accuracy", labels=CCG_LABELS,
@@ -127,13 +136,7 @@ register_task(Task(
 ))
 register_task(Task(
     name="mnli", role="intermediate", head="classification", metric="accuracy", labels=NLI_LABELS,
-    text_fields=("premise", "hypothesis"), max_length=128,
-    loader=Source("nyu-mll/glue", config="mnli",
-                  splits={"validation": "validation_matched", "test": "validation_mismatched"},
-                  formats=GLUE_FORMATS,
-                  normalise=classification({"premise": ("premise", "sentence1"),
-                                            "hypothesis": ("hypothesis", "sentence2")},
-                                           label=("label", "gold_label"))),
+    text_fields=("premise", "hypothesis"), max_length=256, loader=MNLI_SOURCE,
     description="MultiNLI (nyu-mll/glue mnli); validation = matched dev, test = mismatched dev",
 ))
 register_task(Task(

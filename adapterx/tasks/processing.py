@@ -51,7 +51,7 @@ class ClassificationProcessor(Processor):
 
         def tokenize(batch):
             texts = [batch[f] for f in task.text_fields]
-            out = tokenizer(*texts, truncation=True, max_length=task.max_length)
+            out = tokenizer(*texts, truncation=True, max_length=max_length_for(task, tokenizer))
             out["labels"] = batch[task.label_field]
             return out
 

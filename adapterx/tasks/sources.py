@@ -242,10 +242,29 @@ class BySplit:
         return self.source(request.split)(request)
 
 
+@dataclass(frozen=True)
+class Concat:
+    """A loader whose hub copy of some splits is several public datasets, each normalised, then concatenated
+    (ANLI as Phang et al. trained it: SNLI + MNLI + ANLI's three rounds). With --data-dir, `default` reads the
+    task's own local file, which then holds the combination."""
+
+    parts: dict[str, tuple[Source, ...]]
+    default: Source
+
+    def __call__(self, request: DataRequest) -> datasets.Dataset:
+        sources = self.parts.get(request.split) if request.data_dir is None else None
+        if not sources:
+            return self.default(request)
+        return datasets.concatenate_datasets([source(request) for source in sources])
+
+
 def describe_loader(loader, split: str, language: str) -> str:
     """Where the loader of a task reads `split` in `language` from (for `adapterx tasks`)."""
     if isinstance(loader, BySplit):
         loader = loader.source(split)
+    if isinstance(loader, Concat):
+        parts = loader.parts.get(split) or (loader.default,)
+        return " + ".join(describe_loader(part, split, language) for part in parts)
     if isinstance(loader, Source):
         hub = loader.describe(language)
         names = loader.hub_splits(split, language) if loader.hub_id else ()
@@ -364,5 +383,5 @@ def retrieval(rows: datasets.Dataset, request: DataRequest) -> datasets.Dataset:
     })
 
 
-__all__ = ["READERS", "BySplit", "Reader", "Source", "available", "class_names", "classification", "describe_loader",
+__all__ = ["READERS", "BySplit", "Concat", "Reader", "Source", "available", "class_names", "classification", "describe_loader",
            "label_index", "read_local", "read_panx", "require_fields", "retrieval", "span_qa", "tagging"]

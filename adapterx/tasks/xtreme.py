@@ -17,6 +17,9 @@ XNLI/PAWS-X TSV (or JSON lines), CoNLL-U or ``token<TAB>tag`` for UDPOS, PAN-X's
 JSON for the QA tasks and Tatoeba's two aligned text files; BUCC's are its shared-task files
 (``bucc2018/<lang>-en.<sample|training>.<lang|en|gold>``).
 
+Maximum lengths as jiant's XTREME scripts (Phang et al.'s toolkit): 256 tokens for classification and tagging,
+384 for QA, 512 for retrieval.
+
 Scores are XTREME's (its ``evaluate.py``): accuracy for XNLI, PAWS-X and Tatoeba, seqeval F1 for PAN-X and UDPOS
 (UDPOS also reports token accuracy), SQuAD / MLQA F1 and exact match for the QA tasks, mining F1 for BUCC.
 """
@@ -54,6 +57,8 @@ TATOEBA_CODES = {
     "nl": "nld", "pt": "por", "ru": "rus", "sw": "swh", "ta": "tam", "te": "tel", "th": "tha", "tl": "tgl",
     "tr": "tur", "ur": "urd", "vi": "vie", "zh": "cmn",
 }
+# UD treebanks without a dev set in XTREME's UDPOS: evaluated on test only (jiant's XTREME scripts, as XTREME)
+UDPOS_TEST_ONLY = ("kk", "th", "tl", "yo")
 UPOS_LABELS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
                "PUNCT", "SCONJ", "SYM", "VERB", "X")
 PANX_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
@@ -69,7 +74,7 @@ def _tydiqa_language(row: dict, language: str) -> bool:
 
 register_task(Task(
     name="xnli", role="target", head="classification", metric="accuracy", labels=NLI_LABELS,
-    text_fields=("premise", "hypothesis"), max_length=128, languages=XNLI_LANGUAGES,
+    text_fields=("premise", "hypothesis"), max_length=256, languages=XNLI_LANGUAGES,
     loader=Source("facebook/xnli", config="{lang}", formats=("tsv", "jsonl"),
                   normalise=classification({"premise": ("premise", "sentence1"),
                                             "hypothesis": ("hypothesis", "sentence2")},
@@ -78,21 +83,22 @@ register_task(Task(
 ))
 register_task(Task(
     name="pawsx", role="target", head="classification", metric="accuracy", labels=("0", "1"),
-    text_fields=("sentence1", "sentence2"), max_length=128, languages=PAWSX_LANGUAGES,
+    text_fields=("sentence1", "sentence2"), max_length=256, languages=PAWSX_LANGUAGES,
     loader=Source("google/xtreme", config="PAWS-X.{lang}", formats=("tsv", "jsonl"),
                   normalise=classification(PAIR_FIELDS)),
     description="cross-lingual paraphrase adversaries (1 = paraphrase)",
 ))
 register_task(Task(
     name="udpos", role="target", head="tagging", metric="pos_f1", labels=UPOS_LABELS,
-    text_fields=("tokens",), label_field="tags", max_length=128, languages=tuple(sorted(UDPOS_NAMES)),
+    text_fields=("tokens",), label_field="tags", max_length=256, languages=tuple(sorted(UDPOS_NAMES)),
     loader=Source("google/xtreme", config=lambda lang: f"udpos.{UDPOS_NAMES[lang]}",
                   formats=("conllu", "conll", "jsonl"), normalise=tagging()),
+    options={"test_only_languages": UDPOS_TEST_ONLY},
     description="Universal Dependencies v2.5 part-of-speech tagging (UPOS)",
 ))
 register_task(Task(
     name="panx", role="target", head="tagging", metric="ner_f1", labels=PANX_LABELS,
-    text_fields=("tokens",), label_field="tags", max_length=128, languages=PANX_LANGUAGES,
+    text_fields=("tokens",), label_field="tags", max_length=256, languages=PANX_LANGUAGES,
     loader=Source("google/xtreme", config="PAN-X.{lang}", formats=("conll", "jsonl"), normalise=tagging(),
                   readers={"conll": read_panx}),
     description="WikiANN named entities (PER/ORG/LOC, IOB2), entity-level F1",
@@ -120,12 +126,12 @@ register_task(Task(
     languages=tuple(sorted(TYDIQA_NAMES)), text_fields=("question", "context"), label_field="answers",
     loader=Source("google/xtreme", config="tydiqa", splits={"test": "validation"}, formats=("json", "jsonl"),
                   normalise=span_qa, hub_filter=_tydiqa_language),
-    options=dict(QA_OPTIONS),
+    options={**QA_OPTIONS, "dev_is_test": "TyDiQA-GoldP's dev set is the set XTREME reports as test"},
     description="TyDiQA-GoldP; English training set; validation and test are both the GoldP dev set",
 ))
 register_task(Task(
     name="bucc2018", role="target", head="retrieval", metric="bucc_f1", languages=BUCC_LANGUAGES,
-    train_language=None, splits=("validation", "test"), max_length=128,
+    train_language=None, splits=("validation", "test"), max_length=512,
     text_fields=("source_sentence", "target_sentence"),
     loader=BUCC_SOURCE,
     options={"scoring": "margin", "neighbours": 4, "layer": None},
@@ -133,7 +139,7 @@ register_task(Task(
 ))
 register_task(Task(
     name="tatoeba", role="target", head="retrieval", metric="tatoeba_accuracy",
-    languages=tuple(sorted(TATOEBA_CODES)), train_language=None, splits=("test",), max_length=128,
+    languages=tuple(sorted(TATOEBA_CODES)), train_language=None, splits=("test",), max_length=512,
     text_fields=("source_sentence", "target_sentence"),
     loader=Source("google/xtreme", config=lambda lang: f"tatoeba.{TATOEBA_CODES[lang]}",
                   splits={"test": "validation"}, formats=("source.txt", "jsonl"), normalise=retrieval),
