@@ -192,9 +192,10 @@ def test_modules_at_inference():
     assert {s: transfer.modules_at_inference(s, 1) for s in ("none", "stack", "continue", "merge-then-train")} == \
         {"none": 1, "stack": 2, "continue": 1, "merge-then-train": 1}
     assert transfer.modules_at_inference("fuse", 3) == 5
-    assert set(transfer.STRATEGY_MODULES) == set(transfer.STRATEGIES)
-    with pytest.raises(AdapterxError, match="transfer strategy"):
-        transfer.modules_at_inference("nope", 1)
+    assert transfer.STRATEGIES.names() == ["none", "stack", "continue", "merge-then-train", "fuse"]
+    assert all(entry.inference for entry in transfer.STRATEGIES.values())
+    with pytest.raises(AdapterxError, match="unknown transfer strategy 'stak'; did you mean 'stack'"):
+        transfer.modules_at_inference("stak", 1)
 
 
 def test_kind_problem_tells_a_recipe_before_training():

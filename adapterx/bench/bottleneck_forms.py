@@ -15,13 +15,15 @@ def _bottleneck_model(ctx: FormContext, depth: int) -> AdaptedModel:
     return adapted_model(ctx, spec, depth, random_weights(ctx.seed * 1000 + 500))
 
 
-@form("bottleneck")
+@form("bottleneck",
+      help="one bottleneck adapter (adapters SeqBnConfig) on a copy of the base")
 def _bottleneck(ctx: FormContext) -> Form:
     return adapter_form("bottleneck", f"one bottleneck adapter (SeqBn, reduction {ctx.reduction_factor}), adapters "
                         f"library", _bottleneck_model(ctx, 1))
 
 
-@form(r"bottleneck-stack-(?P<k>\d+)")
+@form(r"bottleneck-stack-(?P<k>\d+)",
+      help="K bottleneck adapters in an adapters Stack")
 def _bottleneck_stack(ctx: FormContext, k: int) -> Form:
     return adapter_form(f"bottleneck-stack-{k}", f"{k} bottleneck adapters in an adapters Stack",
                         _bottleneck_model(ctx, k))

@@ -1,9 +1,11 @@
 """Deployment forms: each a callable model over one batch, all sharing one backbone's weights.
 
-A form is named by a string; the registry maps a name pattern to a builder, so adding a form is one function
-plus one ``@form(...)`` line. Every adapter kind has the generic forms KIND and KIND-stack-K
-(``adapterx.bench.adapted``); a kind's own forms live in the modules its Method names (`bench_builders`). Forms share the base weights (a structural copy whose parameters are the same
-tensors), so twenty forms of XLM-R base cost little more memory than one; the base form is always the plain
+A form is named by a string; the registry (`BENCH_FORMS`) maps a name pattern to a builder and a help line, so
+adding a form is one function plus one ``@form(pattern, help=...)`` line. Every adapter kind has the generic forms
+KIND and KIND-stack-K (``adapterx.bench.adapted``); a kind's own forms live in the modules its Method names
+(`bench_builders`); forms from outside the package come through the ``adapterx.bench_forms`` entry-point group or a
+module a recipe lists under ``plugins:``. Forms share the base weights (a structural copy whose parameters are the
+same tensors), so twenty forms of XLM-R base cost little more memory than one; the base form is always the plain
 transformers model (never an adapters-initialised one: ``adapters.init`` alone costs 1-3%).
 """
 
@@ -19,8 +21,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from adapterx.bench.form_help import FORM_HELP
-from adapterx.core.errors import AdapterxError
+from adapterx.core.errors import AdapterxError, UnknownNameError, did_you_mean
+from adapterx.core.registry import Registry
 from adapterx.methods import get_method, kinds
 
 
@@ -111,15 +113,47 @@ def plain_run(module: nn.Module, batch: Batch) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------------- registry
 Builder = Callable[..., Form]
-_REGISTRY: list[tuple[re.Pattern, Builder]] = []
 _GENERIC: list[Builder] = []
 _GENERIC_NAME = re.compile(r"(?P<kind>.+?)(?:-stack-(?P<k>\d+))?\Z")
+GENERIC_HELP = ("KIND, KIND-stack-K", "any adapter kind (e.g. one registered by a plugin): one adapter of its "
+                                      "default spec, or K of them stacked, with small random weights, served "
+                                      "through adapterx.store")
 
 
-def form(pattern: str) -> Callable[[Builder], Builder]:
-    """Register a builder for form names matching `pattern` (named groups become int keyword arguments)."""
+@dataclass(frozen=True)
+class BenchForm:
+    """A family of bench forms: names matching `pattern` (named groups become int keyword arguments of `build`),
+    listed as `name` (groups in capitals: lora-stack-K) with a one-line `help`."""
+
+    name: str
+    pattern: re.Pattern
+    build: Builder
+    help: str
+
+
+def builder_modules() -> list[str]:
+    """The modules whose builders register themselves, imported on first lookup (they import this module, so
+    importing them here at the top would be a cycle): the generic forms, and the forms each kind names
+    (`Method.bench_builders`)."""
+    return list(dict.fromkeys(["adapterx.bench.adapted", *(m for k in kinds() for m in get_method(k).bench_builders)]))
+
+
+def _import_builders() -> None:
+    # every lookup: a kind registered since the last one may name modules of its own
+    for module in builder_modules():
+        importlib.import_module(module)
+
+
+BENCH_FORMS: Registry[BenchForm] = Registry("bench form", group="adapterx.bench_forms", loader=_import_builders)
+
+
+def form(pattern: str, help: str = "") -> Callable[[Builder], Builder]:
+    """Register a builder for form names matching `pattern`, e.g. ``r"lora-stack-(?P<k>\\d+)"`` (listed as
+    lora-stack-K; named groups become int keyword arguments)."""
+    name = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: m.group(1).upper(), pattern)
+
     def register(fn: Builder) -> Builder:
-        _REGISTRY.append((re.compile(pattern + r"\Z"), fn))
+        BENCH_FORMS.register(name, BenchForm(name, re.compile(pattern + r"\Z"), fn, help))
         return fn
     return register
 
@@ -131,24 +165,25 @@ def generic_form(fn: Builder) -> Builder:
     return fn
 
 
-def builder_modules() -> list[str]:
-    """The modules whose builders register themselves, imported on first lookup (they import this module, so
-    importing them here at the top would be a cycle): the generic forms, and the forms each kind names
-    (`Method.bench_builders`)."""
-    return list(dict.fromkeys(["adapterx.bench.adapted", *(m for k in kinds() for m in get_method(k).bench_builders)]))
+def form_help() -> str:
+    """The registered forms, one per line (for --help and errors)."""
+    _import_builders()
+    entries = [(e.name, e.help) for e in BENCH_FORMS.values()] + [GENERIC_HELP]
+    width = max(len(name) for name, _ in entries) + 2
+    return "\n".join(f"  {name:<{width}}{text}" for name, text in entries)
 
 
 def _lookup(name: str) -> tuple[Builder, dict[str, int]]:
-    for module in builder_modules():
-        importlib.import_module(module)
-    for pattern, fn in _REGISTRY:
-        m = pattern.match(name)
+    _import_builders()
+    for entry in BENCH_FORMS.values():
+        m = entry.pattern.match(name)
         if m:
-            return fn, {k: int(v) for k, v in m.groupdict().items()}
+            return entry.build, {k: int(v) for k, v in m.groupdict().items()}
     m = _GENERIC_NAME.match(name)
     if m and m["kind"] in kinds() and _GENERIC:
         return functools.partial(_GENERIC[0], kind=m["kind"]), {"k": int(m["k"] or 1)}
-    raise AdapterxError(f"unknown bench form {name!r}; known forms:\n{FORM_HELP}")
+    raise UnknownNameError(f"unknown bench form {name!r}{did_you_mean(name, BENCH_FORMS.names() + kinds())}; "
+                           f"known forms:\n{form_help()}")
 
 
 def check_form_names(names) -> None:
@@ -166,7 +201,7 @@ def build_form(name: str, ctx: FormContext) -> Form:
     return f
 
 
-@form("base")
+@form("base", help="the plain transformers model (no adapter code at all)")
 def _base(ctx: FormContext) -> Form:
     return Form("base", "plain transformers model", ctx.base, plain_run)
 

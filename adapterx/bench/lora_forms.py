@@ -36,18 +36,21 @@ def lora_factors(ctx: FormContext, indices) -> dict[str, list[LoraFactors]]:
             for name in per_adapter[0]}
 
 
-@form("lora")
+@form("lora",
+      help="one LoRA adapter through peft, unmerged (r, alpha=2r, query+value, dropout 0)")
 def _lora(ctx: FormContext) -> Form:
     return adapter_form("lora", f"one LoRA (r={ctx.rank}, query+value) via peft, unmerged", lora_model(ctx, 1))
 
 
-@form("lora-fast")
+@form("lora-fast",
+      help="the same adapter through adapterx.deploy.fastlora (no peft loop, casts or dropout module)")
 def _lora_fast(ctx: FormContext) -> Form:
     model = fastlora.apply_fused_lora(share_copy(ctx.base), lora_factors(ctx, [0]))
     return Form("lora-fast", "the same LoRA via adapterx.deploy.fastlora, unmerged", model, plain_run, reference="lora")
 
 
-@form("lora-merged")
+@form("lora-merged",
+      help="the same adapter merged into the weights (a plain model, no adapter code left)")
 def _lora_merged(ctx: FormContext) -> Form:
     targets = tuple(f"{t}.weight" for t in ctx.targets)
     model = fastlora.merge_lora(share_copy(ctx.base, clone=lambda name: name.endswith(targets)), lora_factors(ctx, [0]))
@@ -55,13 +58,15 @@ def _lora_merged(ctx: FormContext) -> Form:
                 plain_run)
 
 
-@form(r"lora-stack-(?P<k>\d+)")
+@form(r"lora-stack-(?P<k>\d+)",
+      help="K LoRA adapters active together through peft (its Python loop over adapters)")
 def _lora_stack(ctx: FormContext, k: int) -> Form:
     return adapter_form(f"lora-stack-{k}", f"{k} LoRA adapters active together via peft (loop over adapters)",
                         lora_model(ctx, k), reference="lora" if k > 1 else None)
 
 
-@form(r"lora-stack-(?P<k>\d+)-fused")
+@form(r"lora-stack-(?P<k>\d+)-fused",
+      help="the same K adapters as ONE low-rank product (A and B concatenated, fastlora)")
 def _lora_stack_fused(ctx: FormContext, k: int) -> Form:
     model = fastlora.apply_fused_lora(share_copy(ctx.base), lora_factors(ctx, range(k)))
     return Form(f"lora-stack-{k}-fused", f"the same {k} adapters fused into one rank-{k * ctx.rank} product "
@@ -72,7 +77,8 @@ def _row_adapters(n: int, batch_size: int) -> list[int]:
     return [j % n for j in range(batch_size)]
 
 
-@form(r"lora-mixed-(?P<n>\d+)")
+@form(r"lora-mixed-(?P<n>\d+)",
+      help="a batch whose rows use N different LoRA adapters, peft adapter_names (sub-batch loop)")
 def _lora_mixed(ctx: FormContext, n: int) -> Form:
     model = lora_model(ctx, n)
     method = get_method("lora")
@@ -88,7 +94,8 @@ def _lora_mixed(ctx: FormContext, n: int) -> Form:
                 model.encoder, run, reference="lora")
 
 
-@form(r"lora-mixed-(?P<n>\d+)-gathered")
+@form(r"lora-mixed-(?P<n>\d+)-gathered",
+      help="the same mixed batch as one gathered per-row low-rank product (fastlora)")
 def _lora_mixed_gathered(ctx: FormContext, n: int) -> Form:
     model = fastlora.apply_gathered_lora(share_copy(ctx.base), lora_factors(ctx, range(n)),
                                          [adapter_name(i) for i in range(n)])

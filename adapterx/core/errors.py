@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 
 class AdapterxError(Exception):
     """Base of every error adapterx raises on purpose (bad input, not a bug)."""
@@ -34,5 +36,13 @@ class UnknownNameError(AdapterxError, KeyError):
         return str(self.args[0])
 
 
+def did_you_mean(name: str, known) -> str:
+    """'; did you mean 'x'?' naming the known names closest to `name` (difflib), or '' if none is close."""
+    close = difflib.get_close_matches(str(name), sorted(map(str, known)), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
 def unknown(what: str, name: str, known) -> UnknownNameError:
-    return UnknownNameError(f"unknown {what} {name!r}; known: {', '.join(sorted(map(str, known)))}")
+    """The error for an unknown `name` among `known`: the closest names first ("did you mean"), then all."""
+    known = sorted(map(str, known))
+    return UnknownNameError(f"unknown {what} {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")

@@ -1,22 +1,27 @@
 """Task heads: small trainable modules on top of the frozen encoder's hidden states.
 
 Heads live in adapterx, not in peft (``task_type=None``) or the adapters library, so that one head works with
-every adapter kind and several adapters can be active at once (see DESIGN.md, pitfalls). A head is saved
-beside its adapter as ``head.safetensors`` with its spec in ``adapterx.json``.
+every adapter kind and several adapters can be active at once (docs/architecture.md). A head is saved beside
+its adapter as ``head.safetensors`` with its spec in ``adapterx.json``.
 
-Adding a head kind: subclass `Head`, decorate it with ``@register_head("kind")``.
+Adding a head kind is one registration: subclass `Head` and decorate it with
+``@register_head("kind", processor=..., transformers=...)``. The entry (`HeadKind`) holds everything the other
+layers need: the module, the `Processor` that turns the task's rows into batches and logits into scores (the tasks
+layer's; given as an object or as a lazy ``"module:attr"``), and optionally its transformers twin (an
+``AutoModelFor...`` class with the same math, into which `adapterx merge` saves it).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from adapterx.core.errors import unknown
+from adapterx.core.registry import Registry, resolve
 
 
 @dataclass(frozen=True)
@@ -49,23 +54,65 @@ class Head(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
 
 
-HEADS: dict[str, type[Head]] = {}
+@dataclass(frozen=True)
+class TransformersTwin:
+    """A transformers model class with the same math as an adapterx head: a merged checkpoint with this head
+    loads with plain transformers (``loader.from_pretrained``)."""
+
+    model_class: str                 # e.g. "XLMRobertaForSequenceClassification" (an attribute of transformers)
+    loader: str                      # the Auto class that loads it
+    prefix: str                      # where the head's state goes in the transformers state dict
+    fits: Callable[[HeadSpec], str] = lambda spec: ""   # "" if the head's options have that math, else why not
+    problem_type: str | None = None  # config.problem_type to record
 
 
-def register_head(kind: str) -> Callable[[type[Head]], type[Head]]:
+@dataclass
+class HeadKind:
+    """One head kind: its module, its processor (tasks layer) and its transformers twin (None: the head is saved
+    beside the encoder when merged)."""
+
+    module: type[Head]
+    processor_ref: object            # a Processor, a Processor class, or "module:attr" naming one
+    transformers: TransformersTwin | None = None
+
+    @cached_property
+    def processor(self):
+        """The processor object (imported and instantiated on first use)."""
+        obj = resolve(self.processor_ref, f"head kind processor {self.processor_ref}") \
+            if isinstance(self.processor_ref, str) else self.processor_ref
+        return obj() if isinstance(obj, type) else obj
+
+
+HEADS: Registry[HeadKind] = Registry("head kind", group="adapterx.heads")
+
+
+def register_head(kind: str, *, processor: object, transformers: TransformersTwin | None = None
+                  ) -> Callable[[type[Head]], type[Head]]:
+    """Class decorator: register a Head subclass as `kind`, with its processor and transformers twin."""
     def decorate(cls: type[Head]) -> type[Head]:
-        HEADS[kind] = cls
+        HEADS.register(kind, HeadKind(cls, processor, transformers))
         return cls
     return decorate
 
 
 def build_head(hidden_size: int, spec: HeadSpec) -> Head:
-    if spec.kind not in HEADS:
-        raise unknown("head kind", spec.kind, HEADS)
-    return HEADS[spec.kind](hidden_size, spec)
+    return HEADS.get(spec.kind).module(hidden_size, spec)
 
 
-@register_head("classification")
+def _cls_pooling(spec: HeadSpec) -> str:
+    pooling = spec.options.get("pooling", "cls")
+    return "" if pooling == "cls" else (f"the classification head pools by {pooling!r}; transformers' "
+                                        f"XLMRobertaForSequenceClassification reads the <s> token only")
+
+
+_PROCESSING = "adapterx.tasks.processing"
+
+
+# adapterx ClassificationHead == RobertaClassificationHead: dense + tanh + out_proj on <s>
+@register_head("classification", processor=f"{_PROCESSING}:ClassificationProcessor",
+               transformers=TransformersTwin("XLMRobertaForSequenceClassification",
+                                             "AutoModelForSequenceClassification", "classifier.", _cls_pooling,
+                                             "single_label_classification"))
 class ClassificationHead(Head):
     """XLM-R's sequence-classification head: dense + tanh + projection on the first (<s>) token.
 
@@ -93,7 +140,9 @@ class ClassificationHead(Head):
         return self.out_proj(x)
 
 
-@register_head("tagging")
+# adapterx TaggingHead == XLMRobertaForTokenClassification: one linear `classifier` on every token
+@register_head("tagging", processor="adapterx.tasks.tagging:TaggingProcessor",
+               transformers=TransformersTwin("XLMRobertaForTokenClassification", "AutoModelForTokenClassification", ""))
 class TaggingHead(Head):
     """Token classification (POS, NER, CCG supertags): a projection of every token's hidden state. Labels sit on
     each word's first sub-word and are -100 elsewhere, so the loss sees one decision per word."""
@@ -107,7 +156,7 @@ class TaggingHead(Head):
         return self.classifier(self.dropout(hidden))
 
 
-@register_head("span_qa")
+@register_head("span_qa", processor=f"{_PROCESSING}:SpanQAProcessor")
 class SpanQAHead(Head):
     """Extractive QA: start and end logits per token, logits shaped (batch, tokens, 2). `labels` are
     (batch, 2) token indices of the answer's start and end (0, the <s> token, when the window lacks it)."""
@@ -127,7 +176,7 @@ class SpanQAHead(Head):
         return (F.cross_entropy(start, positions[:, 0]) + F.cross_entropy(end, positions[:, 1])) / 2
 
 
-@register_head("multiple_choice")
+@register_head("multiple_choice", processor=f"{_PROCESSING}:MultipleChoiceProcessor")
 class MultipleChoiceHead(Head):
     """Multiple choice: each (context, choice) pair is one row of the encoder batch; a score per row is
     reshaped to (batch, choices). `num_labels` is the number of choices."""
@@ -149,7 +198,7 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
-@register_head("retrieval")
+@register_head("retrieval", processor="adapterx.tasks.retrieval:RetrievalProcessor")
 class RetrievalHead(Head):
     """Sentence retrieval needs no trained head: a parameter-free mean pool of the hidden states it is given.
     (Evaluation pools a chosen layer, see `adapterx.tasks.processing.RetrievalProcessor`.)"""

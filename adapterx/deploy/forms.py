@@ -1,16 +1,80 @@
-"""Deployment forms of a trained model for evaluation: `unmerged` (adapter modules active), `fused` (active
-LoRA adapters as one low-rank product per layer, adapterx.deploy.fastlora) and `merged` (LoRA deltas folded
-into the weights). Each form is a new AdaptedModel over a plain transformers encoder with a copy of the head.
+"""Deployment forms: how a trained setup runs at inference, one `DeploymentForm` entry each in
+`DEPLOYMENT_FORMS` -- how the form is built from a loaded model and how many adapter modules it runs. Evaluation
+(`adapterx evaluate`, the study runner), the summary's modules-at-inference column and the CLI's --forms read
+this one table; which `adapterx bench` form costs what a form costs is the adapter kind's to say
+(`Method.bench_form(spec, strategy, form)`).
+
+  unmerged  the adapter modules active, as trained (any kind)
+  fused     the active LoRA adapters as one low-rank product per layer (adapterx.deploy.fastlora)
+  merged    the LoRA deltas folded into the weights: no adapter module left
+  mixed     many adapters on one base, each row of a batch through its own (`adapterx compose --mode mixed`);
+            served and benched, not evaluated per task
+
+`fused` and `merged` are new AdaptedModels over a plain transformers encoder with a copy of the head.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 from adapterx.core.backbone import Backbone, fingerprint_tensors, freeze
+from adapterx.core.errors import AdapterxError
 from adapterx.core.model import AdaptedModel
+from adapterx.core.registry import Registry
 from adapterx.deploy import fastlora
 from adapterx.deploy.plain import collect_lora_factors, merge_into_base, plain_base_copy
+from adapterx.deploy.setup import load_for_inference
+
+
+@dataclass(frozen=True)
+class DeploymentForm:
+    """One deployment form.
+
+    `build` turns a loaded (unmerged) model into this form, or gives None when the model's adapters cannot take
+    it (`needs` says what it needs); a form with no `build` is not evaluated per task. `modules` maps the adapter
+    modules the setup runs unmerged (see adapterx.training.strategies.modules_at_inference) to those this form
+    runs."""
+
+    name: str
+    about: str
+    build: Callable[[AdaptedModel], AdaptedModel | None] | None
+    modules: Callable[[int], int]
+    needs: str = ""
+
+    @property
+    def evaluable(self) -> bool:
+        return self.build is not None
+
+
+DEPLOYMENT_FORMS: Registry[DeploymentForm] = Registry("deployment form", group="adapterx.deployment_forms")
+
+
+def register_form(form: DeploymentForm) -> DeploymentForm:
+    return DEPLOYMENT_FORMS.register(form.name, form)
+
+
+def evaluable_forms() -> list[str]:
+    """The forms a trained setup can be evaluated in (recipe ``evaluate.forms``, ``adapterx evaluate --forms``)."""
+    return [name for name, form in DEPLOYMENT_FORMS.items() if form.evaluable]
+
+
+def check_evaluable(form: str) -> DeploymentForm:
+    """The entry of `form` if a setup can be evaluated in it; else an error naming those that can."""
+    entry = DEPLOYMENT_FORMS.get(form)
+    if not entry.evaluable:
+        raise AdapterxError(f"form {form!r} ({entry.about}) is not evaluated per task; evaluable forms: "
+                            f"{', '.join(evaluable_forms())}")
+    return entry
+
+
+def deployed(backbone: Backbone, adapter_dir: Path, form: str) -> AdaptedModel | None:
+    """The saved setup in `adapter_dir` (with everything it rests on) on a fresh copy of `backbone`, in `form`;
+    None if its adapters cannot take that form."""
+    entry = DEPLOYMENT_FORMS.get(form)
+    return entry.build(load_for_inference(backbone.fresh_copy(), adapter_dir))
 
 
 def merged_form(model: AdaptedModel) -> AdaptedModel | None:
@@ -43,3 +107,17 @@ def _plain_form(model: AdaptedModel, what: str, build) -> AdaptedModel | None:
     result.heads[model.active_head] = copy.deepcopy(model.head)
     result.set_head(model.active_head)
     return result.eval()
+
+
+# ============================================================================================ the forms
+register_form(DeploymentForm(
+    "unmerged", "adapter modules active, as trained (any kind)", build=lambda model: model, modules=lambda n: n))
+register_form(DeploymentForm(
+    "fused", "active LoRA adapters as one low-rank product per layer (fastlora)", build=fused_form,
+    modules=lambda n: 1, needs="LoRA adapters (these cannot be merged or fused)"))
+register_form(DeploymentForm(
+    "merged", "LoRA deltas folded into the weights: no adapter module left", build=merged_form,
+    modules=lambda n: 0, needs="LoRA adapters (these cannot be merged or fused)"))
+register_form(DeploymentForm(
+    "mixed", "many adapters on one base, each row of a batch through its own (adapterx compose --mode mixed)",
+    build=None, modules=lambda n: n))

@@ -1,7 +1,8 @@
 """Fold LoRA deltas into the base weights and save a plain transformers checkpoint.
 
 The merged checkpoint needs neither adapterx nor peft. Heads with a transformers twin of the same math
-(`TRANSFORMERS_HEADS`) are saved inside it, with ``id2label``/``label2id`` in config.json:
+(registered with the head kind: adapterx.core.heads.register_head) are saved inside it, with
+``id2label``/``label2id`` in config.json:
   classification (pooling "cls")  -> ``AutoModelForSequenceClassification`` (RobertaClassificationHead:
                                      ``classifier.dense`` + tanh + ``classifier.out_proj`` on <s>)
   tagging                         -> ``AutoModelForTokenClassification`` (``classifier`` on every token)
@@ -22,22 +23,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import (
-    AutoModel,
-    XLMRobertaConfig,
-    XLMRobertaForSequenceClassification,
-    XLMRobertaForTokenClassification,
-    XLMRobertaModel,
-)
+from transformers import AutoModel, XLMRobertaConfig, XLMRobertaModel
 
 from adapterx import store
 from adapterx.core.errors import CompositionError
-from adapterx.core.heads import HeadSpec
+from adapterx.core.heads import HEADS, TransformersTwin
 from adapterx.core.io import atomic_directory, atomic_write_json, atomic_write_text
 from adapterx.core.model import AdaptedModel
 from adapterx.deploy.compose import ComposedModel, Mixed, Part, compose, kinds_summary, read_parts
@@ -150,57 +145,32 @@ def _labels(part: Part, num_labels: int) -> list[str]:
     return labels if len(labels) == num_labels else [f"LABEL_{i}" for i in range(num_labels)]
 
 
-@dataclass(frozen=True)
-class TransformersHead:
-    """How an adapterx head kind maps onto a transformers model class with the same math."""
-
-    model_class: type
-    loader: str                      # the Auto class that loads it
-    prefix: str                      # where the head's state goes in the transformers state dict
-    fits: Callable[[HeadSpec], str]  # "" if the head's options have transformers' math, else why not
-
-
-def _cls_pooling(spec: HeadSpec) -> str:
-    pooling = spec.options.get("pooling", "cls")
-    return "" if pooling == "cls" else (f"the classification head pools by {pooling!r}; transformers' "
-                                        f"XLMRobertaForSequenceClassification reads the <s> token only")
-
-
-TRANSFORMERS_HEADS: dict[str, TransformersHead] = {
-    # adapterx ClassificationHead == RobertaClassificationHead: dense + tanh + out_proj on <s>
-    "classification": TransformersHead(XLMRobertaForSequenceClassification, "AutoModelForSequenceClassification",
-                                       "classifier.", _cls_pooling),
-    # adapterx TaggingHead == XLMRobertaForTokenClassification: one linear `classifier` on every token
-    "tagging": TransformersHead(XLMRobertaForTokenClassification, "AutoModelForTokenClassification", "",
-                                lambda spec: ""),
-}
-
-
-def _transformers_head(head) -> tuple[TransformersHead | None, str]:
+def _transformers_head(head) -> tuple[TransformersTwin | None, str]:
+    """The head's transformers twin (registered with its head kind), or None and why not."""
     if head is None:
         return None, ""
-    entry = TRANSFORMERS_HEADS.get(head.spec.kind)
+    entry = HEADS.get(head.spec.kind).transformers
     if entry is None:
         return None, f"{head.spec.kind} head has no transformers AutoModelFor… class with the same math here"
     why = entry.fits(head.spec)
     return (None, why) if why else (entry, "")
 
 
-def _save_with_head(composed: ComposedModel, merged: XLMRobertaModel, head, entry: TransformersHead, tmp: Path,
+def _save_with_head(composed: ComposedModel, merged: XLMRobertaModel, head, entry: TransformersTwin, tmp: Path,
                     probe) -> MergeReport:
     part = composed.parts[composed.head]
     labels = _labels(part, head.spec.num_labels)
     config = XLMRobertaConfig.from_dict(merged.config.to_dict())
-    config.architectures = [entry.model_class.__name__]
+    config.architectures = [entry.model_class]
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: i for i, label in enumerate(labels)}
     config.num_labels = len(labels)
-    if head.spec.kind == "classification":
-        config.problem_type = "single_label_classification"
+    if entry.problem_type:
+        config.problem_type = entry.problem_type
     config.classifier_dropout = head.spec.options.get("dropout")
     state = {f"roberta.{k}": v for k, v in merged.state_dict().items()}
     state.update({f"{entry.prefix}{k}": v for k, v in head.state_dict().items()})
-    full = entry.model_class(config)
+    full = getattr(transformers, entry.model_class)(config)
     full.load_state_dict(state, strict=True)
     full.to(merged.dtype).save_pretrained(str(tmp), safe_serialization=True)
     loader = getattr(transformers, entry.loader)

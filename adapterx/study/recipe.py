@@ -16,7 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from adapterx.core.errors import AdapterxError, RecipeError
+from adapterx.core.errors import AdapterxError, RecipeError, unknown
+from adapterx.core.registry import import_plugins
+from adapterx.deploy.forms import check_evaluable
 from adapterx.methods import AdapterSpec, get_method, parse_spec
 from adapterx.tasks import get_task
 from adapterx.training.loop import TrainConfig
@@ -53,9 +55,6 @@ class TargetSection:
         return dataclasses.replace(self.train, **self.overrides.get(task, {}))
 
 
-FORMS = ("unmerged", "fused", "merged")   # fused and merged: LoRA only
-
-
 SPLITS = ("validation", "test")
 
 
@@ -68,7 +67,7 @@ class EvaluateSection:
     languages: list[str] | None = None     # None: every language of each target task
     target_languages: dict = field(default_factory=dict)   # per target, e.g. {tydiqa: [fi]}; else `languages`
     limit: int | None = None               # rows per language (quick runs)
-    forms: list[str] = field(default_factory=lambda: ["unmerged", "merged"])   # see FORMS (test; dev: unmerged)
+    forms: list[str] = field(default_factory=lambda: ["unmerged", "merged"])   # adapterx.deploy.forms (dev: unmerged)
     bootstrap: int = 1000                  # resamples for the confidence interval over seeds
     confidence: float = 0.95
 
@@ -103,6 +102,7 @@ class Recipe:
     output_dir: str | None = None          # default: artifacts/<name>
     data_dir: str | None = None            # local copies of task data; None: built-in / the hub
     description: str = ""
+    plugins: list[str] = field(default_factory=list)   # modules imported first: they register tasks, kinds ...
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -151,10 +151,24 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a mapping of fields, got {type(data).__name__}")
+    _import_plugins(data.get("plugins"), path)
     recipe = _build(Recipe, data, f"{path}", "")
     recipe.source = path
     _check_semantics(recipe, path)
     return recipe
+
+
+def _import_plugins(plugins, path: Path) -> None:
+    """Import the recipe's `plugins` before anything else is checked: the names they register (tasks, adapter
+    kinds, strategies ...) are then known to the rest of the recipe."""
+    if plugins is None:
+        return
+    if not isinstance(plugins, list):
+        raise RecipeError(f"{path}: field 'plugins' must be a list of importable module names, got {plugins!r}")
+    try:
+        import_plugins(plugins, "plugins")
+    except AdapterxError as exc:
+        raise RecipeError(f"{path}: {exc}") from exc
 
 
 def _build(cls, data: dict, file: str, prefix: str):
@@ -222,15 +236,12 @@ def _check_semantics(recipe: Recipe, path: Path) -> None:
     if recipe.target.strategies and not recipe.strategies():
         reasons = "; ".join(f"{s}: {why}" for s, why in recipe.skipped_strategies().items())
         raise RecipeError(f"{path}: target.strategies: none of them works with adapter kind {spec.kind!r} ({reasons})")
-    for form in recipe.evaluate.forms:
-        if form not in FORMS:
-            raise RecipeError(f"{path}: evaluate.forms: unknown form {form!r}; known: {', '.join(FORMS)}")
     if not 0 < recipe.evaluate.confidence < 1:
         raise RecipeError(f"{path}: evaluate.confidence must be in (0, 1), got {recipe.evaluate.confidence}")
     for strategy in recipe.target.strategies:
         if strategy not in STRATEGIES or strategy == "none":
-            raise RecipeError(f"{path}: target.strategies: unknown strategy {strategy!r}; known: "
-                              f"{', '.join(s for s in STRATEGIES if s != 'none')}")
+            known = [s for s in STRATEGIES if s != "none"]
+            raise RecipeError(f"{path}: target.strategies: {unknown('strategy', strategy, known)}")
     if recipe.target.strategies and not recipe.intermediate.tasks:
         raise RecipeError(f"{path}: target.strategies need at least one intermediate.tasks entry")
     _check_evaluate(recipe.evaluate, targets, path)
@@ -259,6 +270,11 @@ def _check_evaluate(ev: EvaluateSection, targets: list, path: Path) -> None:
     """Splits are dev and/or test, each once; languages exist in the targets they apply to."""
     if not ev.splits or len(set(ev.splits)) != len(ev.splits) or not set(ev.splits) <= set(SPLITS):
         raise RecipeError(f"{path}: evaluate.splits: a list of {' and '.join(SPLITS)} (each once), got {ev.splits!r}")
+    for form in ev.forms:
+        try:
+            check_evaluable(form)
+        except AdapterxError as exc:
+            raise RecipeError(f"{path}: evaluate.forms: {exc}") from exc
     names = {t.name for t in targets}
     for name, languages in ev.target_languages.items():
         if name not in names:

@@ -27,8 +27,7 @@ from adapterx.core.backbone import load_backbone
 from adapterx.core.errors import AdapterxError
 from adapterx.core.io import atomic_write_json
 from adapterx.core.model import AdaptedModel
-from adapterx.deploy.forms import fused_form, merged_form
-from adapterx.deploy.setup import load_for_inference
+from adapterx.deploy.forms import DEPLOYMENT_FORMS, deployed
 from adapterx.methods import get_method
 from adapterx.store import library_versions, read_metadata
 from adapterx.study.evaluate import evaluate_languages
@@ -229,7 +228,7 @@ def _evaluate_one(state: RunState, task, record: dict, adapter_dir: Path | None,
                                     data_dir=data_dir, limit=recipe.evaluate.limit, progress=state.progress)
         state.log(f"[{name}] " + ", ".join(f"{lang} {next(iter(s.values())):.1f}" for lang, s in scores.items()))
     else:
-        state.log(f"[{name}] skipped: form {form!r} needs LoRA adapters (these cannot be merged or fused)")
+        state.log(f"[{name}] skipped: form {form!r} needs {DEPLOYMENT_FORMS.get(form).needs}")
     atomic_write_json(directory / PHASE_FILE, {"key": key, "inputs": inputs, "scores": scores})
     state.phases.append(Phase(name, key, seconds=time.perf_counter() - started))
     return scores
@@ -243,8 +242,7 @@ def _model_for(state: RunState, adapter_dir: Path | None, form: str, direct: boo
         store.load_adapter(model, adapter_dir, name="intermediate", with_head=False)
         store.activate(model, ["intermediate"])
         return model.eval()
-    model = load_for_inference(state.backbone.fresh_copy(), adapter_dir)
-    return {"unmerged": lambda m: m, "merged": merged_form, "fused": fused_form}[form](model)
+    return deployed(state.backbone, adapter_dir, form)
 
 
 # ------------------------------------------------------------------------------------------------ bench

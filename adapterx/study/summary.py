@@ -8,6 +8,7 @@ import random
 import statistics
 from typing import Sequence
 
+from adapterx.deploy.forms import DEPLOYMENT_FORMS
 from adapterx.study.aggregate import aggregate
 from adapterx.study.state import BASELINE, NO_INTERMEDIATE, RESULTS_SCHEMA, RunState, deployment_bench_form
 from adapterx.tasks import get_task
@@ -104,7 +105,7 @@ def target_tables(records: list[dict], recipe, bench: dict | None) -> dict:
                 "seeds": [r["seed"] for r in rows],
                 **summarize_scores([r["scores"] for r in rows], base_scores if label != baseline_label else None,
                                    metric, ev.bootstrap, ev.confidence),
-                "modules_at_inference": {"merged": 0, "fused": 1}.get(form, _modules(first["strategy"], recipe)),
+                "modules_at_inference": DEPLOYMENT_FORMS.get(form).modules(_modules(first["strategy"], recipe)),
                 "bench_form": bench_form,
                 "overhead": _overheads(bench, bench_form),
             })

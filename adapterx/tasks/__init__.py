@@ -1,41 +1,35 @@
-"""Task registry: every task is a `Task` registered by name; `get_task` finds it, `all_tasks` lists them."""
+"""Task registry: every task is a `Task` registered by name in `TASKS`; `get_task` finds it, `all_tasks` lists them.
+
+The built-in tasks register themselves in `TASK_MODULES`, imported on first lookup; a distribution adds tasks
+through the ``adapterx.tasks`` entry-point group, a recipe through its ``plugins:`` list (see
+adapterx.core.registry and docs/extending.md).
+"""
 
 from __future__ import annotations
 
-import importlib
-
-from adapterx.core.errors import unknown
+from adapterx.core.registry import Registry
 from adapterx.tasks.base import DataRequest, Loader, Task
 
-_REGISTRY: dict[str, Task] = {}
+TASK_MODULES = ("adapterx.tasks.builtin", "adapterx.tasks.reviews", "adapterx.tasks.intermediate",
+                "adapterx.tasks.xtreme")
+TASKS: Registry[Task] = Registry("task", group="adapterx.tasks", modules=TASK_MODULES)
 
 
 def register_task(task: Task) -> Task:
-    if task.name in _REGISTRY:
-        raise ValueError(f"task {task.name!r} is registered twice")
-    _REGISTRY[task.name] = task
+    TASKS.register(task.name, task)
     return task
 
 
 def get_task(name: str) -> Task:
-    _load_builtin_registrations()
-    if name not in _REGISTRY:
-        raise unknown("task", name, _REGISTRY)
-    return _REGISTRY[name]
-
-
-TASK_MODULES = ("adapterx.tasks.builtin", "adapterx.tasks.reviews", "adapterx.tasks.intermediate", "adapterx.tasks.xtreme")
+    return TASKS.get(name)
 
 
 def all_tasks() -> list[Task]:
-    _load_builtin_registrations()
-    return list(_REGISTRY.values())
+    return TASKS.values()
 
 
-def _load_builtin_registrations() -> None:
-    # The modules that register the built-in tasks are imported on first use: they import this module.
-    for module in TASK_MODULES:
-        importlib.import_module(module)
+def task_names() -> list[str]:
+    return TASKS.names()
 
 
-__all__ = ["DataRequest", "Loader", "Task", "all_tasks", "get_task", "register_task"]
+__all__ = ["TASKS", "DataRequest", "Loader", "Task", "all_tasks", "get_task", "register_task", "task_names"]

@@ -1,6 +1,6 @@
 """Metrics by name, with XTREME's official semantics. Each takes predictions and references and returns named
 scores on a 0-100 scale (as XTREME reports them), the primary score first. Add one with
-``@register_metric("name")``.
+``@register_metric("name")`` (from outside the package: the ``adapterx.metrics`` entry-point group).
 
   accuracy       classification, multiple choice, Tatoeba (top-1 retrieval)
   pos_f1         UDPOS as XTREME's evaluate.py scores it: seqeval F1 over the tag sequences, token accuracy beside
@@ -21,23 +21,18 @@ import warnings
 from collections import Counter
 from typing import Callable, Iterable, Sequence
 
-from adapterx.core.errors import unknown
+from adapterx.core.registry import Registry
 
 Metric = Callable[..., dict[str, float]]
-METRICS: dict[str, Metric] = {}
+METRICS: Registry[Metric] = Registry("metric", group="adapterx.metrics")
 
 
 def register_metric(name: str) -> Callable[[Metric], Metric]:
-    def decorate(fn: Metric) -> Metric:
-        METRICS[name] = fn
-        return fn
-    return decorate
+    return METRICS.register(name)
 
 
 def get_metric(name: str) -> Metric:
-    if name not in METRICS:
-        raise unknown("metric", name, METRICS)
-    return METRICS[name]
+    return METRICS.get(name)
 
 
 def _check_lengths(predictions: Sequence, references: Sequence) -> None:

@@ -1,4 +1,5 @@
-"""From raw rows to model inputs and back to scores, one `Processor` per head kind.
+"""From raw rows to model inputs and back to scores, one `Processor` per head kind (registered with the head
+kind itself, see adapterx.core.heads.register_head).
 
 A processor knows how to encode a split for its head kind (tokenise, align labels), collate a batch, turn
 logits into predictions and score them with the task's metric. Tasks only name their head kind.
@@ -28,7 +29,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from adapterx.core.errors import AdapterxError, unknown
+from adapterx.core.errors import AdapterxError
+from adapterx.core.heads import HEADS
 from adapterx.tasks.base import Task
 from adapterx.tasks.data import load_split
 from adapterx.tasks.metrics import get_metric
@@ -190,20 +192,10 @@ class MultipleChoiceProcessor(Processor):
         return collate
 
 
-# ------------------------------------------------------------------------------------------ registry
-PROCESSORS: dict[str, Processor] = {
-    "classification": ClassificationProcessor(),
-    "tagging": TaggingProcessor(),
-    "span_qa": SpanQAProcessor(),
-    "multiple_choice": MultipleChoiceProcessor(),
-    "retrieval": RetrievalProcessor(),
-}
-
-
+# ------------------------------------------------------------------------------------------ lookup
 def processor_for(task: Task) -> Processor:
-    if task.head not in PROCESSORS:
-        raise unknown("head kind (no processor)", task.head, PROCESSORS)
-    return PROCESSORS[task.head]
+    """The processor of the task's head kind: registered with the head (adapterx.core.heads.register_head)."""
+    return HEADS.get(task.head).processor
 
 
 def evaluate_on_split(model, task: Task, rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
@@ -231,5 +223,6 @@ def evaluate_language(model, task: Task, tokenizer: PreTrainedTokenizerBase, spl
     return evaluate_on_split(model, task, rows, tokenizer, batch_size=batch_size, **options)
 
 
-__all__ = ["MODEL_INPUTS", "PROCESSORS", "PadCollator", "Processor", "RetrievalProcessor", "TaggingProcessor",
-           "evaluate_language", "evaluate_on_split", "mine_pairs", "nearest", "processor_for"]
+__all__ = ["MODEL_INPUTS", "ClassificationProcessor", "MultipleChoiceProcessor", "PadCollator", "Processor",
+           "RetrievalProcessor", "SpanQAProcessor", "TaggingProcessor", "evaluate_language", "evaluate_on_split",
+           "mine_pairs", "nearest", "processor_for"]

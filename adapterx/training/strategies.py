@@ -15,8 +15,9 @@
 
 `modules_at_inference(strategy, n)` gives the last column as a number (for reports).
 
-A strategy is a function registered by name with the number of intermediate adapters it takes; adding one is
-adding a function. What a target rests on is recorded in its adapterx.json ``requires`` (each entry with a
+A strategy is a function registered by name (`register_strategy`, one `TransferStrategy` entry in `STRATEGIES`)
+with the number of intermediate adapters it takes and the modules it leaves at inference; adding one is adding a
+function (from outside the package: the ``adapterx.strategies`` entry-point group). What a target rests on is recorded in its adapterx.json ``requires`` (each entry with a
 ``role``: "stacked", "merged_into_base", "fused" or "fusion"), and `load_for_inference` rebuilds it from there.
 """
 
@@ -28,7 +29,8 @@ from typing import Callable, Sequence
 
 from adapterx import store
 from adapterx.core.backbone import Backbone
-from adapterx.core.errors import AdapterxError, CompositionError, unknown
+from adapterx.core.errors import AdapterxError, CompositionError
+from adapterx.core.registry import Registry
 from adapterx.core.model import AdaptedModel
 from adapterx.deploy.setup import (
     FUSED,
@@ -57,22 +59,30 @@ class PreparedModel:
     save_extra: Callable[[Path], list[dict]] | None = None
 
 
-Strategy = Callable[[Backbone, AdapterSpec, list[Path]], PreparedModel]
-STRATEGIES: dict[str, Strategy] = {}
-# how many intermediate adapters a strategy takes: (fewest, most); None = no upper bound
-INTERMEDIATE_COUNTS: dict[str, tuple[int, int | None]] = {}
-_MODULES: dict[str, Callable[[int], int]] = {}
-# modules active at inference, in words (for reports)
-STRATEGY_MODULES: dict[str, str] = {}
+Build = Callable[[Backbone, AdapterSpec, list[Path]], PreparedModel]
+
+
+@dataclass(frozen=True)
+class TransferStrategy:
+    """One strategy: how it builds the model to train, how many intermediate adapters it takes ((fewest, most);
+    most None = no upper bound), the adapter modules active at inference for n intermediates (unmerged), the
+    same in words (for reports), and what it does in one line (for --help)."""
+
+    name: str
+    build: Build
+    intermediates: tuple[int, int | None]
+    modules: Callable[[int], int]
+    inference: str
+    about: str = ""
+
+
+STRATEGIES: Registry[TransferStrategy] = Registry("transfer strategy", group="adapterx.strategies")
 
 
 def register_strategy(name: str, *, intermediates: tuple[int, int | None], modules: Callable[[int], int],
-                      inference: str):
-    def decorate(fn: Strategy) -> Strategy:
-        STRATEGIES[name] = fn
-        INTERMEDIATE_COUNTS[name] = intermediates
-        _MODULES[name] = modules
-        STRATEGY_MODULES[name] = inference
+                      inference: str, about: str = "") -> Callable[[Build], Build]:
+    def decorate(fn: Build) -> Build:
+        STRATEGIES.register(name, TransferStrategy(name, fn, intermediates, modules, inference, about))
         return fn
     return decorate
 
@@ -81,9 +91,7 @@ def modules_at_inference(strategy: str, n_intermediates: int = 1) -> int:
     """Adapter modules (adapters and fusion layers) active at inference for a target trained by `strategy` on
     `n_intermediates` intermediate adapters, unmerged. 'merge-then-train' counts 1 (the target; the intermediate
     is in the weights), 0 once a LoRA target is merged too."""
-    if strategy not in STRATEGIES:
-        raise unknown("transfer strategy", strategy, STRATEGIES)
-    return _MODULES[strategy](n_intermediates)
+    return STRATEGIES.get(strategy).modules(n_intermediates)
 
 
 def as_paths(intermediates: Path | str | Sequence[Path | str] | None) -> list[Path]:
@@ -100,15 +108,13 @@ def prepare(strategy: str, backbone: Backbone, spec: AdapterSpec,
     """The model to train for `strategy`; `intermediates` is a list of adapter directories (one path or None
     are accepted too). The count is checked against the strategy before anything is loaded."""
     paths = check_intermediates(strategy, intermediates)
-    return STRATEGIES[strategy](backbone, spec, paths)
+    return STRATEGIES.get(strategy).build(backbone, spec, paths)
 
 
 def check_intermediates(strategy: str, intermediates: Path | str | Sequence[Path | str] | None) -> list[Path]:
     """The intermediate adapter directories as a list, after checking that `strategy` takes that many."""
-    if strategy not in STRATEGIES:
-        raise unknown("transfer strategy", strategy, STRATEGIES)
+    fewest, most = STRATEGIES.get(strategy).intermediates
     paths = as_paths(intermediates)
-    fewest, most = INTERMEDIATE_COUNTS[strategy]
     if not fewest <= len(paths) <= (most if most is not None else len(paths)):
         if most == 0:
             wants = "no intermediate adapter (it trains the target alone)"
@@ -128,7 +134,8 @@ def _requirement(record, path: Path, role: str, **more) -> dict:
 
 
 # ============================================================================================ strategies
-@register_strategy("none", intermediates=(0, 0), modules=lambda n: 1, inference="1 (target adapter)")
+@register_strategy("none", intermediates=(0, 0), modules=lambda n: 1, inference="1 (target adapter)",
+                   about="the target adapter alone, trained from scratch (the target-only baseline)")
 def _none(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
     model = AdaptedModel(backbone)
     store.add_adapter(model, TARGET, spec)
@@ -137,7 +144,8 @@ def _none(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> P
 
 
 @register_strategy("stack", intermediates=(1, 1), modules=lambda n: 2,
-                   inference="2 (intermediate + target adapter)")
+                   inference="2 (intermediate + target adapter)",
+                   about="the intermediate adapter stays frozen beneath a new target adapter")
 def _stack(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
     [intermediate] = intermediates
     model = AdaptedModel(backbone)
@@ -151,7 +159,8 @@ def _stack(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> 
 
 
 @register_strategy("continue", intermediates=(1, 1), modules=lambda n: 1,
-                   inference="1 (target adapter, initialised from the intermediate)")
+                   inference="1 (target adapter, initialised from the intermediate)",
+                   about="the target adapter starts from the intermediate adapter's weights and trains on")
 def _continue(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
     [intermediate] = intermediates
     model = AdaptedModel(backbone)
@@ -202,7 +211,8 @@ def _check_kinds(strategy: str, intermediates: list[Path], spec: AdapterSpec) ->
 
 
 @register_strategy("merge-then-train", intermediates=(1, 1), modules=lambda n: 1,
-                   inference="1 (target adapter; the intermediate is in the weights; 0 once a LoRA target is merged)")
+                   inference="1 (target adapter; the intermediate is in the weights; 0 once a LoRA target is merged)",
+                   about="a LoRA intermediate is folded into the base weights; a new target adapter trains on them")
 def _merge_then_train(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
     [intermediate] = intermediates
     _check_kinds("merge-then-train", intermediates, spec)
@@ -219,7 +229,8 @@ def _merge_then_train(backbone: Backbone, spec: AdapterSpec, intermediates: list
 
 # -------------------------------------------------------------------------------------------- fuse
 @register_strategy("fuse", intermediates=(2, None), modules=lambda n: n + 2,
-                   inference="n + 2 (n intermediate adapters + fusion layer + target adapter)")
+                   inference="n + 2 (n intermediate adapters + fusion layer + target adapter)",
+                   about="AdapterFusion over several bottleneck intermediates, a new target adapter on top")
 def _fuse(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
     """AdapterFusion (Pfeiffer et al. 2021, the adapters library's "dynamic" fusion) over the frozen intermediate
     bottleneck adapters, with a new target adapter stacked on it: ``Stack(Fuse(i_1, ..., i_n), target)`` (the

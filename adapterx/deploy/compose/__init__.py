@@ -37,6 +37,7 @@ from adapterx.deploy.compose.blocks import (
     MODES,
     WEIGHTED_METHODS,
     Block,
+    CompositionMode,
     Mixed,
     Stack,
     Sum,
@@ -44,6 +45,7 @@ from adapterx.deploy.compose.blocks import (
     WeightedMethod,
     from_dict,
     from_mode,
+    register_block,
 )
 from adapterx.deploy.compose.build import compose, load_manifest
 from adapterx.deploy.compose.manifest import (
@@ -58,6 +60,7 @@ from adapterx.deploy.compose.runtime import ComposedModel
 from adapterx.deploy.compose.validate import head_part, validate
 
 __all__ = ["ALLOWED_CHILDREN", "BLOCKS", "MANIFEST_FILE", "MANIFEST_FORMAT", "MANIFEST_VERSION", "MODES",
-           "WEIGHTED_METHODS", "Block", "ComposedModel", "Mixed", "Part", "Stack", "Sum", "Weighted", "WeightedMethod",
-           "check_requirements", "compose", "from_dict", "from_mode", "head_part", "kinds_summary", "load_manifest",
-           "read_manifest", "read_part", "read_parts", "save_manifest", "validate"]
+           "WEIGHTED_METHODS", "Block", "ComposedModel", "CompositionMode", "Mixed", "Part", "Stack", "Sum",
+           "Weighted", "WeightedMethod", "check_requirements", "compose", "from_dict", "from_mode", "head_part",
+           "kinds_summary", "load_manifest", "read_manifest", "read_part", "read_parts", "register_block",
+           "save_manifest", "validate"]

@@ -1,13 +1,16 @@
 """The composition algebra: blocks over adapter names, which blocks may nest in which, and the modes of
-`adapterx compose --mode`. Pure data: nothing here loads a model or knows an adapter kind; each kind says which
-blocks and weighted methods it supports (`Method.composition_blocks`, `Method.weighted_methods`)."""
+`adapterx compose --mode` (registries: `BLOCKS` for manifests, `MODES` for the CLI; a mode from outside the package
+is one `MODES.register(name, CompositionMode(...))`). Pure data: nothing here loads a model or knows an adapter
+kind; each kind says which blocks and weighted methods it supports (`Method.composition_blocks`,
+`Method.weighted_methods`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
 
-from adapterx.core.errors import CompositionError, unknown
+from adapterx.core.errors import CompositionError
+from adapterx.core.registry import Registry
 
 
 class Block:
@@ -45,6 +48,33 @@ class Block:
         return f"{self.kind}[{inner}{'; ' + opts if opts else ''}]"
 
 
+@dataclass(frozen=True)
+class CompositionMode:
+    """A `--mode` of `adapterx compose`: the block it builds over the parts (bottom first), the weights and the
+    density given."""
+
+    name: str
+    about: str
+    block: Callable[[Sequence[str], Sequence[float] | None, float | None], Block]
+
+
+MODES: Registry[CompositionMode] = Registry("composition mode", group="adapterx.composition_modes")
+BLOCKS: Registry[type[Block]] = Registry("composition block")
+
+
+def register_block(cls: type[Block], about: str | None = None) -> type[Block]:
+    """Register a block kind (as manifests name it); with `about`, also the mode of the same name (no weights)."""
+    BLOCKS.register(cls.kind, cls)
+    if about is not None:
+        def build(names: Sequence[str], weights: Sequence[float] | None, density: float | None) -> Block:
+            if weights is not None or density is not None:
+                raise CompositionError(f"mode {cls.kind!r} takes no weights or density (they belong to the weighted "
+                                       f"modes {', '.join(WEIGHTED_METHODS)})")
+            return cls(*names)
+        MODES.register(cls.kind, CompositionMode(cls.kind, about, build))
+    return cls
+
+
 class Stack(Block):
     kind = "stack"
 
@@ -55,6 +85,13 @@ class Sum(Block):
 
 class Mixed(Block):
     kind = "mixed"
+
+
+register_block(Stack, "every part active together, bottom first: each adapter reads the output of the one below "
+                      "(weight deltas simply add up)")
+register_block(Sum, "every part's weight delta added at once (kinds that are a weight change)")
+register_block(Mixed, "many adapters on one base: each row of a batch goes through its own adapter and head, in one "
+                      "forward pass (with --check: row i through the i-th part)")
 
 
 @dataclass(frozen=True)
@@ -91,30 +128,32 @@ class Weighted(Block):
         return {"weights": list(self.weights), "method": self.method, "density": self.density}
 
 
-BLOCKS: dict[str, type[Block]] = {b.kind: b for b in (Stack, Sum, Weighted, Mixed)}
+def _register_weighted_modes() -> None:
+    """Each weighted method is a mode: a Weighted block over the parts (density 0.5 unless given, where needed)."""
+    for method, entry in WEIGHTED_METHODS.items():
+        def build(names, weights, density, method=method, entry=entry) -> Block:
+            if entry.needs_density and density is None:
+                density = 0.5
+            return Weighted(*names, weights=weights, method=method, density=density)
+        about = entry.about + (" (--density, default 0.5: the share kept)" if entry.needs_density else "")
+        MODES.register(method, CompositionMode(method, about, build))
+
+
+register_block(Weighted)
+_register_weighted_modes()
+
 ALLOWED_CHILDREN: dict[type[Block], tuple[type, ...]] = {
     Stack: (str, Weighted),
     Sum: (str,),
     Weighted: (str,),
     Mixed: (str,),
 }
-# `--mode` values of the CLI: a block kind, or a Weighted method
-MODES = ("stack", "sum", "mixed", *WEIGHTED_METHODS)
 
 
 def from_mode(mode: str, names: Sequence[str], *, weights: Sequence[float] | None = None,
               density: float | None = None) -> Block:
     """The block that `adapterx compose --mode MODE` over parts `names` (bottom first) means."""
-    if mode not in MODES:
-        raise unknown("composition mode", mode, MODES)
-    if mode in WEIGHTED_METHODS:
-        if WEIGHTED_METHODS[mode].needs_density and density is None:
-            density = 0.5
-        return Weighted(*names, weights=weights, method=mode, density=density)
-    if weights is not None or density is not None:
-        raise CompositionError(f"mode {mode!r} takes no weights or density (they belong to the weighted modes "
-                               f"{', '.join(WEIGHTED_METHODS)})")
-    return BLOCKS[mode](*names)
+    return MODES.get(mode).block(names, weights, density)
 
 
 def from_dict(data: dict | str) -> Block | str:
