@@ -334,12 +334,6 @@ def test_cli_help_teaches_the_modes(capsys, compose_cli):
         assert word in text
 
 
-def test_cli_mode_list_matches_the_library():
-    from adapterx.cli import compose as compose_cli
-    from adapterx.deploy import compose
-    assert tuple(compose_cli.MODES) == tuple(compose.MODES)
-
-
 def test_names_inside_a_library_prefix_work_and_clashing_ones_are_refused(base, saved, batch):
     """peft warns about names contained in its prefix "lora_" ('a', 'lora'), which reload exactly; names beginning
     with it ('lora_A') lose their weights in peft, so they are refused before anything is loaded."""

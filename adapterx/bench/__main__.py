@@ -1,9 +1,11 @@
 """``python -m adapterx.bench ...``: the bench subcommand on its own (same options as ``adapterx bench``)."""
 
 import argparse
+import logging
 import sys
 
 from adapterx.cli.bench import add_bench_parser
+from adapterx.core.log import console
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] != "bench":  # `python -m adapterx.bench --quick` == `... bench --quick`
         argv = ["bench", *argv]
     args = parser.parse_args(argv)
+    console(logging.INFO)
     return args.func(args)
 
 

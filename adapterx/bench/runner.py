@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import logging
 import sys
 import time
 from typing import Callable
@@ -17,13 +18,15 @@ from adapterx.bench.targets import evaluate_targets
 from adapterx.bench.timing import Clock, paired_ratio, run_interleaved, summarize
 from adapterx.core.backbone import REAL_SHAPES, load_backbone
 from adapterx.core.errors import AdapterxError
+from adapterx.core.log import show_progress
 
+logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    logger.info(msg)
 
 
 def resolve_shape(shape: str) -> tuple[str, str]:
@@ -163,7 +166,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
     total_rounds = (len(pairs) * len(cfg.modes) * len(cfg.threads) * len(cfg.batch_sizes) * len(cfg.seq_lens)
                     * cfg.iterations)
     from tqdm import tqdm
-    bar = tqdm(total=total_rounds, desc="bench rounds", unit="round", disable=not cfg.progress, file=sys.stderr)
+    bar = tqdm(total=total_rounds, desc="bench rounds", unit="round", disable=not show_progress(cfg.progress),
+               file=sys.stderr)
     estimated = False
     default_threads = torch.get_num_threads()
     try:

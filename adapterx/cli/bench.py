@@ -10,14 +10,14 @@ from dataclasses import fields
 from pathlib import Path
 
 from adapterx.bench.config import COMPILE_CHOICES, DTYPES, QUICK_OVERRIDES, BenchConfig, field_help
-from adapterx.bench.form_help import FORM_HELP
+from adapterx.cli.lazy import defer
 from adapterx.core.errors import AdapterxError
 
-DESCRIPTION = f"""\
+DESCRIPTION = """\
 Measure the inference overhead of adapter deployment forms on one frozen backbone, all in one run.
 
 Forms (--forms; K = stack depth, N = number of adapters; every LoRA adapter has the same weights in every form):
-{FORM_HELP}
+{forms}
 
 How it measures: every form is warmed up, then timed in interleaved rounds (A B C, B C A, ...) so that drift
 (other processes, thermal, frequency) hits all forms alike. A form's RATIO is the median over rounds of
@@ -34,7 +34,7 @@ Examples:
   adapterx bench --shape xlm-roberta-base --batch-sizes 8 --seq-lens 128 --threads 2 \\
       --forms base,lora,lora-merged,lora-stack-2,lora-stack-2-fused --iterations 20
   adapterx bench --devices cuda --dtypes bf16 --batch-sizes 1 --compile both
-  adapterx bench ... --readme README.md                    # rewrite <!-- bench:cpu:start/end --> section
+  adapterx bench ... --readme docs/benchmarks.md           # rewrite its <!-- bench:cpu:start/end --> section
 """
 
 _LISTS = {"forms": str, "batch_sizes": int, "seq_lens": int, "dtypes": str, "devices": str, "threads": int}
@@ -55,12 +55,19 @@ def _csv(kind):
 def add_bench_parser(subparsers) -> None:
     """Register the ``bench`` subcommand on an argparse subparsers object; its ``func`` default runs it."""
     p = subparsers.add_parser("bench", help="inference overhead of merged, unmerged, stacked and mixed adapters",
-                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_bench_arguments(p)
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    defer(p, add_bench_arguments)
     p.set_defaults(func=run_from_args)
 
 
+def _description() -> str:
+    from adapterx.bench.forms import form_help   # the registered forms (imports torch: on first use only)
+
+    return DESCRIPTION.format(forms=form_help())
+
+
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = _description()
     extra = {"dtypes": {"metavar": ",".join(DTYPES)}, "compile": {"choices": COMPILE_CHOICES},
              "attention": {"choices": ("sdpa", "eager")},
              "clock": {"choices": ("wall", "cpu")}}

@@ -6,24 +6,17 @@ Wired into the main parser by ``add_compose_parsers(subparsers)``; each subcomma
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
+from adapterx.cli.lazy import defer
 from adapterx.core.errors import AdapterxError
 
-COMPOSE_EPILOG = """\
-modes (parts are given bottom first; the last part's head reads the result unless --head names another):
-  stack        bottleneck: the adapters library's Stack (each adapter reads the one below);
-               LoRA: all active at once, their weight deltas add up (same as sum)
-  sum          LoRA only: every delta added
-  weighted     one adapter from several, weights default to equal shares:
-               LoRA: exact sum of w_i * deltaW_i (peft "cat"; any ranks);
-               bottleneck: sum of w_i * adapter_i(x) per layer (adapters' Average; weights must sum to 1)
-  linear       LoRA, peft "linear": A and B factors averaged separately (approximate; equal ranks)
-  ties, dare_linear, dare_ties, magnitude_prune
-               LoRA, peft's task-vector merges of the factors; --density (default 0.5) = share kept
-  mixed        many adapters on one base: with --check, one batch whose row i uses the i-th adapter,
-               each read by its own head, in one forward pass
-
+COMPOSE_MODES = """\
+modes (parts are given bottom first; the last part's head reads the result unless --head names another;
+the weighted modes make one adapter from several, --weights default to equal shares):
+"""
+COMPOSE_EXAMPLES = """\
 examples:
   adapterx compose --adapter inter=runs/nli/adapter --adapter target=runs/xnli/adapter --mode stack \\
       --check "der hund isst den apfel" --output runs/composed          # a self-contained copy + manifest
@@ -176,37 +169,47 @@ def cmd_merge(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ parsers
-# adapterx.deploy.compose.MODES, spelled out so that `adapterx --help` need not import torch (a test keeps them equal)
-MODES = ("stack", "sum", "mixed", "weighted", "linear", "ties", "dare_linear", "dare_ties", "magnitude_prune")
-
-
 def add_compose_parsers(subparsers) -> None:
     """Register `compose` and `merge` on the main parser's subparsers."""
 
     p = subparsers.add_parser(
         "compose", help="attach several saved adapters to one frozen base: stack, sum, weighted/TIES/DARE, mixed",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=COMPOSE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Load the frozen base once and attach any number of saved adapters, combined as --mode;\n"
                     "print what was composed and its parameter counts, optionally the logits for a test input,\n"
                     "and optionally save the composition as a manifest.")
+    p.set_defaults(func=cmd_compose)
+    defer(p, _compose_arguments)
+    _add_merge_parser(subparsers)
+
+
+def _compose_arguments(p: argparse.ArgumentParser) -> None:
+    from adapterx.deploy.compose import MODES, WEIGHTED_METHODS
+
+    density = ", ".join(name for name, method in WEIGHTED_METHODS.items() if method.needs_density)
+    modes = [(mode.name, mode.about) for mode in MODES.values()]
+    p.epilog = COMPOSE_MODES + "\n".join(textwrap.fill(about, 110, initial_indent=f"  {name:<17}",
+                                                       subsequent_indent=" " * 19) for name, about in modes) \
+        + "\n\n" + COMPOSE_EXAMPLES
     p.add_argument("--backbone", help="hub id, local dir or builtin:tiny-xlmr (default: builtin:tiny-xlmr; with "
                                       "--manifest, the one recorded there)")
     p.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR",
                    help="a saved adapter directory, named NAME in the composition; repeat, bottom (intermediate) "
                         "first, target last")
-    p.add_argument("--mode", default="stack", choices=MODES, help="how to combine them (see below; default stack)")
+    p.add_argument("--mode", default="stack", choices=MODES.names(), metavar="MODE",
+                   help="how to combine them: %(choices)s (see below; default stack)")
     p.add_argument("--weights", metavar="W1,W2,...", help="one weight per adapter for the weighted modes "
                                                           "(default: equal shares summing to 1)")
-    p.add_argument("--density", type=float, help="share of each delta kept, for ties/dare_*/magnitude_prune "
-                                                 "(default 0.5)")
+    p.add_argument("--density", type=float, help=f"share of each delta kept, for {density} (default 0.5)")
     p.add_argument("--head", metavar="NAME", help="use this part's head instead of the last part's")
     p.add_argument("--manifest", metavar="FILE|DIR", help="reload a composition saved with --output")
     p.add_argument("--check", metavar="TEXT", help="print the logits for this input ('A ||| B' for a pair)")
     p.add_argument("--output", metavar="FILE.json|DIR",
                    help="save the composition: FILE.json = a manifest pointing at the parts where they are; "
                         "DIR = a self-contained copy (DIR/composition.json + DIR/parts/<name>/)")
-    p.set_defaults(func=cmd_compose)
 
+
+def _add_merge_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "merge", help="fold LoRA adapters into the base weights; write a plain transformers checkpoint",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=MERGE_EPILOG,

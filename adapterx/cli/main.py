@@ -10,7 +10,12 @@ from pathlib import Path
 
 import yaml
 
+from adapterx.cli.bench import add_bench_parser
+from adapterx.cli.compose import add_compose_parsers
+from adapterx.cli.lazy import LazyParser, defer, listing
+from adapterx.cli.tasks import add_tasks_parser
 from adapterx.core.errors import AdapterxError
+from adapterx.core.log import console
 
 EPILOG = """\
 typical session (offline, built-in backbone and data):
@@ -26,6 +31,10 @@ backbones: builtin:tiny-xlmr (offline), FacebookAI/xlm-roberta-large (hub), a lo
 """
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each option; the epilog's lists (from the registries) kept as laid out."""
+
+
 def _parse_options(text: str, what: str) -> dict:
     """'kind=lora,r=8,target_modules=query+value' -> {'kind': 'lora', 'r': 8, 'target_modules': [...]}"""
     options = {}
@@ -38,6 +47,23 @@ def _parse_options(text: str, what: str) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- train
+# TrainConfig field -> (flag, help); the types and defaults are read from TrainConfig itself
+TRAIN_FLAGS = {
+    "epochs": ("--epochs", "passes over the training data"),
+    "batch_size": ("--batch-size", "rows per optimiser step"),
+    "learning_rate": ("--lr", "adapters want 1e-4..1e-3"),
+    "warmup_ratio": ("--warmup", "warm-up fraction of all steps"),
+    "schedule": ("--schedule", "learning-rate schedule"),
+    "max_steps": ("--max-steps", "stop after this many steps (overrides --epochs)"),
+    "eval_every": ("--eval-every", "steps between evaluations (default: each epoch)"),
+    "eval_examples": ("--eval-examples", "evaluate on the first N English dev examples (jiant: 500; default: all)"),
+    "select": ("--select", "save the best dev-evaluated weights or the last ones"),
+    "patience": ("--patience", "stop after N evaluations without a dev gain (jiant: 30; default: never)"),
+    "checkpoint_every": ("--checkpoint-every", "steps between checkpoints (default: each epoch)"),
+    "seed": ("--seed", "seed of the adapter's initialisation and the data order"),
+}
+
+
 def cmd_train(args) -> int:
     from adapterx.core.backbone import load_backbone
     from adapterx.methods import parse_spec
@@ -46,16 +72,13 @@ def cmd_train(args) -> int:
     from adapterx.training.workflow import train_task
 
     spec = parse_spec(_parse_options(args.adapter, "--adapter"), where="--adapter")
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                         warmup_ratio=args.warmup, schedule=args.schedule, max_steps=args.max_steps,
-                         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
-                         eval_examples=args.eval_examples, select=args.select, patience=args.patience)
+    config = TrainConfig(**{name: getattr(args, name) for name in TRAIN_FLAGS})
     task = get_task(args.task)
     backbone = load_backbone(args.backbone)
     if args.strategy != "none" and not args.on_top_of:
         raise AdapterxError(f"--strategy {args.strategy} needs --on-top-of <intermediate adapter dir>")
     trained = train_task(backbone, task, spec, config, Path(args.output), strategy=args.strategy,
-                         intermediate=Path(args.on_top_of) if args.on_top_of else None,
+                         intermediates=[Path(p) for p in args.on_top_of] if args.on_top_of else None,
                          data_dir=args.data_dir, train_limit=args.train_limit, resume=args.resume)
     p = trained.result.parameters
     print(f"trained {task.name} adapter ({spec.kind}, strategy {args.strategy}) in {trained.result.steps} steps, "
@@ -70,68 +93,114 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train one adapter (and its head) on one task", formatter_class=_Formatter,
+                       description="Train an adapter on a task's English training data; only the adapter and its "
+                                   "task head train, the backbone stays frozen. With --strategy the adapter builds "
+                                   "on an intermediate-task adapter (--on-top-of).")
+    p.set_defaults(func=cmd_train)
+    defer(p, _train_arguments)
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    import dataclasses
+    import typing
+
+    from adapterx.methods import METHODS
+    from adapterx.tasks import task_names
+    from adapterx.training.loop import SCHEDULES, TrainConfig
+    from adapterx.training.selection import SELECT_RULES
+    from adapterx.training.strategies import STRATEGIES
+
+    kinds = "; ".join(f"{name} ({', '.join(f.name for f in dataclasses.fields(method.spec_type))})"
+                      for name, method in sorted(METHODS.items()))
+    p.add_argument("--task", required=True, help=f"task name: {', '.join(task_names())} (see `adapterx tasks`)")
+    p.add_argument("--backbone", default="builtin:tiny-xlmr", help="hub id, local dir or builtin:tiny-xlmr")
+    p.add_argument("--adapter", default="kind=lora,r=8,alpha=16",
+                   help=f"adapter spec as key=value pairs; lists with '+': target_modules=query+value; kinds: {kinds}")
+    p.add_argument("--output", required=True, help="run directory; the adapter is saved to OUTPUT/adapter")
+    p.add_argument("--strategy", default="none", choices=STRATEGIES.names(), metavar="STRATEGY",
+                   help="how to build on --on-top-of (see below)")
+    p.add_argument("--on-top-of", action="append", metavar="DIR",
+                   help="intermediate adapter directory (repeat for strategies that take several, e.g. fuse)")
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for name, (flag, text) in TRAIN_FLAGS.items():
+        kind = next((t for t in typing.get_args(hints[name]) if t is not type(None)), hints[name])
+        choices = {"schedule": SCHEDULES, "select": SELECT_RULES}.get(name)
+        p.add_argument(flag, dest=name, type=kind, default=defaults[name], help=text,
+                       **({"choices": choices} if choices else {}))
+    p.add_argument("--data-dir", help="local copies of the task data (<dir>/<task>/<split>.<lang>.<ext>)")
+    p.add_argument("--train-limit", type=int, help="use only the first N training rows")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT")
+    p.epilog = "strategies:\n" + listing([(s.name, s.about) for s in STRATEGIES.values()])
+
+
 # -------------------------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args) -> int:
     from adapterx.core.backbone import load_backbone
     from adapterx.core.io import atomic_write_json
-    from adapterx.deploy.forms import fused_form, merged_form
-    from adapterx.deploy.setup import load_for_inference
-    from adapterx.store import read_metadata
-    from adapterx.study.evaluate import evaluate_languages, primary_metric
+    from adapterx.deploy.forms import check_evaluable
+    from adapterx.study.compare import Evaluation, compare_setups
     from adapterx.study.report import benefit_table
-    from adapterx.study.summary import summarize_scores
     from adapterx.tasks import get_task
-    from adapterx.training.strategies import modules_at_inference
 
-    task = get_task(args.task)
-    backbone = load_backbone(args.backbone)
-    languages = args.languages.split(",") if args.languages else None
     forms = args.forms.split(",")
-    from adapterx.study.recipe import FORMS
     for form in forms:
-        if form not in FORMS:
-            raise AdapterxError(f"--forms: unknown form {form!r}; known: {', '.join(FORMS)}")
-    runs: dict[tuple[str, str], list[dict]] = {}
-    setups: dict[str, dict] = {}
-    for item in args.adapter:
-        label, _, paths = item.rpartition("=")
-        directories = [Path(p) for p in paths.split(",")]
-        label = label or directories[0].parent.name
-        training = read_metadata(directories[0]).get("training", {})
-        setups[label] = {"strategy": training.get("strategy", "none"),
-                         "n_intermediates": max(1, len(read_metadata(directories[0]).get("requires", [])))}
-        for form in forms:
-            for directory in directories:   # several directories = several seeds of one setup
-                model = load_for_inference(backbone.fresh_copy(), directory)
-                model = {"unmerged": lambda m: m, "merged": merged_form, "fused": fused_form}[form](model)
-                if model is None:
-                    print(f"{label}: form {form!r} needs LoRA adapters (these cannot be merged or fused); skipped")
-                    break
-                runs.setdefault((label, form), []).append(evaluate_languages(
-                    model, task, backbone.tokenizer, split=args.split, languages=languages, data_dir=args.data_dir,
-                    limit=args.limit))
-    first_scores = next(iter(runs.values()))
-    metric = primary_metric(next(iter(first_scores[0].values())))
-    baseline_key = next(iter(runs))
-    rows = []
-    for (label, form), scores in runs.items():
-        strategy = setups[label]["strategy"]
-        rows.append({"label": label, "strategy": strategy, "form": form,
-                     "modules_at_inference": {"merged": 0, "fused": 1}[form] if form != "unmerged" else
-                     modules_at_inference(strategy, setups[label]["n_intermediates"]) if strategy != "none" else 1,
-                     "seeds": len(scores),
-                     **summarize_scores(scores, runs[baseline_key] if (label, form) != baseline_key else None,
-                                        metric, args.bootstrap, args.confidence)})
-    table = {"metric": metric, "languages": list(first_scores[0]), "rows": rows}
-    print(f"{task.name}: {metric} on {args.split}; mean ± std over seeds; Δ vs {baseline_key[0]} "
-          f"({baseline_key[1]}) with its {args.confidence:.0%} bootstrap interval")
+        try:
+            check_evaluable(form)
+        except AdapterxError as exc:
+            raise AdapterxError(f"--forms: {exc}") from exc
+    evaluation = Evaluation(split=args.split, languages=args.languages.split(",") if args.languages else None,
+                            data_dir=args.data_dir, limit=args.limit, bootstrap=args.bootstrap,
+                            confidence=args.confidence)
+    table = compare_setups(load_backbone(args.backbone), get_task(args.task), _setups(args.adapter), forms,
+                           evaluation)
+    label, form = table["baseline"]
+    print(f"{table['task']}: {table['metric']} on {args.split}; mean ± std over seeds; Δ vs {label} ({form}) with "
+          f"its {args.confidence:.0%} bootstrap interval")
     print(benefit_table(table))
     if args.output:
-        atomic_write_json(args.output, {"task": task.name, "split": args.split, "metric": metric,
-                                        "baseline": list(baseline_key), "rows": rows,
-                                        "runs": {f"{l}/{f}": v for (l, f), v in runs.items()}})
+        atomic_write_json(args.output, {k: table[k] for k in ("task", "split", "metric", "baseline", "rows", "runs")})
         print(f"wrote {args.output}")
     return 0
+
+
+def _setups(items: list[str]) -> dict[str, list[Path]]:
+    """'[LABEL=]DIR[,DIR...]' -> {label: [dirs]}; a bare DIR is labelled by its run directory's name."""
+    setups: dict[str, list[Path]] = {}
+    for item in items:
+        label, _, paths = item.rpartition("=")
+        directories = [Path(p) for p in paths.split(",")]
+        setups[label or directories[0].parent.name] = directories
+    return setups
+
+
+def _add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="zero-shot evaluation of saved adapters in every language of a task",
+                       formatter_class=_Formatter)
+    p.set_defaults(func=cmd_evaluate)
+    defer(p, _evaluate_arguments)
+
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    from adapterx.deploy.forms import DEPLOYMENT_FORMS, evaluable_forms
+
+    p.add_argument("--task", required=True)
+    p.add_argument("--backbone", default="builtin:tiny-xlmr")
+    p.add_argument("--adapter", action="append", required=True, metavar="[LABEL=]DIR[,DIR...]",
+                   help="a saved adapter; several comma-separated directories are seeds of one setup (mean ± std, "
+                        "bootstrap interval); repeat to compare; the first is the baseline")
+    p.add_argument("--forms", default="unmerged", help="deployment forms to evaluate, comma-separated (see below); "
+                                                       "the same predictions up to float error")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval over seeds")
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--languages", help="comma-separated subset (default: all of the task's)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, help="rows per language")
+    p.add_argument("--data-dir")
+    p.add_argument("--output", help="write the scores as JSON here")
+    p.epilog = "forms:\n" + listing([(name, DEPLOYMENT_FORMS.get(name).about) for name in evaluable_forms()])
 
 
 # ------------------------------------------------------------------------------------------------- run
@@ -170,71 +239,7 @@ def cmd_run(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="adapterx", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-        description="Train small adapters per task on a frozen XLM-R, compose them at load time, and measure "
-                    "both the accuracy an English intermediate task buys on a cross-lingual target and what "
-                    "the adapters cost at inference.")
-    parser.add_argument("--verbose", action="store_true", help="show library warnings and tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
-
-    p = sub.add_parser("train", help="train one adapter (and its head) on one task",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Train an adapter on a task's English training data; only the adapter and its "
-                                   "task head train, the backbone stays frozen. With --strategy the adapter builds "
-                                   "on an intermediate-task adapter: 'stack' keeps it frozen beneath, 'continue' "
-                                   "starts from its weights.")
-    p.add_argument("--task", required=True, help="task name (see `adapterx tasks`)")
-    p.add_argument("--backbone", default="builtin:tiny-xlmr", help="hub id, local dir or builtin:tiny-xlmr")
-    p.add_argument("--adapter", default="kind=lora,r=8,alpha=16",
-                   help="adapter spec as key=value pairs; lists with '+': target_modules=query+value; "
-                        "kinds: lora (r, alpha, dropout, target_modules), bottleneck (architecture=pfeiffer|houlsby, "
-                        "reduction_factor)")
-    p.add_argument("--output", required=True, help="run directory; the adapter is saved to OUTPUT/adapter")
-    p.add_argument("--strategy", default="none", choices=["none", "stack", "continue"],
-                   help="how to build on --on-top-of")
-    p.add_argument("--on-top-of", help="intermediate adapter directory (for --strategy stack|continue)")
-    p.add_argument("--epochs", type=float, default=3.0)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3, help="adapters want 1e-4..1e-3")
-    p.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of all steps")
-    p.add_argument("--schedule", default="linear", choices=["linear", "cosine", "constant_with_warmup"])
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--eval-every", type=int, help="steps between evaluations (default: each epoch)")
-    p.add_argument("--eval-examples", type=int,
-                   help="evaluate on the first N English dev examples (jiant: 500; default: all)")
-    p.add_argument("--select", default="best", choices=["best", "last"],
-                   help="save the best dev-evaluated weights or the last ones")
-    p.add_argument("--patience", type=int,
-                   help="stop after N evaluations without a dev gain (jiant: 30; default: never)")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: each epoch)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", help="local copies of the task data (<dir>/<task>/<split>.<lang>.<ext>)")
-    p.add_argument("--train-limit", type=int, help="use only the first N training rows")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("evaluate", help="zero-shot evaluation of saved adapters in every language of a task",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--task", required=True)
-    p.add_argument("--backbone", default="builtin:tiny-xlmr")
-    p.add_argument("--adapter", action="append", required=True, metavar="[LABEL=]DIR[,DIR...]",
-                   help="a saved adapter; several comma-separated directories are seeds of one setup (mean ± std, "
-                        "bootstrap interval); repeat to compare; the first is the baseline")
-    p.add_argument("--forms", default="unmerged",
-                   help="deployment forms to evaluate, comma-separated: unmerged (adapter modules), fused (active "
-                        "LoRA adapters as one low-rank product per layer), merged (LoRA folded into the weights); "
-                        "the same predictions up to float error")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval over seeds")
-    p.add_argument("--confidence", type=float, default=0.95)
-    p.add_argument("--languages", help="comma-separated subset (default: all of the task's)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--limit", type=int, help="rows per language")
-    p.add_argument("--data-dir")
-    p.add_argument("--output", help="write the scores as JSON here")
-    p.set_defaults(func=cmd_evaluate)
-
+def _add_run_parser(sub) -> None:
     p = sub.add_parser("run", help="run a recipe: train intermediate + target adapters, evaluate, report",
                        description="Run the phases of a recipe (YAML). Phases whose outputs exist for the same "
                                    "configuration are reused; --force redoes them.")
@@ -249,9 +254,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the benefit table between the '<!-- bench:<recipe name>:start/end -->' markers")
     p.set_defaults(func=cmd_run)
 
-    from adapterx.cli.bench import add_bench_parser
-    from adapterx.cli.compose import add_compose_parsers
-    from adapterx.cli.tasks import add_tasks_parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adapterx", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Train small adapters per task on a frozen XLM-R, compose them at load time, and measure "
+                    "both the accuracy an English intermediate task buys on a cross-lingual target and what "
+                    "the adapters cost at inference.")
+    volume = parser.add_mutually_exclusive_group()
+    volume.add_argument("--verbose", "-v", action="store_true",
+                        help="debug messages, library warnings and tracebacks")
+    volume.add_argument("--quiet", "-q", action="store_true", help="warnings and errors only, no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command", parser_class=LazyParser)
+    _add_train_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_run_parser(sub)
     add_tasks_parser(sub)
     add_compose_parsers(sub)
     add_bench_parser(sub)
@@ -274,6 +291,7 @@ def _quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    console(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     if not args.verbose:
         _quiet_libraries()
     try:

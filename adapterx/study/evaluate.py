@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from adapterx.core.log import show_progress
 from adapterx.core.model import AdaptedModel
 from adapterx.tasks.base import Task
 from adapterx.tasks.processing import evaluate_language
@@ -16,8 +17,8 @@ def evaluate_languages(model: AdaptedModel, task: Task, tokenizer, *, split: str
                        limit: int | None = None, progress: bool = True) -> dict[str, dict[str, float]]:
     """Per-language scores of `task` (all its languages unless `languages` narrows them)."""
     results = {}
-    for language in tqdm(languages or list(task.languages), desc=f"evaluate {task.name}", disable=not progress,
-                         leave=False):
+    for language in tqdm(languages or list(task.languages), desc=f"evaluate {task.name}",
+                         disable=not show_progress(progress), leave=False):
         results[language] = evaluate_language(model, task, tokenizer, split, language, data_dir=data_dir,
                                               limit=limit)
     return results

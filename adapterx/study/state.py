@@ -4,6 +4,7 @@ bench form that stands for each deployment (used by the runner and by the summar
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from adapterx.core.backbone import Backbone
 from adapterx.methods import AdapterSpec, get_method
 from adapterx.study.recipe import Recipe
 
+log = logging.getLogger(__name__)
 PHASE_FILE = "phase.json"
 RESULTS_SCHEMA = 3
 MULTITASK = "multitask"
@@ -57,8 +59,8 @@ class RunState:
         return data if data.get("key") == key else None
 
     def log(self, message: str) -> None:
-        if self.progress:
-            print(message, flush=True)
+        """A progress message of the run (INFO: shown by default, hidden by `adapterx --quiet`)."""
+        log.info(message)
 
 
 def deployment_bench_form(spec: AdapterSpec, strategy: str, form: str) -> str | None:

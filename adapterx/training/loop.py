@@ -9,6 +9,7 @@ the weights kept at the end are the best evaluated ones, with early stopping on 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -23,11 +24,13 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from adapterx.core.errors import AdapterxError
+from adapterx.core.log import show_progress
 from adapterx.core.model import AdaptedModel
 from adapterx.methods import get_method
 from adapterx.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from adapterx.training.selection import SELECT_RULES, Selection
 
+log = logging.getLogger(__name__)
 SCHEDULES = ("linear", "cosine", "constant_with_warmup")
 
 
@@ -200,7 +203,8 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
     checkpoint_every = config.checkpoint_every or steps_per_epoch
 
     started = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=step, desc=description, disable=not progress or not accelerator.is_main_process,
+    bar = tqdm(total=total_steps, initial=step, desc=description, disable=not show_progress(progress)
+               or not accelerator.is_main_process,
                unit="step", dynamic_ncols=True)
     running, running_n, stop = 0.0, 0, False
     while step < total_steps and not stop:
@@ -230,7 +234,7 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
                 prepared_model.eval()
                 scores = evaluator(model)
                 result.evals.append({"step": step, **scores})
-                bar.write(f"[{description}] step {step}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+                log.info("[%s] step %d: %s", description, step, ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
                 stop = selection.update(step, scores, trainable_state(model, adapter, heads))
                 prepared_model.train()
             if step % checkpoint_every == 0 and step < total_steps and not stop and accelerator.is_main_process:
