@@ -11,16 +11,14 @@ import datasets
 import torch
 from torch.utils.data import ConcatDataset, Sampler
 
-from adapterx import store
 from adapterx.core.backbone import Backbone
-from adapterx.core.heads import HeadSpec
 from adapterx.methods import AdapterSpec
 from adapterx.tasks.base import Task
 from adapterx.tasks.data import load_split
 from adapterx.tasks.processing import processor_for
 from adapterx.training import strategies as transfer
 from adapterx.training.loop import TrainConfig, train_adapter
-from adapterx.training.workflow import TrainedAdapter
+from adapterx.training.workflow import TrainedAdapter, head_spec, save_trained
 
 TASK_COLUMN = "__task"
 
@@ -63,7 +61,7 @@ class MixtureCollator:
 
 def train_multitask(backbone: Backbone, tasks: list[Task], spec: AdapterSpec, config: TrainConfig, output_dir: Path,
                     *, data_dir: Path | None = None, train_limit: int | None = None, resume: bool = False,
-                    progress: bool = True):
+                    progress: bool = True) -> TrainedAdapter:
     """Train one adapter on the mixture of `tasks`; saved (without heads) to ``output_dir/adapter``."""
     tokenizer = backbone.tokenizer
     prepared = transfer.prepare("none", backbone.fresh_copy(), spec, None)
@@ -75,19 +73,15 @@ def train_multitask(backbone: Backbone, tasks: list[Task], spec: AdapterSpec, co
         encoded = processor.encode(task, load_split(task, "train", data_dir=data_dir, limit=train_limit), tokenizer)
         parts.append(encoded.add_column(TASK_COLUMN, [index] * len(encoded)))
         head = f"head-{task.name}"
-        model.add_head(head, HeadSpec(task.head, task.num_labels, dict(task.options.get("head", {}))))
+        model.add_head(head, head_spec(task))
         heads.append(head)
         collators.append(processor.collator(tokenizer))
     sampler = MixtureBatchSampler([len(p) for p in parts], config.batch_size, config.seed)
     result = train_adapter(model, name, heads, ConcatDataset(parts), MixtureCollator(heads, collators), config,
                            Path(output_dir), resume=resume, progress=progress, description="multitask",
                            batch_sampler=sampler)
-    adapter_dir = Path(output_dir) / "adapter"
-    store.save_adapter(model, name, adapter_dir, task="+".join(t.name for t in tasks), languages=("en",),
-                       training={"strategy": "multitask", "tasks": [t.name for t in tasks],
-                                 "sizes": [len(p) for p in parts], "config": vars(config), "steps": result.steps,
-                                 "seconds": round(result.seconds, 2), "parameters": result.parameters,
-                                 "losses": result.losses, "selected": result.selected})
-    import shutil
-    shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
-    return TrainedAdapter(adapter_dir, result, {"loss": result.losses[-1][1] if result.losses else float("nan")})
+    validation = {"loss": result.losses[-1][1] if result.losses else float("nan")}
+    return save_trained(model, name, Path(output_dir), result, config, validation,
+                        training={"strategy": "multitask", "tasks": [t.name for t in tasks],
+                                  "sizes": [len(p) for p in parts]},
+                        task="+".join(t.name for t in tasks), languages=("en",))

@@ -13,6 +13,7 @@ from adapterx import store
 from adapterx.core.backbone import Backbone
 from adapterx.core.errors import AdapterxError
 from adapterx.core.heads import HeadSpec
+from adapterx.core.model import AdaptedModel
 from adapterx.methods import AdapterSpec
 from adapterx.tasks.base import Task
 from adapterx.tasks.data import load_split
@@ -54,7 +55,7 @@ def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainC
 
     prepared = transfer.prepare(strategy, backbone.fresh_copy(), spec, inputs)
     model = prepared.model
-    model.add_head(prepared.trainable, HeadSpec(task.head, task.num_labels, dict(task.options.get("head", {}))))
+    model.add_head(prepared.trainable, head_spec(task))
     fingerprint_before = model.backbone.current_fingerprint()
 
     def evaluator(m) -> dict[str, float]:
@@ -67,14 +68,27 @@ def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainC
         raise AdapterxError("the base weights changed during training: this is a bug in adapterx, please report")
     validation = result.selected.get("scores") or (result.evals[-1] if result.evals else evaluator(model))
     validation = {k: v for k, v in validation.items() if k != "step"}
-    adapter_dir = output_dir / "adapter"
-    store.save_adapter(model, prepared.trainable, adapter_dir, task=task.name, labels=task.labels,
-                       languages=task.languages, head=prepared.trainable,
-                       metrics={"validation": validation, "validation_language": task.train_language,
-                                "validation_examples": len(eval_rows)},
-                       training={"strategy": strategy, "config": vars(config), "steps": result.steps,
-                                 "seconds": round(result.seconds, 2), "parameters": result.parameters,
-                                 "losses": result.losses, "evals": result.evals, "selected": result.selected},
-                       requires=prepared.requires, save_extra=prepared.save_extra)
-    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # the run finished: checkpoints are spent
+    return save_trained(model, prepared.trainable, output_dir, result, config, validation,
+                        training={"strategy": strategy, "evals": result.evals}, task=task.name, labels=task.labels,
+                        languages=task.languages, head=prepared.trainable,
+                        metrics={"validation": validation, "validation_language": task.train_language,
+                                 "validation_examples": len(eval_rows)},
+                        requires=prepared.requires, save_extra=prepared.save_extra)
+
+
+def head_spec(task: Task) -> HeadSpec:
+    """The head a task trains: its head kind, one output per label, the task's head options."""
+    return HeadSpec(task.head, task.num_labels, dict(task.options.get("head", {})))
+
+
+def save_trained(model: AdaptedModel, name: str, output_dir: Path, result: TrainResult, config: TrainConfig,
+                 validation: dict[str, float], *, training: dict, **metadata) -> TrainedAdapter:
+    """The end of every training run: save adapter `name` to ``output_dir/adapter`` with its training log
+    (`training` plus the config, steps, time, parameter counts, losses and which step's weights were kept) and
+    `metadata` (see `store.save_adapter`), then drop the checkpoints, which the finished run has spent."""
+    adapter_dir = Path(output_dir) / "adapter"
+    log = {**training, "config": vars(config), "steps": result.steps, "seconds": round(result.seconds, 2),
+           "parameters": result.parameters, "losses": result.losses, "selected": result.selected}
+    store.save_adapter(model, name, adapter_dir, training=log, **metadata)
+    shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
     return TrainedAdapter(adapter_dir, result, validation)
