@@ -1,6 +1,7 @@
 """Recipes: every bad field is named; a run writes adapters, results and report; a rerun reuses it all."""
 
 import json
+import shutil
 import textwrap
 
 import pytest
@@ -79,14 +80,28 @@ def test_not_a_mapping_and_bad_yaml(tmp_path):
         load_recipe(tmp_path / "missing.yaml")
 
 
-def test_run_writes_report_and_reuses_cached_phases(tmp_path, capsys):
-    out = tmp_path / "out"
-    path = _write(tmp_path, SMALL.format(out=out).replace("bench: {enabled: false}",
-                                                          "bench: {batch_sizes: [1], seq_lens: [16], iterations: 3, "
-                                                          "warmup: 1, threads: 1}")
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """SMALL run once for the module, with a bench and all three forms: (recipe path, output dir, results)."""
+    root = tmp_path_factory.mktemp("small")
+    out = root / "out"
+    path = _write(root, SMALL.format(out=out).replace("bench: {enabled: false}",
+                                                      "bench: {batch_sizes: [1], seq_lens: [16], iterations: 3, "
+                                                      "warmup: 1, threads: 1}")
                   .replace("languages: [en, de]", "languages: [en, de], forms: [unmerged, fused, merged]"))
     assert main(["run", str(path)]) == 0
-    results = json.loads((out / "results.json").read_text())
+    return path, out, json.loads((out / "results.json").read_text())
+
+
+def _copy_of(small_run, tmp_path):
+    """The shared run's recipe and outputs copied to `tmp_path` (a test that changes them changes its own copy)."""
+    path, out, _ = small_run
+    shutil.copytree(out, tmp_path / "out")
+    return _write(tmp_path, path.read_text().replace(str(out), str(tmp_path / "out"))), tmp_path / "out"
+
+
+def test_run_writes_report_and_reuses_cached_phases(small_run, capsys):
+    path, out, results = small_run
     assert results["schema_version"] == 3
     target = results["targets"]["tiny-xnli"]
     runs = {(r["label"], r["form"]): r for r in target["rows"]}
@@ -120,8 +135,12 @@ def test_run_writes_report_and_reuses_cached_phases(tmp_path, capsys):
     assert all(p["reused"] for p in again["phases"])
     assert again["targets"] == results["targets"]
 
+
+@pytest.mark.slow
+def test_force_redoes_every_phase(small_run, tmp_path):
+    path, _ = _copy_of(small_run, tmp_path)
     assert main(["run", str(path), "--force"]) == 0
-    forced = json.loads((out / "results.json").read_text())
+    forced = json.loads((tmp_path / "out" / "results.json").read_text())
     assert not any(p["reused"] for p in forced["phases"])
 
 
@@ -159,11 +178,9 @@ def test_seeds_multitask_jobs_and_a_retrieval_target(tmp_path, capsys):
     assert "jobs 0..3" in capsys.readouterr().err
 
 
-def test_changed_config_retrains_only_what_depends_on_it(tmp_path):
-    out = tmp_path / "out"
-    path = _write(tmp_path, SMALL.format(out=out))
-    assert main(["run", str(path)]) == 0
-    path.write_text(SMALL.format(out=out).replace("max_steps: 3,", "max_steps: 4,"))
+def test_changed_config_retrains_only_what_depends_on_it(small_run, tmp_path):
+    path, out = _copy_of(small_run, tmp_path)
+    path.write_text(path.read_text().replace("max_steps: 3,", "max_steps: 4,"))
     assert main(["run", str(path)]) == 0
     phases = {p["name"]: p["reused"] for p in json.loads((out / "results.json").read_text())["phases"]}
     assert phases["intermediate/tiny-nli"] is True
