@@ -55,8 +55,9 @@ class BenchConfig:
     reduction_factor: int = _help("Bottleneck adapter reduction factor (SeqBnConfig).", default=16)
     seed: int = _help("Seed for random weights, adapters and inputs.", default=0)
     output: str = _help("Output directory (default artifacts/bench/<timestamp>).", default="")
-    readme: str = _help("Markdown file whose section between <!-- bench:SECTION:start --> and "
-                        "<!-- bench:SECTION:end --> is replaced by the generated table.", default="")
+    readme: str = _help("Markdown file (the tables live in docs/benchmarks.md) whose section between "
+                        "<!-- bench:SECTION:start --> and <!-- bench:SECTION:end --> is replaced by the generated "
+                        "table.", default="")
     readme_section: str = _help("SECTION name of the markers --readme rewrites.", default="cpu")
     quick: bool = _help("Small CI grid: builtin:tiny-xlmr, batch 1,4, seq 16,64, 1 thread (robust on shared CI "
                         "cores), few forms and iterations; "
