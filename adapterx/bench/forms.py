@@ -15,6 +15,7 @@ import copy
 import functools
 import importlib
 import re
+import textwrap
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -170,7 +171,8 @@ def form_help() -> str:
     _import_builders()
     entries = [(e.name, e.help) for e in BENCH_FORMS.values()] + [GENERIC_HELP]
     width = max(len(name) for name, _ in entries) + 2
-    return "\n".join(f"  {name:<{width}}{text}" for name, text in entries)
+    return "\n".join(textwrap.fill(text, 116, initial_indent=f"  {name:<{width}}", subsequent_indent=" " * (width + 2))
+                     for name, text in entries)
 
 
 def _lookup(name: str) -> tuple[Builder, dict[str, int]]:
