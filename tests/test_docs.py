@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -40,7 +42,9 @@ def test_extending_examples_run(registries_restored, tmp_path, monkeypatch):
     blocks = python_blocks(ROOT / "docs" / "extending.md")
     assert len(blocks) >= 5, "docs/extending.md lost its worked examples"
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": "docs_extending"}
+    module = types.ModuleType("docs_extending")   # a real module: dataclasses look their module up by name
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace = module.__dict__
     for number, block in enumerate(blocks, 1):
         try:
             exec(compile(block, f"docs/extending.md, python block {number}", "exec"), namespace)
