@@ -27,9 +27,10 @@ def _help(text: str, **kw):
 class BenchConfig:
     """What to measure and how. Every field is one CLI option (``--batch-sizes`` for ``batch_sizes``)."""
 
-    shape: str = _help("Backbone: 'xlm-roberta-base' / 'xlm-roberta-large' (real shapes; pretrained weights "
-                       "if given as a hub id or local dir, else RANDOM weights via 'random:<arch>'), or "
-                       "'builtin:tiny-xlmr'. The output says which weights were used.",
+    shape: str = _help("Backbone: 'xlm-roberta-base' / 'xlm-roberta-large' / 'multilingual-e5-small' (alias "
+                       "'e5-small'; BERT) (real shapes; pretrained weights if they are at hand, else RANDOM "
+                       "weights via 'random:<arch>'), 'builtin:tiny-xlmr' or 'builtin:multilingual-e5-small'. "
+                       "The output says which weights were used.",
                        default="xlm-roberta-base")
     forms: tuple[str, ...] = _help("Deployment forms to time, comma-separated (see the list above).",
                                    default=DEFAULT_FORMS)

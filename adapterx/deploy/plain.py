@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from transformers import XLMRobertaConfig, XLMRobertaModel
+from transformers import AutoModel, PreTrainedModel
 
 from adapterx.core.errors import CompositionError
 from adapterx.core.lowrank import LoraFactors
@@ -15,10 +15,11 @@ from adapterx.core.model import AdaptedModel
 from adapterx.deploy import fastlora
 
 
-def plain_base_copy(model: AdaptedModel) -> XLMRobertaModel:
-    """A plain transformers encoder (no peft, no adapters library) holding copies of the frozen base weights."""
-    config = XLMRobertaConfig.from_dict(model.backbone.model.config.to_dict())
-    plain = XLMRobertaModel(config, add_pooling_layer=False)
+def plain_base_copy(model: AdaptedModel) -> PreTrainedModel:
+    """A plain transformers encoder (no peft, no adapters library) of the backbone's architecture holding copies
+    of the frozen base weights."""
+    config = type(model.backbone.model.config).from_dict(model.backbone.model.config.to_dict())
+    plain = AutoModel.from_config(config, add_pooling_layer=False)
     state = {k: v.detach().clone() for k, v in model.backbone.base_tensors.items()}
     result = plain.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
@@ -27,7 +28,7 @@ def plain_base_copy(model: AdaptedModel) -> XLMRobertaModel:
     return plain.to(device=model.device, dtype=model.backbone.model.dtype).eval()
 
 
-def merge_into_base(model: AdaptedModel, names: Sequence[str]) -> XLMRobertaModel:
+def merge_into_base(model: AdaptedModel, names: Sequence[str]) -> PreTrainedModel:
     """A plain encoder whose linear weights include the low-rank deltas of `names` (W + Σ_i s_i B_i A_i, summed in
     float32); the model itself is left unchanged."""
     for n in names:

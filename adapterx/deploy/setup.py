@@ -25,10 +25,10 @@ STACKED, MERGED, FUSED, FUSION = "stacked", "merged_into_base", "fused", "fusion
 
 
 def merged_backbone(backbone: Backbone, intermediate: Path | str, *, expected_digest: str | None = None) -> Backbone:
-    """A new Backbone whose plain XLMRobertaModel holds `backbone`'s weights with the LoRA adapter saved in
-    `intermediate` folded in, named ``<name>+merged(<intermediate weights digest>)``, with its own fingerprint.
-    Consumes `backbone` (pass a fresh copy). The merge is done on the CPU in float32 so that the fingerprint is
-    the same wherever it is rebuilt; the merged model is then moved back to the backbone's device."""
+    """A new Backbone whose plain encoder (no adapter library) holds `backbone`'s weights with the LoRA adapter
+    saved in `intermediate` folded in, named ``<name>+merged(<intermediate weights digest>)``, with its own
+    fingerprint. Consumes `backbone` (pass a fresh copy). The merge is done on the CPU in float32 so that the
+    fingerprint is the same wherever it is rebuilt; the merged model is then moved back to the backbone's device."""
     intermediate = Path(intermediate)
     metadata = store.read_metadata(intermediate)
     method = get_method(metadata["kind"])

@@ -30,6 +30,7 @@ from peft import PeftConfig, PeftModel, PeftModelForFeatureExtraction
 from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
+from adapterx.core.backbone import usable_positions
 from adapterx.core.errors import AdapterxError, CompositionError
 from adapterx.methods.base import AdapterSpec, Method
 
@@ -239,8 +240,8 @@ class PromptLearningMethod(PeftMethod):
 
 def _check_position_budget(model: "AdaptedModel", num_virtual_tokens: int) -> None:
     """Virtual tokens use up position embeddings (prompt tuning's come first; a prefix shifts the input's positions
-    by its length; XLM-R reserves 2): fail early if none would be left for the input."""
-    positions = model.backbone.model.config.max_position_embeddings - 2
+    by its length; XLM-R reserves 2, BERT none): fail early if none would be left for the input."""
+    positions = usable_positions(model.backbone.model.config)
     if num_virtual_tokens >= positions:
         raise AdapterxError(f"num_virtual_tokens={num_virtual_tokens} leaves no positions for the input: "
                             f"{model.backbone.name} has {positions}, shared by virtual and input tokens")

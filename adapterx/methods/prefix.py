@@ -4,12 +4,12 @@ Tu et al. 2022 (arXiv 2210.12360) use for zero-shot cross-lingual transfer with 
 XNLI, 16 for PAWS-X and UDPOS; see recipes/presets/). Not mergeable: a prefix is extra attention context, not a
 weight.
 
-peft passes the prefix as a key/value cache (`past_key_values`) into XLMRobertaModel: the attention mask is
+peft passes the prefix as a key/value cache (`past_key_values`) into the encoder: the attention mask is
 extended by peft with ones for the prefix, the output has one position per input token (no stripping), and the
 input's positions start after the prefix, as in P-tuning v2 (so an input may have at most
-max_position_embeddings - 2 - num_virtual_tokens tokens). `prefix_projection` reparametrises the prefix by a
-two-layer MLP during training (P-tuning v2's option); peft saves the projected prefix, so a saved adapter holds
-num_virtual_tokens x (2 * layers * hidden) values either way.
+`usable_positions` - num_virtual_tokens tokens: 510 - n on XLM-R, 512 - n on BERT). `prefix_projection`
+reparametrises the prefix by a two-layer MLP during training (P-tuning v2's option); peft saves the projected
+prefix, so a saved adapter holds num_virtual_tokens x (2 * layers * hidden) values either way.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ transfer across languages better than fine-tuning. Not mergeable: a prompt is ex
 
 The encoder's output is `num_virtual_tokens` positions longer than the input; `encoder_output_offset` tells
 `AdaptedModel.encode` to drop them, so heads see (batch, input tokens, hidden) aligned with the attention mask.
-The virtual tokens take the first positions (XLM-R numbers positions of embeddings in order), so an input may
-have at most max_position_embeddings - 2 - num_virtual_tokens tokens (510 - n on XLM-R).
+The virtual tokens take the first positions (the encoder numbers positions of embeddings in order), so an input
+may have at most `usable_positions` - num_virtual_tokens tokens (510 - n on XLM-R, which reserves 2 positions;
+512 - n on BERT).
 """
 
 from __future__ import annotations
