@@ -21,8 +21,8 @@ from safetensors.torch import save_file
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import BertModel, XLMRobertaTokenizerFast
 
-from adapterx.core.e5format import (INSTALL, KNOWN_SHA256, PACKAGE, PACKAGE_VERSION, E5File, bert_config, package_file,
-                               read_file, state_dict)
+from adapterx.core.e5format import (INSTALL, KNOWN_SHA256, PACKAGE, PACKAGE_VERSION, E5File, bert_config,
+                                    package_file, read_file, state_dict)
 from adapterx.core.errors import AdapterxError
 from adapterx.core.io import atomic_directory, atomic_write_json
 
