@@ -103,6 +103,18 @@ def _format_logits(logits, labels: list[str]) -> str:
     return f"{cells}  -> {names[best]} (p={probs[best]:.3f})"
 
 
+def _recorded_backbone(parts: list[tuple[str, Path]]) -> str:
+    """The backbone the first adapter was trained on (its adapterx.json), when that is a name load_backbone
+    takes; else the built-in tiny XLM-R. A wrong one still fails later with both fingerprints named."""
+    from adapterx.store import read_metadata
+
+    try:
+        name = read_metadata(parts[0][1]).get("base_model", {}).get("name") if parts else None
+    except AdapterxError:
+        name = None   # the composition step names the unreadable file
+    return name if isinstance(name, str) and name and "+" not in name else "builtin:tiny-xlmr"
+
+
 # ------------------------------------------------------------------------------------------------ compose
 def cmd_compose(args) -> int:
     from adapterx.core.backbone import load_backbone
@@ -119,7 +131,7 @@ def cmd_compose(args) -> int:
             raise AdapterxError("name the adapters to compose: --adapter NAME=DIR (repeat, bottom first), or "
                                 "--manifest to reload a saved composition")
         parts = _parse_adapters(args.adapter)
-        backbone = load_backbone(args.backbone or "builtin:tiny-xlmr")
+        backbone = load_backbone(args.backbone or _recorded_backbone(parts))
         composed = compose(backbone, parts, args.mode, weights=_weights(args.weights), density=args.density,
                            head=args.head)
     print("composed " + composed.describe())
@@ -152,7 +164,8 @@ def cmd_merge(args) -> int:
 
     if bool(args.adapter) == bool(args.manifest):
         raise AdapterxError("give the LoRA adapters to merge with --adapter DIR (repeat), or --manifest FILE")
-    backbone = load_backbone(args.backbone or "builtin:tiny-xlmr") if (args.backbone or args.adapter) else None
+    backbone = (load_backbone(args.backbone or _recorded_backbone(_parse_adapters(args.adapter)))
+                if (args.backbone or args.adapter) else None)
     if args.manifest:
         report = merge(load_manifest(args.manifest, backbone), args.output, tolerance=args.tolerance)
     else:
@@ -191,8 +204,8 @@ def _compose_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = COMPOSE_MODES + "\n".join(textwrap.fill(about, 110, initial_indent=f"  {name:<17}",
                                                        subsequent_indent=" " * 19) for name, about in modes) \
         + "\n\n" + COMPOSE_EXAMPLES
-    p.add_argument("--backbone", help="hub id, local dir or builtin:tiny-xlmr (default: builtin:tiny-xlmr; with "
-                                      "--manifest, the one recorded there)")
+    p.add_argument("--backbone", help="hub id, local dir or builtin:<name> (default: the backbone the first "
+                                      "adapter was trained on; with --manifest, the one recorded there)")
     p.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR",
                    help="a saved adapter directory, named NAME in the composition; repeat, bottom (intermediate) "
                         "first, target last")
@@ -215,8 +228,8 @@ def _add_merge_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=MERGE_EPILOG,
         description="Fold the LoRA deltas into the base's linear weights (zero inference overhead) and save\n"
                     "a checkpoint that plain transformers loads, after checking it against the unmerged model.")
-    p.add_argument("--backbone", help="the backbone the adapters were trained on (default: builtin:tiny-xlmr; "
-                                      "with --manifest, the one recorded there)")
+    p.add_argument("--backbone", help="the backbone the adapters were trained on (default: the one the first "
+                                      "adapter records; with --manifest, the one recorded there)")
     p.add_argument("--adapter", action="append", default=[], metavar="[NAME=]DIR",
                    help="a saved LoRA adapter directory; repeat to merge several (their deltas add up); the "
                         "last one's head is saved")

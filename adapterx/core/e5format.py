@@ -269,7 +269,8 @@ def bert_config(parsed: E5File) -> BertConfig:
     c = parsed.config
     return BertConfig(vocab_size=c["vocab"], hidden_size=c["hidden"], num_hidden_layers=c["layers"],
                       num_attention_heads=c["heads"], intermediate_size=c["ffn"],
-                      max_position_embeddings=c["positions"], type_vocab_size=c["types"], layer_norm_eps=c["eps"],
+                      max_position_embeddings=c["positions"], type_vocab_size=c["types"],
+                      layer_norm_eps=float(f"{c['eps']:.6g}"),   # the file's float32 1e-12, written as 1e-12
                       hidden_act="gelu", pad_token_id=parsed.specials["pad"], bos_token_id=parsed.specials["bos"],
                       eos_token_id=parsed.specials["eos"], tokenizer_class="XLMRobertaTokenizer",
                       architectures=["BertModel"])
