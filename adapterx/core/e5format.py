@@ -132,13 +132,7 @@ def read_file(path: str | os.PathLike) -> E5File:
     eps, block = cur.unpack("fi", "header eps and block size")
     config = dict(version=version, hidden=hidden, layers=layers, heads=heads, ffn=ffn, vocab=vocab,
                   positions=positions, types=types, eps=eps, block=block)
-    pieces, specials = _read_pieces(cur)
-    config["pieces"] = len(pieces)
-    bad = {k: (config[k], v) for k, v in EXPECTED.items() if config[k] != v}
-    if bad or vocab < len(pieces) or types < 1 or not 0 < eps < 1e-3:
-        raise _corrupt(path, f"unexpected sizes {bad or config} (multilingual-e5-small has {EXPECTED})")
-    if specials != SPECIALS:
-        raise _corrupt(path, f"special token ids {specials} are not XLM-R's {SPECIALS}")
+    pieces, specials = _read_pieces(cur, config)
     normalisation = _read_normalisation(cur)
     parsed = E5File(path, data, config, pieces, specials, normalisation)
     parsed.tensors = _read_directory(cur)
@@ -146,10 +140,16 @@ def read_file(path: str | os.PathLike) -> E5File:
     return parsed
 
 
-def _read_pieces(cur: _Cursor) -> tuple[list[tuple[str, float]], dict[str, int]]:
+def _read_pieces(cur: _Cursor, config: dict) -> tuple[list[tuple[str, float]], dict[str, int]]:
+    """The pieces with their scores, after checking the sizes read so far (so a bad header fails early)."""
     n, bos, eos, pad, unk = cur.unpack("5i", "tokenizer header")
-    if not 0 < n < 10_000_000:
-        raise _corrupt(cur.path, f"implausible piece count {n}")
+    config["pieces"] = n
+    bad = {k: (config[k], v) for k, v in EXPECTED.items() if config[k] != v}
+    if bad or config["vocab"] < n or config["types"] < 1 or not 0 < config["eps"] < 1e-3:
+        raise _corrupt(cur.path, f"unexpected sizes {bad or config} (multilingual-e5-small has {EXPECTED})")
+    specials = {"bos": bos, "pad": pad, "eos": eos, "unk": unk}
+    if specials != SPECIALS:
+        raise _corrupt(cur.path, f"special token ids {specials} are not XLM-R's {SPECIALS}")
     (blob_len,) = cur.unpack("Q", "piece blob length")
     offsets = cur.array("<u4", n + 1, "piece offsets").astype(np.int64)
     scores = cur.array("<f4", n, "piece scores")
@@ -162,7 +162,7 @@ def _read_pieces(cur: _Cursor) -> tuple[list[tuple[str, float]], dict[str, int]]
         pieces = [(blob[a:b].decode("utf-8"), float(s)) for a, b, s in zip(offsets[:-1], offsets[1:], scores)]
     except UnicodeDecodeError as exc:
         raise _corrupt(cur.path, f"a piece is not UTF-8 ({exc})") from exc
-    return pieces, {"bos": bos, "pad": pad, "eos": eos, "unk": unk}
+    return pieces, specials
 
 
 def _read_normalisation(cur: _Cursor) -> dict[int, str]:
@@ -252,17 +252,20 @@ def state_dict(parsed: E5File) -> dict[str, torch.Tensor]:
             kind = Q4_0 if short in _LINEAR else F32
             names[f"l{i}.{short}.w"] = (f"encoder.layer.{i}.{module}.weight", kind)
             names[f"l{i}.{short}.b"] = (f"encoder.layer.{i}.{module}.bias", F32)
-    state = {}
-    for file_name, (shape, dtype) in expected_shapes(parsed.config).items():
-        raw = parsed.raw(file_name)
-        try:
-            values = (dequantize_q4_0(raw, *shape) if dtype == Q4_0 else raw.view("<f4").reshape(shape))
-        except ValueError as exc:
-            raise _corrupt(parsed.path, f"tensor {file_name!r}: {exc}") from exc
-        if dtype == F32 and not np.all(np.isfinite(values)):
-            raise _corrupt(parsed.path, f"tensor {file_name!r} holds a value that is not finite")
-        state[names[file_name][0]] = torch.from_numpy(values if dtype == Q4_0 else values.copy())
-    return state
+    return {names[name][0]: tensor(parsed, name) for name in expected_shapes(parsed.config)}
+
+
+def tensor(parsed: E5File, name: str) -> torch.Tensor:
+    """One tensor of the file as float32 (Q4_0 dequantised), checked to hold finite values only."""
+    shape, dtype = expected_shapes(parsed.config)[name]
+    raw = parsed.raw(name)
+    try:
+        values = dequantize_q4_0(raw, *shape) if dtype == Q4_0 else raw.view("<f4").reshape(shape).copy()
+    except ValueError as exc:
+        raise _corrupt(parsed.path, f"tensor {name!r}: {exc}") from exc
+    if dtype == F32 and not np.all(np.isfinite(values)):
+        raise _corrupt(parsed.path, f"tensor {name!r} holds a value that is not finite")
+    return torch.from_numpy(values)
 
 
 def bert_config(parsed: E5File) -> BertConfig:

@@ -34,6 +34,7 @@ from adapterx.core.heads import HEADS
 from adapterx.tasks.base import Task
 from adapterx.tasks.data import load_split
 from adapterx.tasks.metrics import get_metric
+from adapterx.tasks.offsets import cover_absorbed_marks
 from adapterx.tasks.processor import MODEL_INPUTS, PadCollator, Processor, max_length_for, require_columns
 from adapterx.tasks.retrieval import RetrievalProcessor, mine_pairs, nearest
 from adapterx.tasks.tagging import TaggingProcessor
@@ -79,11 +80,14 @@ class SpanQAProcessor(Processor):
             questions = [_truncate_question(q.strip(), tokenizer, max_query) for q in batch["question"]]
             out = tokenizer(questions, batch["context"], truncation="only_second", max_length=max_length,
                             stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+            whole = tokenizer(batch["context"], add_special_tokens=False, return_offsets_mapping=True)
             sample_map = out.pop("overflow_to_sample_mapping")
             out["labels"], out["example_index"], offsets_out = [], [], []
             for i, offsets in enumerate(out["offset_mapping"]):
                 sequence_ids = out.sequence_ids(i)
                 example = sample_map[i]
+                offsets = _context_offsets(batch["context"][example], offsets, sequence_ids,
+                                           whole["offset_mapping"][example])
                 out["example_index"].append(indices[example])
                 offsets_out.append([list(o) if s == 1 else [-1, -1] for o, s in zip(offsets, sequence_ids)])
                 out["labels"].append(_answer_tokens(batch["answers"][example], offsets, sequence_ids))
@@ -126,6 +130,12 @@ class SpanQAProcessor(Processor):
         answers = self.postprocess(task, predictions, encoded, rows)
         language = rows["language"][0] if "language" in rows.column_names and len(rows) else "en"
         return get_metric(task.metric)(answers, [a["text"] for a in rows["answers"]], language=language)
+
+
+def _context_offsets(context: str, offsets, sequence_ids, whole) -> list:
+    """The window's offsets with the context tokens' spans covering accents their normaliser composed in."""
+    spans = iter(cover_absorbed_marks(context, [o for o, s in zip(offsets, sequence_ids) if s == 1], whole))
+    return [next(spans) if s == 1 else tuple(o) for o, s in zip(offsets, sequence_ids)]
 
 
 def _truncate_question(question: str, tokenizer, max_tokens: int) -> str:
