@@ -135,7 +135,8 @@ def test_virtual_tokens_fit_each_architectures_positions(tiny, kind):
     budget = usable_positions(tiny.model.config)
     assert budget == 128 and position_offset(tiny.model.config) == (2 if "xlmr" in tiny.name else 0)
     with pytest.raises(AdapterxError, match=f"leaves no positions.*has {budget}"):
-        store.add_adapter(AdaptedModel(tiny.fresh_copy()), "soft", parse_spec({"kind": kind, "num_virtual_tokens": 128}))
+        store.add_adapter(AdaptedModel(tiny.fresh_copy()), "soft",
+                          parse_spec({"kind": kind, "num_virtual_tokens": budget}))
     model = AdaptedModel(tiny.fresh_copy())
     store.add_adapter(model, "soft", parse_spec({"kind": kind, "num_virtual_tokens": 8}))
     store.activate(model, ["soft"])

@@ -37,6 +37,12 @@ EVALUATED = {"anli": ("validation", "en"), "ccg": ("validation", "en"), "commons
 
 @pytest.mark.parametrize("name", list(EVALUATED))
 def test_full_path_on_fixtures(name, backbone):
+    run_full_path(name, backbone)
+
+
+def run_full_path(name, backbone):
+    """Load, encode, one training step where the task trains, evaluate: the scores are in range (also run on
+    builtin:multilingual-e5-small by test_e5small_tasks.py)."""
     task = get_task(name)
     tokenizer = backbone.tokenizer
     model = AdaptedModel(backbone)
