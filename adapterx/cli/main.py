@@ -116,7 +116,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     kinds = "; ".join(f"{name} ({', '.join(f.name for f in dataclasses.fields(method.spec_type))})"
                       for name, method in sorted(METHODS.items()))
     p.add_argument("--task", required=True, help=f"task name: {', '.join(task_names())} (see `adapterx tasks`)")
-    p.add_argument("--backbone", default="builtin:tiny-xlmr", help="hub id, local dir, builtin:tiny-xlmr or builtin:multilingual-e5-small")
+    p.add_argument("--backbone", default="builtin:tiny-xlmr",
+                   help="hub id, local dir, builtin:tiny-xlmr or builtin:multilingual-e5-small")
     p.add_argument("--adapter", default="kind=lora,r=8,alpha=16",
                    help=f"adapter spec as key=value pairs; lists with '+': target_modules=query+value; kinds: {kinds}")
     p.add_argument("--output", required=True, help="run directory; the adapter is saved to OUTPUT/adapter")
