@@ -13,6 +13,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
 from adapterx import store
+from adapterx.bench.__main__ import main as bench_main
 from adapterx.bench.runner import resolve_shape
 from adapterx.core.backbone import REAL_SHAPES, load_backbone, position_offset, usable_positions
 from adapterx.core.errors import AdapterxError
@@ -169,3 +170,13 @@ def test_a_local_bert_directory_is_a_backbone(tmp_path):
     (tmp_path / "bb" / "config.json").write_text(json.dumps(config))
     with pytest.raises(AdapterxError, match="'gpt2' model.*xlm-roberta, roberta, bert"):
         load_backbone(str(tmp_path / "bb"))
+
+
+def test_bench_runs_prompt_forms_within_the_positions_on_bert(tmp_path, capsys):
+    common = ["--quick", "--shape", "builtin:tiny-bert", "--iterations", "3", "--batch-sizes", "1", "--no-progress",
+              "--output", str(tmp_path)]
+    assert bench_main([*common, "--seq-lens", "128", "--forms", "base,prompt-8"]) == 2
+    assert "[128] exceed the backbone's maximum 128 with 8 virtual tokens" in capsys.readouterr().err
+    assert bench_main([*common, "--seq-lens", "120", "--forms", "base,prompt-8,prefix-8,lora-merged"]) == 0
+    backbone = json.loads((tmp_path / "results.json").read_text())["backbone"]
+    assert backbone["name"] == "builtin:tiny-bert"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import logging
+import re
 import sys
 import time
 from typing import Callable
@@ -136,10 +137,12 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
     base_cpu = backbone.model
     base_cpu.set_attn_implementation(cfg.attention)
     mcfg = base_cpu.config
-    too_long = [s for s in cfg.seq_lens if s > usable_positions(mcfg)]
+    virtual = max((int(m[1]) for f in cfg.forms if (m := re.fullmatch(r"(?:prompt|prefix)-(\d+)", f))), default=0)
+    too_long = [s for s in cfg.seq_lens if s + virtual > usable_positions(mcfg)]
     if too_long:
         raise AdapterxError(f"bench: sequence length(s) {too_long} exceed the backbone's maximum "
-                            f"{usable_positions(mcfg)}")
+                            f"{usable_positions(mcfg)}" + (f" with {virtual} virtual tokens of a prompt/prefix form "
+                                                           f"in front" if virtual else ""))
     notes = [n for n in (shape_note,) if n]
     skipped = [(d, t) for d in cfg.devices for t in cfg.dtypes if (d, t) not in pairs]
     if skipped:
