@@ -184,7 +184,8 @@ def readme_summary(results: dict, command: str) -> str:
     for name, target in results["targets"].items():
         lines += [f"**{name}** ({target['metric']}, {results['split']} split):", "", benefit_table(target), ""]
     if results.get("bench"):
-        lines += ["Latency ratio to the base model (the same run, tiny backbone):", "",
+        bench_backbone = (results["bench"].get("backbone") or {}).get("name", b["name"])
+        lines += [f"Latency ratio to the base model (the same run, backbone `{bench_backbone}`):", "",
                   overhead_table(results["bench"]), ""]
     return "\n".join(lines)
 
