@@ -180,3 +180,15 @@ def test_bench_runs_prompt_forms_within_the_positions_on_bert(tmp_path, capsys):
     assert bench_main([*common, "--seq-lens", "120", "--forms", "base,prompt-8,prefix-8,lora-merged"]) == 0
     backbone = json.loads((tmp_path / "results.json").read_text())["backbone"]
     assert backbone["name"] == "builtin:tiny-bert"
+
+
+def test_cli_compose_and_merge_default_to_the_backbone_the_adapter_records(tmp_path, capsys):
+    from test_compose import run_cli
+
+    bert = load_backbone("builtin:tiny-bert")
+    model = _trained(bert, KINDS["lora"], HeadSpec("classification", 3), seed=5)
+    directory = store.save_adapter(model, "a", tmp_path / "nli", task="tiny-xnli", labels=["e", "n", "c"], head="a")
+    assert run_cli(["compose", "--adapter", f"target={directory}", "--check", "der hund isst den apfel"]) == 0
+    assert "check 'der hund isst den apfel'" in capsys.readouterr().out
+    assert run_cli(["merge", "--adapter", str(directory), "--output", str(tmp_path / "merged")]) == 0
+    assert "into builtin:tiny-bert weights" in capsys.readouterr().out
