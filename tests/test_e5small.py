@@ -189,6 +189,15 @@ def test_the_cache_is_reused_only_for_the_same_file_and_build(tmp_path, monkeypa
         assert (cached / "model.safetensors").read_text() == "{}"     # a failed rebuild leaves the old one
 
 
+def test_an_unwritable_cache_is_named(tmp_path, monkeypatch):
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"stand-in")
+    monkeypatch.setattr(e5small, "read_file", lambda path: object())
+    monkeypatch.setattr(e5small, "_build", lambda *a: (_ for _ in ()).throw(PermissionError("read-only")))
+    with pytest.raises(AdapterxError, match="cannot write the .* cache .*read-only.*ADAPTERX_CACHE"):
+        e5small.ensure_built(source, tmp_path / "cache")
+
+
 def test_a_missing_source_file_names_the_package(tmp_path):
     with pytest.raises(AdapterxError, match=f"does not exist.*{INSTALL}"):
         e5small.ensure_built(tmp_path / "gone.bin", tmp_path)

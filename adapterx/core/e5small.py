@@ -134,19 +134,27 @@ def ensure_built(source: str | os.PathLike | None = None, cache: str | os.PathLi
     if digest != KNOWN_SHA256:
         log.warning("%s: sha256 %s is not that of %s %s's file; building from it anyway", source, digest,
                     PACKAGE, PACKAGE_VERSION)
-    started = time.perf_counter()
     log.info("building %s from %s (once; cached in %s)", NAME, source, directory)
     parsed = read_file(source)
+    try:
+        _build(parsed, digest, directory)
+    except OSError as exc:
+        raise AdapterxError(f"cannot write the {NAME} cache {directory}: {exc}; point ADAPTERX_CACHE at a writable "
+                            f"directory with about 500 MB free") from exc
+    return directory
+
+
+def _build(parsed: E5File, digest: str, directory: Path) -> None:
+    started = time.perf_counter()
     with atomic_directory(directory) as tmp:
         bert_config(parsed).save_pretrained(str(tmp))
         save_file(state_dict(parsed), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         build_tokenizer(parsed).save_pretrained(str(tmp))
         atomic_write_json(tmp / MARKER, {
-            "name": NAME, "source": str(source), "source_sha256": digest,
+            "name": NAME, "source": str(parsed.path), "source_sha256": digest,
             "package": f"{PACKAGE} {PACKAGE_VERSION}", "build_version": BUILD_VERSION,
             "model": "intfloat/multilingual-e5-small (MIT), Q4_0 weights dequantised to float32",
             "build_seconds": round(time.perf_counter() - started, 1)})
-    return directory
 
 
 def load(cache: str | os.PathLike | None = None, source: str | os.PathLike | None = None
