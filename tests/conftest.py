@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,6 +99,56 @@ def compose_cli():
         add_compose_parsers(parser.add_subparsers(dest="command", required=True))
         args = parser.parse_args(argv)
         return args.func(args)
+    return run
+
+
+# ------------------------------------------------------------------------ merged checkpoints, plain transformers
+PLAIN_PROCESS = r"""
+import importlib.util, json, sys
+sys.path.insert(0, sys.argv[1])
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+directory, texts = sys.argv[2], json.loads(sys.argv[3])
+model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+tokenizer = AutoTokenizer.from_pretrained(directory)
+enc = tokenizer(texts, padding=True, return_tensors="pt")
+with torch.no_grad():
+    logits = model(**enc).logits
+blocked = ("peft", "adapters", "adapterx")
+print(json.dumps({"logits": logits.tolist(), "id2label": model.config.id2label,
+                  "imported": sorted(m for m in sys.modules if m.split(".")[0] in blocked),
+                  "installed": [b for b in blocked if importlib.util.find_spec(b) is not None]}))
+"""
+BLOCKED = ("peft", "adapters", "adapterx")
+
+
+def _filtered_site_packages(root: Path) -> Path:
+    """A copy (by symlinks) of this environment's site-packages without peft, adapters and adapterx."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    view = root / "site"
+    view.mkdir()
+    for entry in site.iterdir():
+        stem = entry.name.lower().replace("-", "_")
+        if any(stem == b or stem.startswith(b + "_") or stem.startswith(b + ".") or stem.startswith(f"__editable__.{b}")
+               or stem.startswith(f"__editable___{b}") for b in BLOCKED) or entry.suffix == ".pth":
+            continue
+        (view / entry.name).symlink_to(entry)
+    return view
+
+
+@pytest.fixture(scope="session")
+def plain_transformers_logits():
+    """`run(checkpoint directory, texts, work directory)`: the sequence-classification logits of a merged checkpoint
+    computed in a fresh Python (-S) where peft, adapters and adapterx are absent; returns {"logits", "id2label",
+    "imported", "installed"} (the last two list the blocked packages seen, to show that they were not)."""
+    def run(directory, texts, workdir):
+        site = _filtered_site_packages(Path(workdir))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        result = subprocess.run([sys.executable, "-S", "-c", PLAIN_PROCESS, str(site), str(directory),
+                                 json.dumps(texts)], capture_output=True, text=True, cwd=workdir, env=env, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
     return run
 
 

@@ -1,9 +1,10 @@
 """The tokenisation-sensitive paths on XLM-R's real vocabulary (builtin:multilingual-e5-small's tokenizer):
 span QA offsets, windows and answers across window borders on the XQuAD/MLQA/TyDiQA/SQuAD fixtures and on
 contexts in Chinese, Japanese, Korean, Arabic, Thai, Hindi and decomposed French; tagging labels on first
-sub-words on the PAN-X/UDPOS fixtures and on words in several scripts (fast: tokenizer only). Then (slow) every
-fixture end to end through the real encoder, the kind matrix and merge on it, and `adapterx train` / `adapterx
-merge` from the command line with the merged checkpoint loaded by plain transformers in a fresh process."""
+sub-words on the PAN-X/UDPOS fixtures and on words in several scripts (fast: tokenizer only). Then (slow) the kind
+matrix and merge on the real encoder, retrieval's layer choice, and `adapterx train` / `adapterx merge` from the
+command line with the merged checkpoint loaded by plain transformers in a fresh process. (Every fixture end to end
+through the real encoder: test_tasks_paths.py with -m slow.)"""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from adapterx import store
 from adapterx.core.heads import HeadSpec
@@ -27,10 +29,9 @@ from adapterx.tasks import get_task
 from adapterx.tasks.data import load_split
 from adapterx.tasks.offsets import cover_absorbed_marks
 from adapterx.tasks.processing import RetrievalProcessor, evaluate_language, processor_for
-from test_merge import FRESH_PROCESS, _filtered_site_packages
-from test_tasks_paths import EVALUATED, FIXTURES, _one_hot, _oracle, run_full_path
 
 ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
 QA_FIXTURES = [("xquad", "test", "de"), ("xquad", "validation", "en"), ("mlqa", "test", "de"),
                ("mlqa", "validation", "de"), ("tydiqa", "test", "fi"), ("squad", "validation", "en")]
 # written for this test: (language, context, question, answer as it appears in the context)
@@ -44,6 +45,18 @@ MULTILINGUAL_QA = [
     ("fr", "Nous avons de\u0301jeune\u0301 au cafe\u0301 pre\u0300s de la gare.", "Où avons-nous déjeuné ?",
      "cafe\u0301"),
 ]
+
+
+def _oracle(encoded, processor, tokenizer, make) -> list:
+    """Predictions from logits `make(batch)` that put all mass on the gold labels."""
+    predictions = []
+    for batch in DataLoader(encoded, batch_size=4, collate_fn=processor.collator(tokenizer)):
+        predictions.extend(processor.predict(make(batch), batch))
+    return predictions
+
+
+def _one_hot(labels, n):
+    return torch.nn.functional.one_hot(labels.clamp(min=0), n).float() * 10
 
 
 def _qa_task(name: str, max_length: int | None = None, stride: int | None = None):
@@ -169,12 +182,6 @@ def test_tagging_words_in_many_scripts(e5_tokenizer):
 
 # ============================================================================================ slow: the model
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(EVALUATED))
-def test_every_fixture_end_to_end_on_the_real_encoder(e5_backbone, name):
-    run_full_path(name, e5_backbone.fresh_copy())
-
-
-@pytest.mark.slow
 def test_retrieval_layer_choice_on_the_real_encoder(e5_backbone):
     task = get_task("tatoeba")
     assert RetrievalProcessor.layer(task, e5_backbone.model.config.num_hidden_layers) == 7     # 14/24 of 12
@@ -231,7 +238,8 @@ def _cli(*argv: str) -> str:
 
 
 @pytest.mark.slow
-def test_cli_train_and_merge_offline_and_the_checkpoint_loads_in_plain_transformers(e5_cache, tmp_path):
+def test_cli_train_and_merge_offline_and_the_checkpoint_loads_in_plain_transformers(e5_cache, tmp_path,
+                                                                                       plain_transformers_logits):
     out = _cli("train", "--backbone", "builtin:multilingual-e5-small", "--task", "xnli", "--data-dir",
                str(FIXTURES), "--adapter", "kind=lora,r=8,target_modules=query+value", "--max-steps", "3",
                "--batch-size", "4", "--output", str(tmp_path / "run"))
@@ -242,13 +250,6 @@ def test_cli_train_and_merge_offline_and_the_checkpoint_loads_in_plain_transform
     assert "into builtin:multilingual-e5-small weights" in out and "AutoModelForSequenceClassification" in out
     config = json.loads((tmp_path / "merged" / "config.json").read_text())
     assert config["architectures"] == ["BertForSequenceClassification"] and config["model_type"] == "bert"
-    texts = ["Der Hund schläft im Garten.", "猫が寝ている。"]
-    site = _filtered_site_packages(tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    result = subprocess.run([sys.executable, "-S", "-c", FRESH_PROCESS, str(site), str(tmp_path / "merged"),
-                             json.dumps(texts)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    data = json.loads(result.stdout.strip().splitlines()[-1])
+    data = plain_transformers_logits(tmp_path / "merged", ["Der Hund schläft im Garten.", "猫が寝ている。"], tmp_path)
     assert data["installed"] == [] and data["imported"] == []
     assert len(data["logits"]) == 2 and len(data["logits"][0]) == 3

@@ -1,4 +1,5 @@
-"""The promises every adapter kind keeps, one parametrised matrix over the kinds: train / save / reload gives
+"""The promises every adapter kind keeps, one parametrised matrix over the kinds and both encoder architectures
+(XLM-R, BERT): train / save / reload gives
 identical outputs, merge works or is refused with the kind's reason, composition follows the kind's rules (a
 stack builds or is clearly refused), and the bench form that stands for the kind's deployment builds.
 
@@ -62,9 +63,11 @@ def _train(backbone, spec: dict, seed: int) -> AdaptedModel:
     return model.eval()
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_backbone("builtin:tiny-xlmr")
+@pytest.fixture(scope="module", params=["builtin:tiny-xlmr", "builtin:tiny-bert"])
+def tiny(request):
+    """Both architectures: XLM-R, and BERT (the architecture of builtin:multilingual-e5-small, whose own matrix is
+    in test_e5small_tasks.py, slow); they share the tiny tokenizer, so `probe` fits both."""
+    return load_backbone(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +160,7 @@ def test_composition_follows_the_kinds_rules(tiny, probe, trained, variant):
 def test_the_bench_form_of_each_deployment_builds(tiny, variant):
     spec = parse_spec(SPECS[variant])
     method = get_method(spec.kind)
-    base = load_backbone("builtin:tiny-xlmr", fingerprint=False).model
+    base = load_backbone(tiny.name, fingerprint=False).model
     ctx = FormContext(base=base, **method.bench_options(spec))
     batch = Batch(torch.randint(5, 100, (2, 12)), torch.ones(2, 12, dtype=torch.long))
     names = {method.bench_form(spec, strategy, "unmerged") for strategy in ("none", "stack", "continue")}

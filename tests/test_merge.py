@@ -5,11 +5,6 @@ with plain transformers in a fresh process where peft, adapters and adapterx are
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import sysconfig
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +17,6 @@ from adapterx.deploy.compose import compose
 from adapterx.deploy.merge import TOLERANCE, merge, merge_adapters
 
 TEXTS = ["the happy dog eats the apple", "der hund isst nicht den apfel heute", "le chat"]
-BLOCKED = ("peft", "adapters", "adapterx")
 
 
 @pytest.fixture(scope="module")
@@ -82,48 +76,10 @@ def test_merge_equals_unmerged_and_writes_a_plain_checkpoint(base, saved, merged
     assert not torch.allclose(plain.state_dict()[query], base.base_tensors[query])
 
 
-def _filtered_site_packages(root: Path) -> Path:
-    """A copy (by symlinks) of this environment's site-packages without peft, adapters and adapterx."""
-    site = Path(sysconfig.get_paths()["purelib"])
-    view = root / "site"
-    view.mkdir()
-    for entry in site.iterdir():
-        stem = entry.name.lower().replace("-", "_")
-        if any(stem == b or stem.startswith(b + "_") or stem.startswith(b + ".") or stem.startswith(f"__editable__.{b}")
-               or stem.startswith(f"__editable___{b}") for b in BLOCKED) or entry.suffix == ".pth":
-            continue
-        (view / entry.name).symlink_to(entry)
-    return view
-
-
-FRESH_PROCESS = r"""
-import importlib.util, json, sys
-sys.path.insert(0, sys.argv[1])
-import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-directory, texts = sys.argv[2], json.loads(sys.argv[3])
-model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
-tokenizer = AutoTokenizer.from_pretrained(directory)
-enc = tokenizer(texts, padding=True, return_tensors="pt")
-with torch.no_grad():
-    logits = model(**enc).logits
-blocked = ("peft", "adapters", "adapterx")
-print(json.dumps({"logits": logits.tolist(), "id2label": model.config.id2label,
-                  "imported": sorted(m for m in sys.modules if m.split(".")[0] in blocked),
-                  "installed": [b for b in blocked if importlib.util.find_spec(b) is not None]}))
-"""
-
-
 def test_merged_checkpoint_loads_in_a_fresh_process_with_only_transformers(base, saved, merged, tmp_path,
-                                                                          nli_labels):
+                                                                          nli_labels, plain_transformers_logits):
     out, _ = merged
-    site = _filtered_site_packages(tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    result = subprocess.run([sys.executable, "-S", "-c", FRESH_PROCESS, str(site), str(out), json.dumps(TEXTS)],
-                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    data = json.loads(result.stdout.strip().splitlines()[-1])
+    data = plain_transformers_logits(out, TEXTS, tmp_path)
     assert data["installed"] == [] and data["imported"] == []      # peft/adapters/adapterx absent, not imported
     assert data["id2label"] == {str(i): label for i, label in enumerate(nli_labels)}
     got = torch.tensor(data["logits"])

@@ -1,5 +1,6 @@
 """Every task's whole path on the fixtures (tests/fixtures/<task>/<split>.<lang>.<ext>, real formats):
-load → normalise → encode → tiny model (a training step where the task trains) → predictions → metric.
+load → normalise → encode → tiny model (a training step where the task trains) → predictions → metric; with
+`-m slow` also through builtin:multilingual-e5-small (XLM-R's real tokenizer on a pretrained encoder).
 Plus oracle checks that each processor's label alignment and postprocessing are exact."""
 
 from __future__ import annotations
@@ -35,14 +36,17 @@ EVALUATED = {"anli": ("validation", "en"), "ccg": ("validation", "en"), "commons
              "bucc2018": ("test", "de"), "tatoeba": ("test", "de")}
 
 
+@pytest.fixture(params=["builtin:tiny-xlmr", pytest.param("builtin:multilingual-e5-small", marks=pytest.mark.slow)])
+def any_backbone(request):
+    """The tiny backbone, and (slow) the real encoder with XLM-R's real tokenizer (see test_e5small.py)."""
+    if request.param == "builtin:tiny-xlmr":
+        return request.getfixturevalue("backbone")
+    return request.getfixturevalue("e5_backbone").fresh_copy()
+
+
 @pytest.mark.parametrize("name", list(EVALUATED))
-def test_full_path_on_fixtures(name, backbone):
-    run_full_path(name, backbone)
-
-
-def run_full_path(name, backbone):
-    """Load, encode, one training step where the task trains, evaluate: the scores are in range (also run on
-    builtin:multilingual-e5-small by test_e5small_tasks.py)."""
+def test_full_path_on_fixtures(name, any_backbone):
+    backbone = any_backbone
     task = get_task(name)
     tokenizer = backbone.tokenizer
     model = AdaptedModel(backbone)
