@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from adapterx.core.backbone import load_backbone
-from adapterx.core.errors import AdapterFileError, BackboneMismatchError, CompositionError, UnknownNameError
+from adapterx.core.errors import (AdapterFileError, AdapterxError, BackboneMismatchError, CompositionError,
+                                  UnknownNameError)
 from adapterx.deploy.compose import Mixed, Stack, Weighted, compose, from_dict, load_manifest, read_parts, validate
 
 ATOL = 2e-5
@@ -178,6 +179,15 @@ def test_bottleneck_stack_equals_reference(base, saved, batch):
     torch.testing.assert_close(composed(*batch), head_logits(saved["bb"], hidden), atol=ATOL, rtol=1e-4)
 
 
+def test_fused_bottleneck_stack_equals_reference_and_average_has_none(base, saved, batch):
+    paths = {"inter": saved["ba"], "target": saved["bb"]}
+    fused = compose(base.fresh_copy(), paths, "stack").fused()
+    hidden = reference_bottleneck(base, Stack("inter", "target"), paths, batch)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(*batch).logits, head_logits(saved["bb"], hidden), atol=ATOL, rtol=1e-4)
+    assert compose(base.fresh_copy(), paths, "weighted").fused() is None
+
+
 def test_bottleneck_weighted_equals_reference_average(base, saved, batch):
     paths = {"p": saved["ba"], "b": saved["bb"]}
     composed = compose(base.fresh_copy(), paths, "weighted", weights=[0.25, 0.75])
@@ -324,6 +334,20 @@ def test_cli_compose_prints_parts_counts_and_logits(saved, tmp_path, capsys, com
     again = capsys.readouterr().out
     assert rc == 0
     assert out.split("check ")[1].splitlines()[0] == again.split("check ")[1].splitlines()[0]
+
+
+@pytest.mark.parametrize("family", ["lora", "bottleneck"])
+def test_cli_compose_fused_form_matches_the_library(saved, capsys, family, compose_cli):
+    run_cli = compose_cli
+    parts = ("la", "lb") if family == "lora" else ("ba", "bb")
+    rc = run_cli(["compose", "--adapter", f"inter={saved[parts[0]]}", "--adapter", f"target={saved[parts[1]]}",
+                  "--mode", "stack", "--check", "der hund isst den apfel", "--fused"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "fused form: " in out
+    assert float(out.split("max |fused - library| = ")[1].split()[0]) < 1e-4
+    with pytest.raises(AdapterxError, match="no fused form"):
+        run_cli(["compose", "--adapter", f"p={saved['ba']}", "--adapter", f"b={saved['bb']}", "--mode", "weighted",
+                 "--fused"])
 
 
 def test_cli_help_teaches_the_modes(capsys, compose_cli):

@@ -10,11 +10,13 @@ from adapterx.core.errors import AdapterxError
 DEFAULT_FORMS = (
     "base", "lora", "lora-fast", "lora-merged",
     "lora-stack-2", "lora-stack-2-fused", "lora-stack-3", "lora-stack-3-fused", "lora-stack-4", "lora-stack-4-fused",
-    "bottleneck", "bottleneck-stack-2", "bottleneck-stack-3", "bottleneck-stack-4",
+    "bottleneck", "bottleneck-fast", "bottleneck-stack-2", "bottleneck-stack-2-fast", "bottleneck-stack-3",
+    "bottleneck-stack-3-fast", "bottleneck-stack-4", "bottleneck-stack-4-fast",
     "lora-mixed-8", "lora-mixed-8-gathered",
 )
 QUICK_FORMS = ("base", "lora", "lora-fast", "lora-merged", "lora-stack-2", "lora-stack-2-fused", "bottleneck",
-               "bottleneck-stack-2", "lora-mixed-4", "lora-mixed-4-gathered")
+               "bottleneck-fast", "bottleneck-stack-2", "bottleneck-stack-2-fast", "lora-mixed-4",
+               "lora-mixed-4-gathered")
 DTYPES = ("fp32", "bf16", "fp16")
 COMPILE_CHOICES = ("off", "on", "both")
 

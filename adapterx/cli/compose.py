@@ -23,6 +23,8 @@ examples:
   adapterx compose --adapter a=runs/a/adapter --adapter b=runs/b/adapter --mode ties --weights 0.7,0.3 \\
       --density 0.5 --output composition.json                           # a manifest pointing at the parts
   adapterx compose --manifest runs/composed --check "the dog eats"      # reload a saved composition
+  adapterx compose --adapter lang=runs/lang/adapter --adapter task=runs/task/adapter --mode stack \\
+      --fused --check "der hund isst den apfel"    # also the plain-module form, and its max |delta| to the library's
 
 A manifest is one JSON file naming every part, its path and the digests of its files; reloading checks them,
 so an adapter changed or moved since is reported by file name instead of silently giving other outputs.
@@ -150,10 +152,36 @@ def cmd_compose(args) -> int:
             logits = composed(input_ids, mask)[0]
             labels = composed.parts[composed.head].labels
             print(f"check {args.check!r} (head of {composed.head!r}): {_format_logits(logits, labels)}")
+    if args.fused:
+        _check_fused(composed, args.check)
     if args.output:
         written = composed.save(args.output)
         print(f"wrote {written}" + (" (parts copied beside it)" if Path(args.output).suffix != ".json" else ""))
     return 0
+
+
+def _check_fused(composed, text: str | None) -> None:
+    """Build the fused form (plain modules, no adapter library) and, with a check text, compare it."""
+    import torch
+
+    from adapterx.deploy.fastbottleneck import FastBottleneckOutput
+    from adapterx.deploy.fastlora import FusedLoraLinear
+
+    fused = composed.fused()
+    if fused is None:
+        raise AdapterxError(f"--fused: {composed.composition} has no fused form (it needs LoRA adapters or a plain "
+                            f"stack of bottleneck adapters; a mixed batch or a bottleneck average has none)")
+    replaced = sum(isinstance(m, (FastBottleneckOutput, FusedLoraLinear)) for m in fused.encoder.modules())
+    print(f"fused form: {replaced} sub-layers run the adapters as plain modules (no adapter library)")
+    if not text:
+        return
+    input_ids, mask = _encode(composed.backbone, [text])
+    with torch.no_grad():
+        if composed.head is None:
+            got, want = fused.encode(input_ids, mask).last_hidden_state, composed.encode(input_ids, mask)
+        else:
+            got, want = fused(input_ids=input_ids, attention_mask=mask).logits, composed(input_ids, mask)
+    print(f"fused form on {text!r}: max |fused - library| = {(got - want).abs().max().item():.3g}")
 
 
 # ------------------------------------------------------------------------------------------------ merge
@@ -217,6 +245,10 @@ def _compose_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", metavar="NAME", help="use this part's head instead of the last part's")
     p.add_argument("--manifest", metavar="FILE|DIR", help="reload a composition saved with --output")
     p.add_argument("--check", metavar="TEXT", help="print the logits for this input ('A ||| B' for a pair)")
+    p.add_argument("--fused", action="store_true",
+                   help="also build the fused form (plain modules, no adapter library at inference: LoRA as one "
+                        "low-rank product per layer, a bottleneck stack as one module per sub-layer); with --check, "
+                        "print its largest difference from the library form")
     p.add_argument("--output", metavar="FILE.json|DIR",
                    help="save the composition: FILE.json = a manifest pointing at the parts where they are; "
                         "DIR = a self-contained copy (DIR/composition.json + DIR/parts/<name>/)")

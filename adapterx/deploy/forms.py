@@ -5,7 +5,9 @@ this one table; which `adapterx bench` form costs what a form costs is the adapt
 (`Method.bench_form(spec, strategy, form)`).
 
   unmerged  the adapter modules active, as trained (any kind)
-  fused     the active LoRA adapters as one low-rank product per layer (adapterx.deploy.fastlora)
+  fused     the active adapters as plain modules, no adapter library at inference: LoRA as one low-rank product
+            per layer (adapterx.deploy.fastlora), a stack of bottleneck adapters as one module per sub-layer
+            applying them in order (adapterx.deploy.fastbottleneck)
   merged    the LoRA deltas folded into the weights: no adapter module left
   mixed     many adapters on one base, each row of a batch through its own (`adapterx compose --mode mixed`);
             served and benched, not evaluated per task
@@ -21,10 +23,10 @@ from pathlib import Path
 from typing import Callable
 
 from adapterx.core.backbone import Backbone, fingerprint_tensors, freeze
-from adapterx.core.errors import AdapterxError
+from adapterx.core.errors import AdapterxError, CompositionError
 from adapterx.core.model import AdaptedModel
 from adapterx.core.registry import Registry
-from adapterx.deploy import fastlora
+from adapterx.deploy import fastbottleneck, fastlora
 from adapterx.deploy.plain import collect_lora_factors, merge_into_base, plain_base_copy
 from adapterx.deploy.setup import load_for_inference
 
@@ -84,18 +86,33 @@ def merged_form(model: AdaptedModel) -> AdaptedModel | None:
 
 
 def fused_form(model: AdaptedModel) -> AdaptedModel | None:
-    """The same model with its active LoRA adapters run as ONE low-rank product per layer (A and B factors
-    concatenated, adapterx.deploy.fastlora) on a plain copy of the base: a stack of k adapters costs one rank-k·r LoRA,
-    with no peft loop over adapters. None if an active adapter is not LoRA."""
-    return _plain_form(model, "fused", lambda names: fastlora.apply_fused_lora(plain_base_copy(model),
-                                                                             collect_lora_factors(model, names)))
-
-
-def _plain_form(model: AdaptedModel, what: str, build) -> AdaptedModel | None:
-    """A new AdaptedModel whose encoder is `build(active adapter names)` (a plain module holding the adapters'
-    effect) and whose head is a copy of `model`'s active head."""
+    """The same model with its active adapters run as plain modules on a plain copy of the base, no adapter
+    library at inference. LoRA: ONE low-rank product per layer (A and B factors concatenated,
+    adapterx.deploy.fastlora), so a stack of k adapters costs one rank-k·r LoRA with no peft loop over adapters.
+    Bottleneck adapters active as a plain stack: one module per sub-layer applying them in order
+    (adapterx.deploy.fastbottleneck), with no library hooks. None otherwise (other kinds, a bottleneck average
+    or fusion)."""
     names = list(model.active_adapters)
-    if not names or not all(model.adapters[n].method.mergeable for n in names):
+    if names and all(model.adapters[n].method.mergeable for n in names):
+        return _plain_form(model, "fused", lambda names: fastlora.apply_fused_lora(plain_base_copy(model),
+                                                                                 collect_lora_factors(model, names)))
+    methods = {model.adapters[n].method.kind: model.adapters[n].method for n in names}
+    if len(methods) != 1:
+        return None
+    try:
+        weights = next(iter(methods.values())).bottleneck_weights(model, names)
+    except CompositionError:   # not a bottleneck kind, or not a plain stack
+        return None
+    return _plain_form(model, "fused", lambda names: fastbottleneck.apply_fast_bottleneck(plain_base_copy(model),
+                                                                                        weights), mergeable=False)
+
+
+def _plain_form(model: AdaptedModel, what: str, build, mergeable: bool = True) -> AdaptedModel | None:
+    """A new AdaptedModel whose encoder is `build(active adapter names)` (a plain module holding the adapters'
+    effect) and whose head is a copy of `model`'s active head. None without active adapters, or (`mergeable`)
+    when one cannot be merged."""
+    names = list(model.active_adapters)
+    if not names or (mergeable and not all(model.adapters[n].method.mergeable for n in names)):
         return None
     encoder = build(names)
     freeze(encoder)
@@ -113,8 +130,9 @@ def _plain_form(model: AdaptedModel, what: str, build) -> AdaptedModel | None:
 register_form(DeploymentForm(
     "unmerged", "adapter modules active, as trained (any kind)", build=lambda model: model, modules=lambda n: n))
 register_form(DeploymentForm(
-    "fused", "active LoRA adapters as one low-rank product per layer (fastlora)", build=fused_form,
-    modules=lambda n: 1, needs="LoRA adapters (these cannot be merged or fused)"))
+    "fused", "the active adapters as plain modules, no adapter library: LoRA as one low-rank product per layer "
+    "(fastlora), a bottleneck stack as one module per sub-layer (fastbottleneck)", build=fused_form,
+    modules=lambda n: 1, needs="LoRA adapters or a plain stack of bottleneck adapters"))
 register_form(DeploymentForm(
     "merged", "LoRA deltas folded into the weights: no adapter module left", build=merged_form,
     modules=lambda n: 0, needs="LoRA adapters (these cannot be merged or fused)"))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
 import torch
 
+from adapterx.core.bottleneck import BottleneckWeights
 from adapterx.core.errors import AdapterxError, CompositionError
 from adapterx.core.lowrank import LoraFactors
 
@@ -175,6 +176,13 @@ class Method:
         mergeable kind is, as plain tensors (merging, fused and gathered inference use them)."""
         raise CompositionError(f"a {self.kind} adapter is not a low-rank weight change "
                                f"({self.not_mergeable_reason or 'it cannot be merged'})")
+
+    def bottleneck_weights(self, model: "AdaptedModel", names: Sequence[str]) -> dict[str, list[BottleneckWeights]]:
+        """{sub-layer module name (as in the backbone's encoder): [the sequential bottleneck adapters of `names`
+        there, bottom first, as plain tensors]} -- what a bottleneck kind is, for the fast inference form
+        (adapterx.deploy.fastbottleneck). `names` must be the active stack."""
+        raise CompositionError(f"a {self.kind} adapter is not a sequential bottleneck adapter; it has no fast "
+                               f"bottleneck form")
 
     # ------------------------------------------------------------------------------------------ bench
     def bench_form(self, spec: AdapterSpec, strategy: str, form: str) -> str | None:

@@ -19,6 +19,7 @@ from adapterx.deploy import fastlora
 from adapterx.deploy.compose.blocks import Block, Mixed
 from adapterx.deploy.compose.manifest import save_manifest
 from adapterx.deploy.compose.parts import Part
+from adapterx.deploy.forms import fused_form
 from adapterx.deploy.plain import plain_base_copy
 
 
@@ -88,6 +89,13 @@ class ComposedModel:
         gathered = self._gathered
         return gathered(input_ids=input_ids, attention_mask=attention_mask,
                         adapter_ids=gathered.adapter_ids(rows)).last_hidden_state
+
+    def fused(self) -> AdaptedModel | None:
+        """The composition as plain modules on a plain copy of the base, no adapter library at inference
+        (`adapterx.deploy.forms.fused_form`: LoRA as one low-rank product per layer, a bottleneck stack as one
+        module per sub-layer); the same logits up to float error. None for a mixed batch or a bottleneck
+        average, whose arithmetic it does not reproduce."""
+        return None if isinstance(self.composition, Mixed) else fused_form(self.model)
 
     def parameter_counts(self) -> dict:
         """Base, per-part adapter and head parameter counts, and what is active."""
