@@ -18,6 +18,8 @@ QUICK_FORMS = ("base", "lora", "lora-fast", "lora-merged", "lora-stack-2", "lora
                "bottleneck-fast", "bottleneck-stack-2", "bottleneck-stack-2-fast", "lora-mixed-4",
                "lora-mixed-4-gathered")
 DTYPES = ("fp32", "bf16", "fp16")
+CLOCKS = ("wall", "cpu", "instructions")
+TRAIN_KINDS = ("full", "lora", "bottleneck", "prompt", "prefix")
 COMPILE_CHOICES = ("off", "on", "both")
 
 
@@ -48,12 +50,25 @@ class BenchConfig:
     compile_mode: str = _help("torch.compile mode; 'default' on CPU, 'reduce-overhead' (CUDA graphs) is the "
                               "usual choice on CUDA. 'auto' picks that per device.", default="auto")
     attention: str = _help("Attention implementation: sdpa or eager.", default="sdpa")
-    clock: str = _help("What a CPU timing measures: 'wall' (wall clock) or 'cpu' (process CPU time: robust when "
-                       "other processes share the cores; use with --threads 1). CUDA always uses CUDA events.",
-                       default="wall")
+    clock: str = _help("What a CPU timing measures: 'wall' (wall clock), 'cpu' (process CPU time: robust when "
+                       "other processes share the cores; use with --threads 1), or 'instructions' (instructions "
+                       "executed, counted by callgrind through torch.utils.benchmark: deterministic, so a 1%% "
+                       "difference can be decided on a busy machine, but NOT time: memory stalls and vector width "
+                       "do not show; needs valgrind; slow). CUDA always uses CUDA events.", default="wall")
     iterations: int = _help("Timed rounds; each round runs every form once, interleaved (A B C A B C ...).",
                             default=30)
     warmup: int = _help("Untimed warm-up rounds before timing.", default=3)
+    target_ci: float = _help("Keep adding rounds until the 95%% bootstrap interval of every ratio's median is within "
+                             "+-TARGET_CI (e.g. 0.01), or --max-seconds is spent; the output says which. 0 = a "
+                             "fixed number of rounds.", default=0.0)
+    max_seconds: float = _help("Time budget of the whole run for --target-ci's extra rounds (shared out over the "
+                               "grid points).", default=600.0)
+    train: bool = _help("Measure TRAINING cost instead of inference: per kind of --train-kinds (and full "
+                        "fine-tuning), step time, tokens/s, peak memory, trainable parameters and checkpoint size, "
+                        "each kind in a fresh process. Defaults then: batch 16, seq 128, 5 timed steps after 1.",
+                        default=False)
+    train_kinds: tuple[str, ...] = _help("Kinds --train measures ('full' = full fine-tuning of the backbone).",
+                                         default=TRAIN_KINDS)
     rank: int = _help("LoRA rank r of every LoRA adapter (alpha = 2r, target query+value).", default=8)
     reduction_factor: int = _help("Bottleneck adapter reduction factor (SeqBnConfig).", default=16)
     seed: int = _help("Seed for random weights, adapters and inputs.", default=0)
@@ -83,8 +98,19 @@ class BenchConfig:
             raise AdapterxError(f"bench: unknown device(s) {bad}; known: cpu, cuda")
         if self.compile not in COMPILE_CHOICES:
             raise AdapterxError(f"bench: --compile must be one of {COMPILE_CHOICES}, got {self.compile!r}")
-        if self.clock not in ("wall", "cpu"):
-            raise AdapterxError(f"bench: --clock must be wall or cpu, got {self.clock!r}")
+        if self.clock not in CLOCKS:
+            raise AdapterxError(f"bench: --clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
+        if self.clock == "instructions" and (set(self.devices) != {"cpu"} or self.compile != "off"):
+            raise AdapterxError("bench: --clock instructions counts CPU instructions: use --devices cpu and "
+                                "--compile off")
+        if self.clock == "instructions" and self.target_ci:
+            raise AdapterxError("bench: instruction counts are deterministic; --target-ci is for timings")
+        if self.target_ci < 0 or self.max_seconds <= 0:
+            raise AdapterxError("bench: --target-ci must be >= 0 and --max-seconds > 0")
+        bad = [k for k in self.train_kinds if k not in TRAIN_KINDS]
+        if bad or not self.train_kinds:
+            raise AdapterxError(f"bench: --train-kinds {list(self.train_kinds)}: unknown or empty; known: "
+                                f"{', '.join(TRAIN_KINDS)}")
         if self.attention not in ("sdpa", "eager"):
             raise AdapterxError(f"bench: --attention must be sdpa or eager, got {self.attention!r}")
         if any(b < 1 for b in self.batch_sizes) or any(s < 2 for s in self.seq_lens):
@@ -111,6 +137,7 @@ class BenchConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
+TRAIN_OVERRIDES = dict(batch_sizes=(16,), seq_lens=(128,), iterations=5, warmup=1)
 QUICK_OVERRIDES = dict(shape="builtin:tiny-xlmr", forms=QUICK_FORMS, batch_sizes=(1, 4), seq_lens=(16, 64), threads=(1,),
                        iterations=6, warmup=1)
 

@@ -108,6 +108,14 @@ def freeze_eval(module: nn.Module) -> nn.Module:
     return module.eval()
 
 
+def make_batch(vocab: int, batch_size: int, seq_len: int, device: str, seed: int) -> Batch:
+    """Random token ids (every row full length, <s> ... </s>), drawn from (seed, batch size, seq len)."""
+    gen = torch.Generator().manual_seed(seed + 31 * batch_size + seq_len)
+    ids = torch.randint(5, vocab, (batch_size, seq_len), generator=gen)
+    ids[:, 0], ids[:, -1] = 0, 2  # <s> ... </s>
+    return Batch(ids.to(device), torch.ones_like(ids).to(device))
+
+
 def plain_run(module: nn.Module, batch: Batch) -> torch.Tensor:
     return module(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
 

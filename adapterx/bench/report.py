@@ -14,8 +14,9 @@ from adapterx.core.io import atomic_write_bytes, atomic_write_json, atomic_write
 OUTPUT_FILES = ("results.json", "results.csv", "results.md", "overhead_vs_batch.png", "throughput_vs_seq.png")
 CSV_COLUMNS = ("device", "dtype", "threads", "mode", "batch_size", "seq_len", "form", "iterations",
                "time_median_ms", "time_p10_ms", "time_p90_ms", "time_cv",
-               "ratio_median", "ratio_p10", "ratio_p90", "ratio_label",
-               "reference", "ref_ratio_median", "ref_ratio_p10", "ref_ratio_p90", "ref_ratio_label",
+               "ratio_median", "ratio_p10", "ratio_p90", "ratio_ci_low", "ratio_ci_high", "ratio_label",
+               "reference", "ref_ratio_median", "ref_ratio_p10", "ref_ratio_p90", "ref_ratio_ci_low",
+               "ref_ratio_ci_high", "ref_ratio_label", "stop", "instructions_median",
                "sequences_per_s", "tokens_per_s", "cpu_peak_rss_mb", "cuda_max_allocated_mb",
                "params_total", "params_added", "error")
 
@@ -41,23 +42,39 @@ def to_csv(doc: dict) -> str:
     for r in doc["results"]:
         form = doc["forms"].get(r["form"], {})
         row = {k: r.get(k) for k in ("device", "dtype", "threads", "mode", "batch_size", "seq_len", "form",
-                                     "iterations", "reference", "error")}
+                                     "iterations", "reference", "stop", "error")}
         row.update(params_total=form.get("params_total"), params_added=form.get("params_added"))
         if r.get("error") is None:
-            t, q, ref = r["time_ms"], r["ratio_to_base"], r.get("ratio_to_reference")
-            row.update(time_median_ms=f"{t['median']:.4f}", time_p10_ms=f"{t['p10']:.4f}",
-                       time_p90_ms=f"{t['p90']:.4f}", time_cv=f"{t['cv']:.4f}",
-                       ratio_median=f"{q['median']:.4f}", ratio_p10=f"{q['p10']:.4f}", ratio_p90=f"{q['p90']:.4f}",
-                       ratio_label=q["label"],
-                       sequences_per_s=f"{r['throughput']['sequences_per_s']:.3f}",
-                       tokens_per_s=f"{r['throughput']['tokens_per_s']:.1f}",
-                       cpu_peak_rss_mb=r["memory"]["cpu_peak_rss_mb"],
-                       cuda_max_allocated_mb=r["memory"]["cuda_max_allocated_mb"])
-            if ref:
-                row.update(ref_ratio_median=f"{ref['median']:.4f}", ref_ratio_p10=f"{ref['p10']:.4f}",
-                           ref_ratio_p90=f"{ref['p90']:.4f}", ref_ratio_label=ref["label"])
+            _csv_measures(row, r)
         w.writerow(row)
     return buf.getvalue()
+
+
+def _ratio_fields(prefix: str, q: dict) -> dict:
+    out = {f"{prefix}_{k}": f"{q[k]:.4f}" for k in ("median", "p10", "p90", "ci_low", "ci_high") if k in q}
+    out[f"{prefix}_label"] = q["label"]
+    return out
+
+
+def _csv_measures(row: dict, r: dict) -> None:
+    t, q, ref = r.get("time_ms"), r["ratio_to_base"], r.get("ratio_to_reference")
+    if t is not None:
+        row.update(time_median_ms=f"{t['median']:.4f}", time_p10_ms=f"{t['p10']:.4f}",
+                   time_p90_ms=f"{t['p90']:.4f}", time_cv=f"{t['cv']:.4f}",
+                   sequences_per_s=f"{r['throughput']['sequences_per_s']:.3f}",
+                   tokens_per_s=f"{r['throughput']['tokens_per_s']:.1f}",
+                   cpu_peak_rss_mb=r["memory"]["cpu_peak_rss_mb"],
+                   cuda_max_allocated_mb=r["memory"]["cuda_max_allocated_mb"])
+    if r.get("instructions"):
+        row.update(instructions_median=f"{r['instructions']['median']:.0f}")
+    row.update(_ratio_fields("ratio", q))
+    if ref:
+        row.update(_ratio_fields("ref_ratio", ref))
+
+
+def _ratio_text(q: dict) -> str:
+    ci = f" [CI {q['ci_low']:.3f}–{q['ci_high']:.3f}]" if "ci_low" in q else ""
+    return f"{q['median']:.3f} ({q['p10']:.3f}–{q['p90']:.3f}){ci}"
 
 
 def _params(n: int | None) -> str:
@@ -85,23 +102,15 @@ def to_markdown(doc: dict) -> str:
         points.setdefault((r["device"], r["dtype"], r["mode"], r["threads"], r["batch_size"], r["seq_len"]),
                           []).append(r)
     for (device, dtype, mode, threads, bs, seq), rows in points.items():
-        lines += [f"**{device}, {dtype}, {mode}, {threads} threads — batch {bs}, seq {seq}**", "",
-                  "| form | median ms | p10–p90 ms | CV | ratio to base (p10–p90) | | vs | ratio to vs (p10–p90) "
-                  "| seq/s | tokens/s | added params |",
+        counted = any(r.get("instructions") for r in rows)
+        unit = "M instructions" if counted else "ms"
+        lines += [f"**{device}, {dtype}, {mode}, {threads} threads — batch {bs}, seq {seq}**"
+                  + (f" ({rows[0]['iterations']} rounds: {rows[0]['stop']})" if rows[0].get("stop") else ""), "",
+                  f"| form | median {unit} | p10–p90 {unit} | CV | ratio to base (p10–p90) [95% CI] | | vs | "
+                  f"ratio to vs (p10–p90) [95% CI] | seq/s | tokens/s | added params |",
                   "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|"]
         for r in rows:
-            added = _params(doc["forms"].get(r["form"], {}).get("params_added"))
-            if r.get("error"):
-                lines.append(f"| {r['form']} | — | | | | {r['error']} | | | | | {added} |")
-                continue
-            t, q, ref = r["time_ms"], r["ratio_to_base"], r.get("ratio_to_reference")
-            label = "" if r["form"] == "base" else q["label"]
-            ref_txt = (f"{ref['median']:.3f} ({ref['p10']:.3f}–{ref['p90']:.3f}) {ref['label']}" if ref else "")
-            lines.append(
-                f"| {r['form']} | {t['median']:.2f} | {t['p10']:.2f}–{t['p90']:.2f} | {t['cv']:.1%} | "
-                f"{q['median']:.3f} ({q['p10']:.3f}–{q['p90']:.3f}) | {label} | {r.get('reference') or ''} | "
-                f"{ref_txt} | {r['throughput']['sequences_per_s']:.1f} | {r['throughput']['tokens_per_s']:.0f} | "
-                f"{added} |")
+            lines.append(_markdown_row(doc, r))
         lines.append("")
     if doc.get("targets"):
         lines += ["| target | where | measured | verdict |", "|---|---|---|---|"]
@@ -109,6 +118,23 @@ def to_markdown(doc: dict) -> str:
         lines.append("")
     lines += [f"- {n}" for n in doc.get("notes", [])]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _markdown_row(doc: dict, r: dict) -> str:
+    added = _params(doc["forms"].get(r["form"], {}).get("params_added"))
+    if r.get("error"):
+        return f"| {r['form']} | — | | | | {r['error']} | | | | | {added} |"
+    q, ref = r["ratio_to_base"], r.get("ratio_to_reference")
+    label = "" if r["form"] == "base" else q["label"]
+    ref_txt = f"{_ratio_text(ref)} {ref['label']}" if ref else ""
+    if r.get("time_ms") is not None:
+        t, scale, digits = r["time_ms"], 1.0, 2
+        rates = f"{r['throughput']['sequences_per_s']:.1f} | {r['throughput']['tokens_per_s']:.0f}"
+    else:
+        t, scale, digits, rates = r["instructions"], 1e-6, 1, " | "
+    return (f"| {r['form']} | {t['median'] * scale:.{digits}f} | {t['p10'] * scale:.{digits}f}–"
+            f"{t['p90'] * scale:.{digits}f} | {t['cv']:.1%} | {_ratio_text(q)} | {label} | "
+            f"{r.get('reference') or ''} | {ref_txt} | {rates} | {added} |")
 
 
 def _markers(section: str) -> tuple[str, str]:
@@ -184,7 +210,7 @@ def plot_overhead_vs_batch(doc: dict, path: Path) -> None:
 
 
 def plot_throughput_vs_seq(doc: dict, path: Path) -> None:
-    rows = _ok(doc)
+    rows = [r for r in _ok(doc) if r.get("throughput")]   # instruction counts have none
     batches = sorted({r["batch_size"] for r in rows})
     combos = sorted({_combo(r) for r in rows})
     plt, fig, axes = _figure(max(1, len(batches)))

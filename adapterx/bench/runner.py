@@ -14,9 +14,13 @@ import torch
 
 from adapterx.bench import env
 from adapterx.bench.config import BenchConfig
-from adapterx.bench.forms import Batch, Form, FormContext, build_form, check_form_names, count_parameters
+from adapterx.bench.forms import (Batch, Form, FormContext, build_form, check_form_names, count_parameters,
+                                  make_batch)
+from adapterx.bench.hygiene import LoadMonitor
+from adapterx.bench.instructions import count_instructions
+from adapterx.bench.rounds import measure_rounds, point_deadline, target_ci_summary, widest_interval
 from adapterx.bench.targets import evaluate_targets
-from adapterx.bench.timing import Clock, paired_ratio, run_interleaved, summarize
+from adapterx.bench.timing import Clock, paired_ratio, summarize
 from adapterx.core.backbone import PRETRAINED_SOURCES, REAL_SHAPES, load_backbone, usable_positions
 from adapterx.core.e5format import package_file
 from adapterx.core.errors import AdapterxError
@@ -74,13 +78,6 @@ def check_devices(cfg: BenchConfig) -> list[tuple[str, str]]:
     return pairs
 
 
-def make_batch(vocab: int, batch_size: int, seq_len: int, device: str, seed: int) -> Batch:
-    gen = torch.Generator().manual_seed(seed + 31 * batch_size + seq_len)
-    ids = torch.randint(5, vocab, (batch_size, seq_len), generator=gen)
-    ids[:, 0], ids[:, -1] = 0, 2  # <s> ... </s>
-    return Batch(ids.to(device), torch.ones_like(ids).to(device))
-
-
 def _compile_mode(cfg: BenchConfig, device: str) -> str:
     if cfg.compile_mode != "auto":
         return cfg.compile_mode
@@ -126,8 +123,36 @@ def estimate(cfg: BenchConfig, probe_s: float, probe_tokens: int, n_forms: int) 
     return passes, probe_s * tokens / probe_tokens * per_point * n_forms * rounds
 
 
+def own_threads(cfg: BenchConfig) -> int:
+    """Compute threads the bench itself keeps busy (for the load monitor): its CPU threads, 1 for CUDA only."""
+    if "cpu" not in cfg.devices:
+        return 1
+    return max(t or torch.get_num_threads() for t in cfg.threads)
+
+
+def guarded(cfg: BenchConfig, measure: Callable[[], dict]) -> dict:
+    """Run `measure()` (which returns a results document) while watching the machine's load; the samples, and a
+    warning when the machine was busy, go into the document (machine.load, warnings, notes)."""
+    with LoadMonitor(own_threads(cfg)) as monitor:
+        doc = measure()
+    doc["machine"]["load"] = monitor.record()
+    doc["machine"]["load_average_1m_end"] = env.machine()["load_average_1m"]
+    warning = doc["machine"]["load"]["warning"]
+    doc["warnings"] = [warning] if warning else []
+    if warning:
+        doc["notes"].insert(0, f"WARNING: {warning}.")
+    return doc
+
+
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
-    """Measure every form over the grid of `cfg`; returns the results document (see report.write_outputs)."""
+    """Measure every form over the grid of `cfg`, watching the machine's load; returns the results document
+    (see report.write_outputs). Training cost (``cfg.train``) is `adapterx.bench.train_runner.run_train_bench`."""
+    if cfg.train:
+        raise AdapterxError("bench: run_bench measures inference; use train_runner.run_train_bench for --train")
+    return guarded(cfg, lambda: _run_inference(cfg, log))
+
+
+def _run_inference(cfg: BenchConfig, log: Callable[[str], None]) -> dict:
     check_form_names(cfg.forms)
     pairs = check_devices(cfg)
     backbone_name, shape_note = resolve_shape(cfg.shape)
@@ -149,6 +174,11 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
         notes.append(f"skipped {skipped}: fp16 is CUDA-only")
     notes.append("Other processes may share these CPUs (see machine.load_average_1m in results.json): forms are "
                  "interleaved round by round so that such drift hits every form alike.")
+    if cfg.clock == "instructions":
+        notes.append("CPU 'timings' are INSTRUCTION COUNTS (--clock instructions: callgrind through "
+                     "torch.utils.benchmark, one valgrind process per form, denoised), not time: deterministic, so "
+                     "small differences are decided on a busy machine, but cache misses, memory stalls, vector "
+                     "width and frequency do not show. Ratios are instruction ratios.")
     if cfg.clock == "cpu" and "cpu" in cfg.devices:
         notes.append("CPU timings are process CPU time (--clock cpu), not wall time: waiting for a core shared "
                      "with other processes is not counted" + ("" if set(cfg.threads) == {1} else
@@ -156,7 +186,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
     notes.append("Memory: on CPU the process's peak RSS (all forms share one process and the base weights), on "
                  "CUDA torch.cuda.max_memory_allocated of one forward pass of each form.")
     notes.append("Ratios are medians of per-round paired ratios (form time / base time in the same round); "
-                 "p10-p90 of those ratios is their spread. 'within noise' = the spread covers 1.0 or exceeds "
+                 "p10-p90 of those ratios is their spread, [CI] the 95% bootstrap interval of the median (rounds "
+                 "resampled), which narrows as rounds are added. 'within noise' = the spread covers 1.0 or exceeds "
                  "the difference claimed.")
 
     doc = {
@@ -186,6 +217,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
                file=sys.stderr)
     estimated = False
     default_threads = torch.get_num_threads()
+    run_deadline, points_left = time.monotonic() + cfg.max_seconds, cfg.grid_size()
     try:
         for device, dtype_name in pairs:
             dtype = TORCH_DTYPES[dtype_name]
@@ -216,40 +248,67 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
                         for seq in cfg.seq_lens:
                             bar.set_postfix_str(f"{device} {dtype_name} {mode} t={torch.get_num_threads()} "
                                                 f"b={bs} s={seq}")
+                            deadline = point_deadline(run_deadline, points_left)
+                            points_left -= 1
                             doc["results"].extend(_measure_point(cfg, forms, device, dtype_name, mode, bs, seq,
-                                                                 mcfg.vocab_size, bar))
+                                                                 mcfg.vocab_size, bar, deadline))
             del forms, ctx, base
     finally:
         bar.close()
         torch.set_num_threads(default_threads)
     doc["targets"] = evaluate_targets(doc["results"])
-    doc["machine"]["load_average_1m_end"] = env.machine()["load_average_1m"]
+    if cfg.target_ci:
+        doc["target_ci"] = target_ci_summary(cfg, doc["results"])
+        doc["notes"].append(doc["target_ci"]["summary"])
     doc["elapsed_s"] = round(time.time() - started, 1)
     return doc
 
 
+def _grow(bar) -> Callable[[int], None]:
+    def grow(n: int) -> None:
+        bar.total += n
+        bar.refresh()
+    return grow
+
+
 def _measure_point(cfg: BenchConfig, forms: dict[str, Form], device: str, dtype_name: str, mode: str,
-                   bs: int, seq: int, vocab: int, bar) -> list[dict]:
+                   bs: int, seq: int, vocab: int, bar, deadline: float) -> list[dict]:
     batch = make_batch(vocab, bs, seq, device, cfg.seed)
     errors: dict[str, str] = {}
-    fns = _callables(forms, mode, cfg, device, batch, errors)
-    times = run_interleaved(fns, warmup=cfg.warmup, iterations=cfg.iterations, clock=Clock(device, cfg.clock),
-                            progress=bar.update)
+    counting = cfg.clock == "instructions"
+    if counting:   # each form counted in its own valgrind process; nothing timed here
+        times = count_instructions(list(forms), forms["base"].module, cfg, bs, seq, torch.get_num_threads())
+        bar.update(cfg.iterations)
+        stop, widest = "instructions counted", widest_interval(times, {n: f.reference for n, f in forms.items()})
+        fns: dict = {}
+    else:
+        fns = _callables(forms, mode, cfg, device, batch, errors)
+        references = {name: forms[name].reference for name in fns}
+        times, stop, widest = measure_rounds(fns, references, cfg, Clock(device, cfg.clock), deadline,
+                                             progress=bar.update, grow=_grow(bar))
     peak_rss = env.peak_rss_mb()
     point = {"device": device, "dtype": dtype_name, "threads": torch.get_num_threads(), "mode": mode,
              "batch_size": bs, "seq_len": seq}
     rows = []
     for name, f in forms.items():
-        row = dict(point, form=name, iterations=cfg.iterations, reference=f.reference)
+        row = dict(point, form=name, iterations=len(times["base"]), reference=f.reference, stop=stop,
+                   widest_half_ci=round(widest, 5))
         if name in errors:
             rows.append(dict(row, error=errors[name]))
             continue
         t = times[name]
         med = summarize(t)["median"]
+        if counting:
+            rows.append(dict(row, instructions=summarize(t), time_ms=None, throughput=None, error=None,
+                             memory={"cpu_peak_rss_mb": None, "cuda_max_allocated_mb": None},
+                             ratio_to_base=paired_ratio(t, times["base"], seed=cfg.seed),
+                             ratio_to_reference=(paired_ratio(t, times[f.reference], seed=cfg.seed)
+                                                 if f.reference in times else None)))
+            continue
         row.update(
             time_ms={k: (v * 1000 if k != "cv" else v) for k, v in summarize(t).items()},
-            ratio_to_base=paired_ratio(t, times["base"]),
-            ratio_to_reference=(paired_ratio(t, times[f.reference])
+            ratio_to_base=paired_ratio(t, times["base"], seed=cfg.seed),
+            ratio_to_reference=(paired_ratio(t, times[f.reference], seed=cfg.seed)
                                 if f.reference in times else None),
             throughput={"sequences_per_s": bs / med, "tokens_per_s": bs * seq / med},
             memory={"cpu_peak_rss_mb": round(peak_rss, 1),

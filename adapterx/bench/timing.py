@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from adapterx.bench.hygiene import CI_LEVEL, bootstrap_ci
+
 Timed = Callable[[], object]
 
 
@@ -77,8 +79,9 @@ def summarize(xs: Sequence[float]) -> dict[str, float]:
             "mean": mean, "cv": std / mean if mean else float("nan")}
 
 
-def paired_ratio(num: Sequence[float], den: Sequence[float]) -> dict[str, float | bool | str]:
-    """Ratio of two forms timed in the same rounds: median, p10 and p90 of the per-round ratios num_i / den_i.
+def paired_ratio(num: Sequence[float], den: Sequence[float], seed: int = 0) -> dict[str, float | bool | str]:
+    """Ratio of two forms timed in the same rounds: median, p10 and p90 of the per-round ratios num_i / den_i,
+    and the 95% bootstrap interval of the median (``ci_low``/``ci_high``, rounds resampled; `seed` fixes it).
 
     ``within_noise`` is true when the p10-p90 interval contains 1.0, or when the claimed difference
     |median - 1| is smaller than the spread (half the p10-p90 width): such a ratio does not show a difference.
@@ -87,5 +90,12 @@ def paired_ratio(num: Sequence[float], den: Sequence[float]) -> dict[str, float 
     med, p10, p90 = statistics.median(ratios), quantile(ratios, 0.1), quantile(ratios, 0.9)
     spread = (p90 - p10) / 2
     within = p10 <= 1.0 <= p90 or abs(med - 1.0) < spread
+    low, high = bootstrap_ci(ratios, seed=seed)
     return {"median": med, "p10": p10, "p90": p90, "spread": spread, "within_noise": within,
-            "label": "within noise" if within else ("slower" if med > 1 else "faster")}
+            "label": "within noise" if within else ("slower" if med > 1 else "faster"),
+            "ci_low": low, "ci_high": high, "ci_level": CI_LEVEL, "rounds": len(ratios)}
+
+
+def ci_half_width(ratio: dict) -> float:
+    """Half the width of a ratio's bootstrap interval (how precisely its median is known)."""
+    return (ratio["ci_high"] - ratio["ci_low"]) / 2
