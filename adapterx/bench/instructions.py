@@ -4,10 +4,11 @@ through ``torch.utils.benchmark.Timer.collect_callgrind``.
 Instruction counts are deterministic (up to small interpreter jitter), so a 1% difference between forms can be
 decided on a machine other work shares. They are NOT time: cache misses, memory stalls, vector width and
 frequency do not show, and a form whose instructions are cheaper or dearer than the base's (e.g. GEMM vs
-element-wise) is mis-weighted. Each form runs in its own process under valgrind (about 50x slower than native):
-the parent writes the base weights once to a safetensors file, and the child rebuilds the base from it (no
-random initialisation under valgrind), builds the form with the same seeds as the timed bench, and counts
-`repeats` measurements of `number` calls after one warm-up call.
+element-wise) is mis-weighted. All forms of a grid point are counted in one process under valgrind (starting it
+costs minutes: Python and torch are imported under instrumentation; a forward pass runs ~50x slower than
+native): the parent writes the base weights once to a safetensors file, the child rebuilds the base from it (no
+random initialisation under valgrind), builds the forms with the same seeds as the timed bench, warms each up
+once, and counts `REPEATS` passes of each, interleaved.
 """
 
 from __future__ import annotations
@@ -69,19 +70,36 @@ def load_base(spec: dict) -> nn.Module:
     return model.eval()
 
 
-def callgrind_setup(payload: str) -> Callable[[], object]:
-    """Run inside the valgrind child (from the Timer's setup): rebuild the base, build the form and its batch,
-    and return the statement to count."""
+class _Cycle:
+    """The statement callgrind counts: each call runs the next form, in turn. The harness first calls it
+    `warmup` times (torch's template warms up ``min(number, 10)`` calls), so measured repeat j runs form
+    ``j % len(forms)``."""
+
+    def __init__(self, fns: list[Callable[[], object]], warmup: int):
+        self.fns, self.calls = fns, -warmup
+
+    def __call__(self) -> None:
+        fn = self.fns[max(self.calls, 0) % len(self.fns)]
+        self.calls += 1
+        with torch.inference_mode():
+            fn()
+
+
+def callgrind_setup(payload: str) -> Callable[[], None]:
+    """Run inside the valgrind child (from the Timer's setup): rebuild the base, build every form and the batch,
+    warm each form up once, and return the statement to count."""
     spec = json.loads(payload)
     base = load_base(spec["base"])
     ctx = FormContext(base, rank=spec["rank"], reduction_factor=spec["reduction_factor"], seed=spec["seed"])
-    form = build_form(spec["form"], ctx)
     batch = make_batch(base.config.vocab_size, spec["batch_size"], spec["seq_len"], "cpu", spec["seed"])
-
-    def run() -> None:
-        with torch.inference_mode():
-            form(batch)
-    return run
+    fns = []
+    for name in spec["forms"]:
+        form = build_form(name, ctx)
+        fns.append(lambda form=form: form(batch))
+    with torch.inference_mode():
+        for fn in fns:
+            fn()
+    return _Cycle(fns, warmup=min(NUMBER, 10))
 
 
 @contextmanager
@@ -101,23 +119,27 @@ def _child_environment() -> Iterator[None]:
                 os.environ[k] = v
 
 
-def count_instructions(form_names: list[str], base: nn.Module, cfg, bs: int, seq: int, threads: int,
-                       progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
-    """Instructions per forward pass of each form, `REPEATS` measurements each (callgrind, denoised)."""
+def count_instructions(form_names: list[str], base: nn.Module, cfg, bs: int, seq: int,
+                       threads: int) -> dict[str, list[float]]:
+    """Instructions per forward pass of each form, `REPEATS` measurements each (callgrind, denoised), all forms
+    in one valgrind process (starting one costs minutes: Python and torch are imported under instrumentation),
+    measured interleaved: form 1, form 2, ..., form 1, form 2, ..."""
     from torch.utils.benchmark import Timer
 
     check_valgrind()
-    out: dict[str, list[float]] = {}
+    n = len(form_names)
     with tempfile.TemporaryDirectory(prefix="adapterx-callgrind-") as tmp, _child_environment():
-        base_spec = save_base(base, Path(tmp))
-        for name in form_names:
-            payload = json.dumps({"base": base_spec, "form": name, "rank": cfg.rank, "seed": cfg.seed,
-                                  "reduction_factor": cfg.reduction_factor, "batch_size": bs, "seq_len": seq})
-            timer = Timer(stmt="run()", num_threads=threads,
-                          setup=f"from adapterx.bench.instructions import callgrind_setup\n"
-                                f"run = callgrind_setup({payload!r})")
-            stats = timer.collect_callgrind(number=NUMBER, repeats=REPEATS, collect_baseline=False)
-            out[name] = [float(s.counts(denoise=True)) / NUMBER for s in stats]
-            if progress is not None:
-                progress(1)
+        payload = json.dumps({"base": save_base(base, Path(tmp)), "forms": list(form_names), "rank": cfg.rank,
+                              "seed": cfg.seed, "reduction_factor": cfg.reduction_factor, "batch_size": bs,
+                              "seq_len": seq})
+        timer = Timer(stmt="run()", num_threads=threads,
+                      setup=f"from adapterx.bench.instructions import callgrind_setup\n"
+                            f"run = callgrind_setup({payload!r})")
+        stats = timer.collect_callgrind(number=NUMBER, repeats=n * REPEATS, collect_baseline=False)
+    counts = [float(s.counts(denoise=True)) / NUMBER for s in stats]
+    out = {name: counts[i::n] for i, name in enumerate(form_names)}
+    for name, values in out.items():   # a misaligned cycle would mix forms: their counts would disagree
+        if max(values) > 1.05 * min(values):
+            raise AdapterxError(f"bench: instruction counts of form {name!r} disagree across repeats ({values}); "
+                                f"the measurements did not line up with the forms")
     return out

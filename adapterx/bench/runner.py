@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import itertools
 import logging
 import re
 import sys
@@ -11,6 +12,7 @@ import time
 from typing import Callable
 
 import torch
+from torch import nn
 
 from adapterx.bench import env
 from adapterx.bench.config import BenchConfig
@@ -27,6 +29,7 @@ from adapterx.core.errors import AdapterxError
 from adapterx.core.log import show_progress
 
 logger = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -152,6 +155,83 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
     return guarded(cfg, lambda: _run_inference(cfg, log))
 
 
+def _notes(cfg: BenchConfig, shape_note: str, pairs: list[tuple[str, str]]) -> list[str]:
+    notes = [n for n in (shape_note,) if n]
+    skipped = [(d, t) for d in cfg.devices for t in cfg.dtypes if (d, t) not in pairs]
+    if skipped:
+        notes.append(f"skipped {skipped}: fp16 is CUDA-only")
+    notes.append("Other processes may share these CPUs (see machine.load in results.json: the 1-minute load "
+                 "average sampled before, during and after the run): forms are interleaved round by round so that "
+                 "such drift hits every form alike.")
+    if cfg.clock == "instructions":
+        notes.append("CPU 'timings' are INSTRUCTION COUNTS (--clock instructions: callgrind through "
+                     "torch.utils.benchmark, one valgrind process per grid point, denoised), not time: "
+                     "deterministic, so small differences are decided on a busy machine, but cache misses, memory "
+                     "stalls, vector width and frequency do not show. Ratios are instruction ratios.")
+    if cfg.clock == "cpu" and "cpu" in cfg.devices:
+        notes.append("CPU timings are process CPU time (--clock cpu), not wall time: waiting for a core shared "
+                     "with other processes is not counted" + ("" if set(cfg.threads) == {1} else
+                     "; with several threads, OpenMP barrier spinning is counted too"))
+    notes.append("Memory: on CPU the process's peak RSS (all forms share one process and the base weights), on "
+                 "CUDA torch.cuda.max_memory_allocated of one forward pass of each form.")
+    notes.append("Ratios are medians of per-round paired ratios (form time / base time in the same round); "
+                 "p10-p90 of those ratios is their spread, [CI] the 95% bootstrap interval of the median (rounds "
+                 "resampled), which narrows as rounds are added. 'within noise' = the spread covers 1.0 or exceeds "
+                 "the difference claimed.")
+    return notes
+
+
+def _document(cfg: BenchConfig, backbone_name: str, backbone, notes: list[str]) -> dict:
+    mcfg = backbone.model.config
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "adapterx bench",
+        "command": cfg.command,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": env.machine(),
+        "versions": env.versions(),
+        "git_commit": env.git_commit(),
+        "settings": cfg.to_dict(),
+        "backbone": {
+            "name": backbone_name, "requested": cfg.shape, "weights": "pretrained" if backbone.pretrained else "random",
+            "description": backbone.description, "hidden_size": mcfg.hidden_size,
+            "num_hidden_layers": mcfg.num_hidden_layers, "num_attention_heads": mcfg.num_attention_heads,
+            "intermediate_size": mcfg.intermediate_size, "vocab_size": mcfg.vocab_size,
+            "attn_implementation": mcfg._attn_implementation,
+        },
+        "forms": {},
+        "results": [],
+        "notes": notes,
+    }
+
+
+def _build_forms(cfg: BenchConfig, base: nn.Module, device: str, dtype_name: str, doc: dict,
+                 log: Callable[[str], None]) -> dict[str, Form]:
+    ctx = FormContext(base, rank=cfg.rank, reduction_factor=cfg.reduction_factor, seed=cfg.seed)
+    log(f"bench: building {len(cfg.forms)} forms on {device}/{dtype_name} ...")
+    forms = {name: build_form(name, ctx) for name in cfg.forms}
+    base_params = count_parameters(base)
+    for name, f in forms.items():
+        n = count_parameters(f.module)
+        doc["forms"].setdefault(name, {"description": f.description, "reference": f.reference,
+                                       "params_total": n, "params_added": n - base_params})
+    return forms
+
+
+def _log_estimate(cfg: BenchConfig, forms: dict[str, Form], device: str, vocab: int,
+                  log: Callable[[str], None]) -> None:
+    probe = make_batch(vocab, min(cfg.batch_sizes), min(cfg.seq_lens), device, cfg.seed)
+    clock = Clock(device, cfg.clock)
+    with torch.inference_mode():
+        forms["base"](probe)
+        probe_s = clock(lambda: forms["base"](probe))
+    passes, secs = estimate(cfg, probe_s, probe.input_ids.numel(), len(forms))
+    log(f"bench: grid of {cfg.grid_size()} points x {len(forms)} forms x {cfg.warmup + cfg.iterations} rounds = "
+        f"{passes} forward passes; estimated {secs / 60:.1f} min (from one probe pass; excludes building and "
+        f"compiling" + ("; --target-ci may add rounds up to --max-seconds" if cfg.target_ci else "")
+        + ("; instruction counting under valgrind takes far longer" if cfg.clock == "instructions" else "") + ")")
+
+
 def _run_inference(cfg: BenchConfig, log: Callable[[str], None]) -> dict:
     check_form_names(cfg.forms)
     pairs = check_devices(cfg)
@@ -168,91 +248,29 @@ def _run_inference(cfg: BenchConfig, log: Callable[[str], None]) -> dict:
         raise AdapterxError(f"bench: sequence length(s) {too_long} exceed the backbone's maximum "
                             f"{usable_positions(mcfg)}" + (f" with {virtual} virtual tokens of a prompt/prefix form "
                                                            f"in front" if virtual else ""))
-    notes = [n for n in (shape_note,) if n]
-    skipped = [(d, t) for d in cfg.devices for t in cfg.dtypes if (d, t) not in pairs]
-    if skipped:
-        notes.append(f"skipped {skipped}: fp16 is CUDA-only")
-    notes.append("Other processes may share these CPUs (see machine.load_average_1m in results.json): forms are "
-                 "interleaved round by round so that such drift hits every form alike.")
-    if cfg.clock == "instructions":
-        notes.append("CPU 'timings' are INSTRUCTION COUNTS (--clock instructions: callgrind through "
-                     "torch.utils.benchmark, one valgrind process per form, denoised), not time: deterministic, so "
-                     "small differences are decided on a busy machine, but cache misses, memory stalls, vector "
-                     "width and frequency do not show. Ratios are instruction ratios.")
-    if cfg.clock == "cpu" and "cpu" in cfg.devices:
-        notes.append("CPU timings are process CPU time (--clock cpu), not wall time: waiting for a core shared "
-                     "with other processes is not counted" + ("" if set(cfg.threads) == {1} else
-                     "; with several threads, OpenMP barrier spinning is counted too"))
-    notes.append("Memory: on CPU the process's peak RSS (all forms share one process and the base weights), on "
-                 "CUDA torch.cuda.max_memory_allocated of one forward pass of each form.")
-    notes.append("Ratios are medians of per-round paired ratios (form time / base time in the same round); "
-                 "p10-p90 of those ratios is their spread, [CI] the 95% bootstrap interval of the median (rounds "
-                 "resampled), which narrows as rounds are added. 'within noise' = the spread covers 1.0 or exceeds "
-                 "the difference claimed.")
-
-    doc = {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "adapterx bench",
-        "command": cfg.command,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": env.machine(),
-        "versions": env.versions(),
-        "git_commit": env.git_commit(),
-        "settings": cfg.to_dict(),
-        "backbone": {
-            "name": backbone_name, "requested": cfg.shape, "weights": "pretrained" if backbone.pretrained else "random",
-            "description": backbone.description, "hidden_size": mcfg.hidden_size,
-            "num_hidden_layers": mcfg.num_hidden_layers, "num_attention_heads": mcfg.num_attention_heads,
-            "intermediate_size": mcfg.intermediate_size, "vocab_size": mcfg.vocab_size,
-            "attn_implementation": base_cpu.config._attn_implementation,
-        },
-        "forms": {},
-        "results": [],
-        "notes": notes,
-    }
+    doc = _document(cfg, backbone_name, backbone, _notes(cfg, shape_note, pairs))
+    from tqdm import tqdm
     total_rounds = (len(pairs) * len(cfg.modes) * len(cfg.threads) * len(cfg.batch_sizes) * len(cfg.seq_lens)
                     * cfg.iterations)
-    from tqdm import tqdm
     bar = tqdm(total=total_rounds, desc="bench rounds", unit="round", disable=not show_progress(cfg.progress),
                file=sys.stderr)
-    estimated = False
     default_threads = torch.get_num_threads()
     run_deadline, points_left = time.monotonic() + cfg.max_seconds, cfg.grid_size()
     try:
         for device, dtype_name in pairs:
             dtype = TORCH_DTYPES[dtype_name]
             base = base_cpu if (device, dtype) == ("cpu", torch.float32) else copy.deepcopy(base_cpu).to(device, dtype)
-            ctx = FormContext(base, rank=cfg.rank, reduction_factor=cfg.reduction_factor, seed=cfg.seed)
-            log(f"bench: building {len(cfg.forms)} forms on {device}/{dtype_name} ...")
-            forms = {name: build_form(name, ctx) for name in cfg.forms}
-            base_params = count_parameters(base)
-            for name, f in forms.items():
-                n = count_parameters(f.module)
-                doc["forms"].setdefault(name, {"description": f.description, "reference": f.reference,
-                                               "params_total": n, "params_added": n - base_params})
-            if not estimated:
-                probe = make_batch(mcfg.vocab_size, min(cfg.batch_sizes), min(cfg.seq_lens), device, cfg.seed)
-                clock = Clock(device, cfg.clock)
-                with torch.inference_mode():
-                    forms["base"](probe)
-                    probe_s = clock(lambda: forms["base"](probe))
-                passes, secs = estimate(cfg, probe_s, probe.input_ids.numel(), len(forms))
-                log(f"bench: grid of {cfg.grid_size()} points x {len(forms)} forms x "
-                    f"{cfg.warmup + cfg.iterations} rounds = {passes} forward passes; "
-                    f"estimated {secs / 60:.1f} min (from one probe pass; excludes building and compiling)")
-                estimated = True
-            for mode in cfg.modes:
-                for threads in cfg.threads:
-                    torch.set_num_threads(threads or default_threads)
-                    for bs in cfg.batch_sizes:
-                        for seq in cfg.seq_lens:
-                            bar.set_postfix_str(f"{device} {dtype_name} {mode} t={torch.get_num_threads()} "
-                                                f"b={bs} s={seq}")
-                            deadline = point_deadline(run_deadline, points_left)
-                            points_left -= 1
-                            doc["results"].extend(_measure_point(cfg, forms, device, dtype_name, mode, bs, seq,
-                                                                 mcfg.vocab_size, bar, deadline))
-            del forms, ctx, base
+            forms = _build_forms(cfg, base, device, dtype_name, doc, log)
+            if (device, dtype_name) == pairs[0]:
+                _log_estimate(cfg, forms, device, mcfg.vocab_size, log)
+            for mode, threads, bs, seq in itertools.product(cfg.modes, cfg.threads, cfg.batch_sizes, cfg.seq_lens):
+                torch.set_num_threads(threads or default_threads)
+                bar.set_postfix_str(f"{device} {dtype_name} {mode} t={torch.get_num_threads()} b={bs} s={seq}")
+                deadline = point_deadline(run_deadline, points_left)
+                points_left -= 1
+                doc["results"].extend(_measure_point(cfg, forms, device, dtype_name, mode, bs, seq,
+                                                     mcfg.vocab_size, bar, deadline))
+            del forms, base
     finally:
         bar.close()
         torch.set_num_threads(default_threads)

@@ -39,6 +39,7 @@ from adapterx.bench.timing import summarize
 from adapterx.core.backbone import load_backbone
 from adapterx.core.errors import AdapterxError
 from adapterx.core.heads import HeadSpec
+from adapterx.core.log import show_progress
 from adapterx.core.model import AdaptedModel
 from adapterx.methods import parse_spec
 
@@ -215,7 +216,7 @@ def run_train_jobs(job_list: list[dict], log: Callable[[str], None], progress: b
     from tqdm import tqdm
 
     rows = []
-    for job in tqdm(job_list, desc="train cost", unit="kind", disable=not progress, file=sys.stderr):
+    for job in tqdm(job_list, desc="train cost", unit="kind", disable=not show_progress(progress), file=sys.stderr):
         started = time.time()
         row = run_worker(job)
         log(f"bench --train: {job['kind']} b={job['batch_size']} s={job['seq_len']}: "
