@@ -39,6 +39,7 @@ from adapterx.bench.timing import summarize
 from adapterx.core.backbone import load_backbone
 from adapterx.core.errors import AdapterxError
 from adapterx.core.heads import HeadSpec
+from adapterx.core.io import atomic_write_json
 from adapterx.core.log import show_progress
 from adapterx.core.model import AdaptedModel
 from adapterx.methods import parse_spec
@@ -186,16 +187,17 @@ def run_worker(job: dict, timeout: float = WORKER_TIMEOUT_S) -> dict:
     """Run `measure_kind(job)` in a fresh Python process; a failure becomes a row with its error."""
     root = str(Path(__file__).resolve().parents[2])
     environ = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-    try:
-        proc = subprocess.run([sys.executable, "-m", "adapterx.bench.train_cost", json.dumps(job)], cwd=root,
-                              env=environ, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return _failed(job, f"timed out after {timeout:.0f} s")
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        return _failed(job, f"worker exited with {proc.returncode}: {tail}")
-    return json.loads(lines[-1])
+    with tempfile.TemporaryDirectory(prefix="adapterx-train-cost-") as tmp:
+        out = Path(tmp) / "row.json"
+        try:
+            proc = subprocess.run([sys.executable, "-m", "adapterx.bench.train_cost", json.dumps(job), str(out)],
+                                  cwd=root, env=environ, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return _failed(job, f"timed out after {timeout:.0f} s")
+        if proc.returncode != 0 or not out.is_file():
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
+            return _failed(job, f"worker exited with {proc.returncode}: {tail}")
+        return json.loads(out.read_text(encoding="utf-8"))
 
 
 def _failed(job: dict, why: str) -> dict:
@@ -228,11 +230,11 @@ def run_train_jobs(job_list: list[dict], log: Callable[[str], None], progress: b
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m adapterx.bench.train_cost '<job json>' (a worker of `adapterx bench --train`)",
-              file=sys.stderr)
-        return 2
-    print(json.dumps(measure_kind(json.loads(argv[0]))), flush=True)
+    """Worker entry point: measure the job given as JSON and write its row to the file named second."""
+    if len(argv) != 2:
+        raise SystemExit("usage: python -m adapterx.bench.train_cost '<job json>' OUT.json "
+                         "(a worker of `adapterx bench --train`)")
+    atomic_write_json(Path(argv[1]), measure_kind(json.loads(argv[0])))
     return 0
 
 
