@@ -1,4 +1,4 @@
-"""adapterx.fastbottleneck computes what the adapters library computes for trained bottleneck adapters (Pfeiffer
+"""adapterx.deploy.fastbottleneck computes what the adapters library computes for trained bottleneck adapters (Pfeiffer
 and Houlsby, one adapter and stacks, and the config flags that move residuals and layer norms), with no library
 module left in the model."""
 
