@@ -49,9 +49,16 @@ def trained_stack(backbone, probe, arch: str, depth: int, steps: int = 3) -> Ada
     return model.eval()
 
 
-@pytest.mark.parametrize("arch,depth", [("pfeiffer", 1), ("pfeiffer", 2), ("houlsby", 1), ("houlsby", 2)])
-def test_fast_form_equals_the_library(pristine_backbone, probe, arch, depth):
-    model = trained_stack(pristine_backbone.fresh_copy(), probe, arch, depth)
+@pytest.fixture(scope="module")
+def tiny_bert():
+    return load_backbone("builtin:tiny-bert")
+
+
+@pytest.mark.parametrize("encoder,arch,depth", [("xlmr", "pfeiffer", 1), ("xlmr", "pfeiffer", 2), ("xlmr", "houlsby", 1),
+                                                ("xlmr", "houlsby", 2), ("bert", "pfeiffer", 2), ("bert", "houlsby", 2)])
+def test_fast_form_equals_the_library(pristine_backbone, tiny_bert, probe, encoder, arch, depth):
+    pristine = pristine_backbone if encoder == "xlmr" else tiny_bert
+    model = trained_stack(pristine.fresh_copy(), probe, arch, depth)
     up = dict(model.encoder.named_parameters())["encoder.layer.0.output.adapters.a0.adapter_up.weight"]
     assert up.abs().max() > 0.05   # trained: AdamW moved the up projection well away from its N(0, 0.02) start
     fast = fused_form(model)
@@ -60,7 +67,7 @@ def test_fast_form_equals_the_library(pristine_backbone, probe, arch, depth):
     wrapped = [n for n, m in fast.encoder.named_modules() if type(m).__name__ == "FastBottleneckOutput"]
     layers = len(model.encoder.encoder.layer)
     assert len(wrapped) == layers * (2 if arch == "houlsby" else 1)
-    bare = AdaptedModel(pristine_backbone.fresh_copy())
+    bare = AdaptedModel(pristine.fresh_copy())
     bare.heads["cls"] = model.head
     bare.set_head("cls")
     with torch.inference_mode():
