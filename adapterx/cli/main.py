@@ -11,7 +11,9 @@ from pathlib import Path
 import yaml
 
 from adapterx.cli.bench import add_bench_parser
+from adapterx.cli.checks import check_args
 from adapterx.cli.compose import add_compose_parsers
+from adapterx.cli.errors import HANDLED, report
 from adapterx.cli.lazy import LazyParser, defer, listing
 from adapterx.cli.tasks import add_tasks_parser
 from adapterx.core.errors import AdapterxError
@@ -43,7 +45,11 @@ def _parse_options(text: str, what: str) -> dict:
         if "=" not in item:
             raise AdapterxError(f"{what}: expected key=value, got {item!r} in {text!r}")
         key, value = item.split("=", 1)
-        options[key.strip()] = [yaml.safe_load(v) for v in value.split("+")] if "+" in value else yaml.safe_load(value)
+        try:
+            options[key.strip()] = ([yaml.safe_load(v) for v in value.split("+")] if "+" in value
+                                    else yaml.safe_load(value))
+        except yaml.YAMLError as exc:
+            raise AdapterxError(f"{what}: {key.strip()}={value}: not a value ({exc.problem or exc})") from exc
     return options
 
 
@@ -67,13 +73,17 @@ TRAIN_FLAGS = {
 
 def cmd_train(args) -> int:
     from adapterx.core.backbone import load_backbone
-    from adapterx.methods import parse_spec
+    from adapterx.core.shape import backbone_shape
+    from adapterx.methods import get_method, parse_spec
     from adapterx.tasks import get_task
     from adapterx.training.loop import TrainConfig
+    from adapterx.training.run_config import CLI_NAMES
     from adapterx.training.workflow import train_task
 
     spec = parse_spec(_parse_options(args.adapter, "--adapter"), where="--adapter")
+    get_method(spec.kind).check_backbone(spec, backbone_shape(args.backbone), "--adapter")
     config = TrainConfig(**{name: getattr(args, name) for name in TRAIN_FLAGS})
+    config.validate("train", names=CLI_NAMES)
     task = get_task(args.task)
     backbone = load_backbone(args.backbone)
     if args.strategy != "none" and not args.on_top_of:
@@ -297,12 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         _quiet_libraries()
     try:
+        check_args(args)
         return args.func(args)
-    except AdapterxError as exc:
+    except HANDLED as exc:   # bad input or the file system (full, read-only, ...): one line, exit 2
         if args.verbose:
             raise
-        print(f"adapterx: error: {exc}", file=sys.stderr)
-        return 2
+        return report(exc)
 
 
 if __name__ == "__main__":

@@ -132,6 +132,7 @@ def freeze(model: nn.Module) -> None:
 def load_backbone(name_or_path: str, *, seed: int = 0, dtype: torch.dtype | None = None,
                   fingerprint: bool = True) -> Backbone:
     """Load and freeze the encoder named by `name_or_path` (see the module docstring for the forms)."""
+    check_builtin_name(name_or_path)
     if any(name_or_path == n or name_or_path.startswith(n + "@") for n in (TINY_NAME, TINY_BERT_NAME)):
         backbone = _tiny_backbone(name_or_path, seed)
     elif name_or_path == E5_NAME:
@@ -150,10 +151,39 @@ def load_backbone(name_or_path: str, *, seed: int = 0, dtype: torch.dtype | None
     return backbone
 
 
+def check_builtin_name(name: str) -> None:
+    """Refuse a misspelt built-in name (it would otherwise be tried as a hub id) and a non-integer seed."""
+    tiny = (TINY_NAME, TINY_BERT_NAME)
+    if name.startswith("builtin:") and name != E5_NAME and not any(name == n or name.startswith(n + "@")
+                                                                   for n in tiny):
+        raise AdapterxError(f"backbone {name!r}: unknown built-in backbone; built in: {', '.join(tiny)} (each "
+                            f"also as NAME@<seed>), {E5_NAME}")
+    if any(name.startswith(n + "@") for n in tiny):
+        tiny_seed(name)
+    if name.startswith("random:") and _arch(name) not in REAL_SHAPES:
+        raise AdapterxError(f"backbone {name!r}: unknown architecture; known: "
+                            f"{', '.join('random:' + a for a in REAL_SHAPES)}")
+
+
+def _arch(random_name: str) -> str:
+    return random_name.split(":", 1)[1].removeprefix("FacebookAI/").removeprefix("intfloat/")
+
+
+def tiny_seed(name: str, default: int = 0) -> int:
+    """The seed in ``builtin:tiny-xlmr@<seed>`` (default without one)."""
+    if "@" not in name:
+        return default
+    text = name.split("@", 1)[1]
+    if not text.isdigit():
+        raise AdapterxError(f"backbone {name!r}: the part after '@' is the seed of the built-in weights, a "
+                            f"non-negative integer, got {text!r}")
+    return int(text)
+
+
 def _pretrained(name_or_path: str) -> Backbone:
     local = Path(name_or_path).expanduser()
     if name_or_path.startswith((".", "/", "~")) and not local.is_dir():
-        raise AdapterxError(f"backbone directory {local} does not exist")
+        raise AdapterxError(f"backbone directory {name_or_path} does not exist")
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
         if config.model_type not in ARCHITECTURES:
@@ -164,12 +194,16 @@ def _pretrained(name_or_path: str) -> Backbone:
         # fix_mistral_regex=False: transformers 4.57 wrongly warns about a Mistral regex on local directories
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, trust_remote_code=False,
                                                   fix_mistral_regex=False)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:   # ValueError: not a valid hub id (huggingface_hub's HFValidationError)
         raise AdapterxError(
-            f"cannot load backbone {name_or_path!r}: {exc}. Offline? Use a local directory or "
+            f"cannot load backbone {name_or_path!r}: {_first_line(exc)}. Offline? Use a local directory or "
             f"{TINY_NAME!r} (built in, no network)."
         ) from exc
     return Backbone(model, tokenizer, name_or_path, pretrained=True, description="pretrained weights")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _random_real_shape(name: str, seed: int) -> Backbone:
@@ -221,8 +255,7 @@ def tiny_tokenizer() -> XLMRobertaTokenizerFast:
 
 
 def _tiny_backbone(name: str, seed: int) -> Backbone:
-    if "@" in name:  # builtin:tiny-xlmr@<seed> pins another seed, e.g. to build a "different backbone"
-        seed = int(name.split("@", 1)[1])
+    seed = tiny_seed(name, seed)  # builtin:tiny-xlmr@<seed> pins another seed, e.g. to build a "different backbone"
     tokenizer = tiny_tokenizer()
     bert = name.startswith(TINY_BERT_NAME)
     generator_state = torch.random.get_rng_state()

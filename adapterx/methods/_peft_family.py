@@ -36,6 +36,7 @@ from adapterx.methods.base import AdapterSpec, Method
 
 if TYPE_CHECKING:
     from adapterx.core.model import AdaptedModel
+    from adapterx.core.shape import BackboneShape
 
 PEFT_CONFIG_FILE = "adapter_config.json"
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
@@ -226,6 +227,11 @@ class PromptLearningMethod(PeftMethod):
     stackable: ClassVar[bool] = False   # peft runs one prompt-learning adapter at a time, with nothing beside it
     peft_model_class: ClassVar[type[PeftModel]] = PeftModelForFeatureExtraction
     bench_builders: ClassVar[tuple[str, ...]] = ("adapterx.bench.prompt_forms",)
+
+    def check_backbone(self, spec: AdapterSpec, shape: "BackboneShape", where: str) -> None:
+        if spec.num_virtual_tokens >= shape.positions:
+            raise AdapterxError(f"{where}.num_virtual_tokens: {spec.num_virtual_tokens} leaves no positions for the "
+                                f"input: {shape.name} has {shape.positions}, shared by virtual and input tokens")
 
     def add(self, model: "AdaptedModel", name: str, spec: AdapterSpec) -> None:
         _check_position_budget(model, spec.num_virtual_tokens)

@@ -24,9 +24,11 @@ import torch
 from adapterx.core.bottleneck import BottleneckWeights
 from adapterx.core.errors import AdapterxError, CompositionError
 from adapterx.core.lowrank import LoraFactors
+from adapterx.methods._fields import typed_options
 
 if TYPE_CHECKING:
     from adapterx.core.model import AdaptedModel
+    from adapterx.core.shape import BackboneShape
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class AdapterSpec:
         if extra:
             raise AdapterxError(f"{where}: unknown field(s) {extra} for adapter kind {cls.kind!r}; "
                                 f"fields: {', '.join(sorted(names))}")
+        options = typed_options(cls, options, where)
         try:
             spec = cls(**options)
         except TypeError as exc:
@@ -91,6 +94,10 @@ class Method:
     # forms KIND and KIND-stack-K (its default spec, built through adapterx.store).
     bench_builders: ClassVar[tuple[str, ...]] = ()
     weights_file: ClassVar[str]
+
+    def check_backbone(self, spec: AdapterSpec, shape: "BackboneShape", where: str) -> None:
+        """Raise AdapterxError (naming `where` and the field) if `spec` cannot fit a backbone of `shape`, e.g.
+        LoRA target modules it lacks; called by `adapterx run --dry-run` and before attaching."""
 
     @property
     def name(self) -> str:

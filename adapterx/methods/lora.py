@@ -17,6 +17,7 @@ from peft.tuners.lora import LoraLayer
 from adapterx.core.errors import AdapterxError, CompositionError
 from adapterx.core.lowrank import LoraFactors
 from adapterx.core.model import AdapterRecord
+from adapterx.core.shape import BackboneShape, shape_of_config
 from adapterx.methods._peft_family import PeftMethod
 from adapterx.methods.base import AdapterSpec
 
@@ -43,11 +44,14 @@ class LoraSpec(AdapterSpec):
     target_modules: tuple[str, ...] = ("query", "value")
 
     def __post_init__(self):
-        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        modules = self.target_modules
+        object.__setattr__(self, "target_modules", (modules,) if isinstance(modules, str) else tuple(modules))
 
     def validate(self, where: str) -> None:
         if not isinstance(self.r, int) or self.r < 1:
             raise AdapterxError(f"{where}.r: rank must be a positive integer, got {self.r!r}")
+        if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool) or not 0 < self.alpha < float("inf"):
+            raise AdapterxError(f"{where}.alpha: must be a finite number > 0, got {self.alpha!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise AdapterxError(f"{where}.dropout: must be in [0, 1), got {self.dropout!r}")
         if not self.target_modules:
@@ -62,6 +66,21 @@ class LoraMethod(PeftMethod):
     composition_blocks: ClassVar[frozenset[str]] = frozenset({"stack", "sum", "weighted", "mixed"})
     weighted_methods: ClassVar[tuple[str, ...]] = tuple(_COMBINATIONS)
     bench_builders: ClassVar[tuple[str, ...]] = ("adapterx.bench.lora_forms",)
+
+    def check_backbone(self, spec: LoraSpec, shape: BackboneShape, where: str) -> None:
+        """peft attaches LoRA to every module whose dotted name ends in a target name and silently ignores names
+        that match nothing (if at least one matches): refuse those here, naming them."""
+        known = shape.module_suffixes()
+        missing = [m for m in spec.target_modules if m not in known]
+        if missing:
+            raise AdapterxError(f"{where}.target_modules: {', '.join(map(repr, missing))} matches no linear module of "
+                                f"{shape.name}; its linear modules are named {', '.join(shape.leaf_names())} "
+                                f"(or a dotted path ending in one, e.g. attention.self.query)")
+
+    def add(self, model: "AdaptedModel", name: str, spec: LoraSpec) -> None:
+        self.check_backbone(spec, shape_of_config(model.backbone.name, model.backbone.model.config),
+                            f"adapter {name!r}")
+        super().add(model, name, spec)
 
     def peft_config(self, spec: LoraSpec) -> LoraConfig:
         return LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,

@@ -12,12 +12,14 @@ from adapterx.store.files import (
                                   HEAD_FILE,
                                   METADATA_FILE,
                                   check_backbone,
+                                  check_fits_task,
                                   check_safetensors,
+                                  check_weights,
                                   file_digest,
                                   library_versions,
                                   read_metadata,
 )
 
 __all__ = ["FORMAT_VERSION", "HEAD_FILE", "METADATA_FILE", "activate", "activate_setup", "add_adapter",
-           "check_backbone", "check_safetensors", "file_digest", "library_versions", "load_adapter", "load_head",
-           "read_metadata", "save_adapter"]
+           "check_backbone", "check_fits_task", "check_safetensors", "check_weights", "file_digest", "library_versions",
+           "load_adapter", "load_head", "read_metadata", "save_adapter"]

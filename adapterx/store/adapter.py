@@ -27,6 +27,7 @@ from adapterx.store.files import (
     METADATA_FILE,
     check_backbone,
     check_safetensors,
+    check_weights,
     file_digest,
     library_versions,
     read_metadata,
@@ -106,6 +107,7 @@ def save_adapter(model: AdaptedModel, name: str, directory: str | Path, *, task:
             "spec": record.spec.to_json(),
             "weights_file": method.weights_file,
             "weights_digest": file_digest(tmp / method.weights_file),
+            "head_digest": file_digest(tmp / HEAD_FILE) if head is not None else None,
             "task": task,
             "labels": list(labels),
             "languages": list(languages),
@@ -130,9 +132,8 @@ def load_adapter(model: AdaptedModel, directory: str | Path, *, name: str | None
     directory = Path(directory)
     metadata = read_metadata(directory)
     check_backbone(model, metadata, directory)
-    weights = directory / metadata["weights_file"]
-    check_safetensors(weights)
     spec = spec_from_json(metadata["spec"])
+    check_weights(directory, metadata, get_method(spec.kind).weights_file)
     name = name or metadata.get("name") or directory.name
     if name in model.adapters:
         raise AdapterFileError(directory, f"an adapter named {name!r} is already attached; pass another name")

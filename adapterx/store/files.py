@@ -18,6 +18,9 @@ from adapterx.core.io import read_json_file
 
 METADATA_FILE = "adapterx.json"
 HEAD_FILE = "head.safetensors"
+# weights formats that unpickle on load (arbitrary code): never read, and refused beside an adapter's files so
+# that no library can fall back to them
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 FORMAT_VERSION = 1
 _LIBRARIES = ("adapterx", "torch", "transformers", "peft", "adapters", "datasets", "safetensors", "accelerate")
 
@@ -81,3 +84,58 @@ def check_backbone(model, metadata: dict, directory: Path) -> None:
             f"{base.get('fingerprint')}), but is being loaded onto {model.backbone.name!r} (fingerprint "
             f"{model.backbone.fingerprint}); load the backbone it was trained on")
 
+
+
+def check_weights(directory: Path, metadata: dict, weights_file: str) -> Path:
+    """The adapter's weights file, by the name its kind fixes (`weights_file`), after checking that
+    adapterx.json names that same file, that no pickle lies beside it, that it is a readable safetensors file
+    and that it holds the weights adapterx.json records (``weights_digest``): a file swapped in from another
+    adapter would otherwise load silently."""
+    directory = Path(directory)
+    meta_path = directory / METADATA_FILE
+    if metadata.get("weights_file") != weights_file:
+        raise AdapterFileError(meta_path, f"field 'weights_file' is {metadata.get('weights_file')!r}, but a "
+                                          f"{metadata.get('kind')} adapter's weights are {weights_file!r}; adapterx "
+                                          f"reads only that file")
+    pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise AdapterFileError(directory / pickles[0], "a pickle weights file (loading it could run code); adapterx "
+                                                       "reads safetensors only and refuses an adapter directory "
+                                                       "holding one: delete it")
+    weights = directory / weights_file
+    check_safetensors(weights)
+    _check_digest(weights, metadata.get("weights_digest"), "weights_digest", meta_path)
+    if metadata.get("head_digest") and (directory / HEAD_FILE).is_file():
+        _check_digest(directory / HEAD_FILE, metadata["head_digest"], "head_digest", meta_path)
+    return weights
+
+
+def _check_digest(path: Path, recorded: str | None, field: str, meta_path: Path) -> None:
+    if not recorded:
+        raise AdapterFileError(meta_path, f"field {field!r} is missing: the weights cannot be checked")
+    actual = file_digest(path)
+    if actual != recorded:
+        raise AdapterFileError(path, f"holds other weights ({actual}) than {meta_path.name} records "
+                                     f"({field} {recorded}): replaced or changed since it was saved")
+
+
+def check_fits_task(metadata: dict, directory: Path, task) -> None:
+    """The adapter's head computes what `task` scores (same head kind, same labels in the same order); a task
+    scored on the encoder alone (retrieval) takes any adapter. `task`: an adapterx.tasks Task."""
+    if task.head == "retrieval":
+        return
+    where = Path(directory) / METADATA_FILE
+    head = metadata.get("head")
+    if not head:
+        raise AdapterFileError(where, f"this adapter has no task head, but task {task.name!r} needs a "
+                                      f"{task.head} head")
+    if head.get("kind") != task.head:
+        raise AdapterFileError(where, f"this adapter's head is {head.get('kind')!r} (trained on "
+                                      f"{metadata.get('task')!r}), but task {task.name!r} needs a {task.head} head")
+    labels = list(metadata.get("labels") or [])
+    if task.labels and labels and labels != list(task.labels):
+        raise AdapterFileError(where, f"this adapter's head predicts labels {labels} (task {metadata.get('task')!r}), "
+                                      f"but task {task.name!r} has labels {list(task.labels)}")
+    if task.labels and head.get("num_labels") != len(task.labels):
+        raise AdapterFileError(where, f"this adapter's head has {head.get('num_labels')} outputs, but task "
+                                      f"{task.name!r} has {len(task.labels)} labels")

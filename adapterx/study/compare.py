@@ -14,7 +14,7 @@ from adapterx.core.backbone import Backbone
 from adapterx.core.errors import AdapterxError
 from adapterx.deploy.forms import DEPLOYMENT_FORMS, check_evaluable, deployed
 from adapterx.deploy.setup import FUSION
-from adapterx.store import read_metadata
+from adapterx.store import check_fits_task, read_metadata
 from adapterx.study.evaluate import evaluate_languages, primary_metric
 from adapterx.study.summary import summarize_scores
 from adapterx.tasks.base import Task
@@ -55,19 +55,25 @@ def compare_setups(backbone: Backbone, task: Task, setups: Mapping[str, Sequence
         check_evaluable(form)
     runs: dict[tuple[str, str], list[dict]] = {}
     strategies: dict[str, tuple[str, int]] = {}
+    skipped: list[str] = []
+    for directories in setups.values():
+        for directory in directories:   # every head fits the task before anything is scored
+            check_fits_task(read_metadata(Path(directory)), Path(directory), task)
     for label, directories in setups.items():
         strategies[label] = setup_modules(Path(directories[0]))
         for form in forms:
             for directory in directories:   # several directories = several seeds of one setup
                 model = deployed(backbone, Path(directory), form)
                 if model is None:
-                    log.warning("%s: form %r needs %s; skipped", label, form, DEPLOYMENT_FORMS.get(form).needs)
+                    skipped.append(f"{label} ({read_metadata(Path(directory))['kind']}): form {form!r} needs "
+                                   f"{DEPLOYMENT_FORMS.get(form).needs}")
+                    log.warning("%s; skipped", skipped[-1])
                     break
                 runs.setdefault((label, form), []).append(evaluate_languages(
                     model, task, backbone.tokenizer, split=evaluation.split, languages=evaluation.languages,
                     data_dir=evaluation.data_dir, limit=evaluation.limit, progress=progress))
     if not runs:
-        raise AdapterxError(f"nothing to evaluate: no setup could take the forms {', '.join(forms)}")
+        raise AdapterxError(f"nothing to evaluate in the forms {', '.join(forms)}: {'; '.join(skipped)}")
     return _table(task, runs, strategies, evaluation)
 
 

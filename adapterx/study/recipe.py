@@ -20,6 +20,7 @@ from adapterx.core.errors import AdapterxError, RecipeError, unknown
 from adapterx.core.registry import import_plugins
 from adapterx.deploy.forms import check_evaluable
 from adapterx.methods import AdapterSpec, get_method, parse_spec
+from adapterx.study.recipe_checks import check_values
 from adapterx.tasks import get_task
 from adapterx.training.loop import TrainConfig
 from adapterx.training.strategies import STRATEGIES, kind_problem
@@ -149,12 +150,15 @@ def load_recipe(path: str | Path) -> Recipe:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the recipe as UTF-8") from exc
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a mapping of fields, got {type(data).__name__}")
     _import_plugins(data.get("plugins"), path)
     recipe = _build(Recipe, data, f"{path}", "")
     recipe.source = path
     _check_semantics(recipe, path)
+    check_values(recipe, path)
     return recipe
 
 

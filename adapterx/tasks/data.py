@@ -7,6 +7,7 @@ from pathlib import Path
 import datasets
 
 from adapterx.core.errors import AdapterxError
+from adapterx.core.validate import is_int
 from adapterx.tasks.base import DataRequest, Task
 
 
@@ -21,7 +22,14 @@ def load_split(task: Task, split: str, language: str | None = None, data_dir: st
     if language not in allowed:
         raise AdapterxError(f"task {task.name!r} has no {split!r} data in language {language!r}; "
                             f"languages: {', '.join(l for l in allowed if l)}")
+    if limit is not None and (not is_int(limit) or limit < 1):
+        raise AdapterxError(f"task {task.name!r}, split {split!r}: the row limit must be an integer >= 1, "
+                            f"got {limit!r}")
     rows = task.loader(DataRequest(task, split, language, Path(data_dir) if data_dir else None))
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
+    if len(rows) == 0:   # training would loop forever on it, evaluation divide by zero
+        raise AdapterxError(f"task {task.name!r}, split {split!r} ({language}) has no rows "
+                            f"(limit {limit if limit is not None else 'none'}"
+                            f"{', data from ' + str(data_dir) if data_dir else ''})")
     return rows

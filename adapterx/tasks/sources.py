@@ -41,7 +41,7 @@ def read_tsv(path: Path) -> datasets.Dataset:
             if len(row) != len(header):
                 raise AdapterxError(f"{path}:{n}: {len(row)} columns, the header has {len(header)}")
             rows.append(dict(zip(header, row)))
-    return datasets.Dataset.from_list(rows)
+    return datasets.Dataset.from_dict({name: [r[name] for r in rows] for name in header})
 
 
 def read_conll(path: Path) -> datasets.Dataset:
@@ -149,7 +149,11 @@ def read_local(root: Path, task: str, split: str, language: str, formats: tuple[
     """The file of (split, language) read by the reader of its extension (`readers` first, then READERS)."""
     path = find_file(root, task, split, language, formats)
     ext = next(e for e in formats if path.name == f"{split}.{language}.{e}")
-    return {**READERS, **(readers or {})}[ext](path)
+    try:
+        return {**READERS, **(readers or {})}[ext](path)
+    except UnicodeDecodeError as exc:
+        raise AdapterxError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); adapterx reads data files "
+                            f"as UTF-8: convert it, e.g. with iconv -t utf-8") from exc
 
 
 # ------------------------------------------------------------------------------------------------ the hub

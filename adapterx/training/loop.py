@@ -29,6 +29,7 @@ from adapterx.core.model import AdaptedModel
 from adapterx.methods import get_method
 from adapterx.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from adapterx.training.selection import SELECT_RULES, Selection
+from adapterx.training.run_config import check_train_config
 
 log = logging.getLogger(__name__)
 SCHEDULES = ("linear", "cosine", "constant_with_warmup")
@@ -55,26 +56,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     seed: int = 0
 
-    def validate(self, where: str = "train") -> None:
-        def bad(name: str, why: str) -> AdapterxError:
-            return AdapterxError(f"{where}.{name}: {why}, got {getattr(self, name)!r}")
-        if self.epochs <= 0 and not self.max_steps:
-            raise bad("epochs", "must be > 0")
-        if self.select not in SELECT_RULES:
-            raise bad("select", f"must be one of {', '.join(SELECT_RULES)}")
-        for name in ("patience", "eval_examples", "eval_every"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise bad(name, "must be a positive integer or null")
-        for name in ("batch_size", "gradient_accumulation", "keep_checkpoints"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise bad(name, "must be a positive integer")
-        if not 0 < self.learning_rate < 1:
-            raise bad("learning_rate", "must be in (0, 1)")
-        if not 0 <= self.warmup_ratio < 1:
-            raise bad("warmup_ratio", "must be in [0, 1)")
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", f"must be one of {', '.join(SCHEDULES)}")
+    def validate(self, where: str = "train", names: dict[str, str] | None = None) -> None:
+        """Range-check every field; the error names ``where.field`` (or the CLI option in `names`)."""
+        check_train_config(self, where, names, SCHEDULES, SELECT_RULES)
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -175,6 +159,8 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
     if not params:
         raise AdapterxError(f"adapter {adapter!r} has no trainable parameters: activate it with trainable=")
     sampler = batch_sampler or SeededBatchSampler(len(train_data), config.batch_size, config.seed)
+    if len(sampler) == 0:   # an epoch without batches would never reach the last step
+        raise AdapterxError(f"{description}: the training data is empty; nothing to train on")
     # a generator of its own: starting an iterator must not draw from the global one (dropout's), or a
     # resumed run would see other dropout masks than the uninterrupted one
     loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate,

@@ -3,6 +3,7 @@ weight is loaded, and the adapters a part must sit on (a target trained on top o
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ class Part:
 
     def files(self) -> list[Path]:
         """The files this part is made of (checked by digest when a manifest is loaded)."""
-        names = [store.METADATA_FILE, self.metadata["weights_file"]]
+        names = [store.METADATA_FILE, get_method(self.metadata["kind"]).weights_file]
         if (self.path / "adapter_config.json").is_file():
             names.append("adapter_config.json")
         if self.head:
@@ -62,10 +63,11 @@ def read_part(name: str, path: str | Path) -> Part:
     check_name(name)
     path = Path(path).expanduser()
     metadata = store.read_metadata(path)
-    store.check_safetensors(path / metadata["weights_file"])
+    method = get_method(metadata["kind"])   # an unknown kind names the known ones
+    store.check_weights(path, metadata, method.weights_file)
     if metadata.get("head"):
         store.check_safetensors(path / store.HEAD_FILE)
-    get_method(metadata["kind"]).check_name(name)  # an unknown kind names the known ones
+    method.check_name(name)
     return Part(name, path, metadata)
 
 
@@ -94,6 +96,7 @@ def check_requirements(parts: Mapping[str, Part]) -> None:
     for part in parts.values():
         for need in part.metadata.get("requires", []):
             role = need.get("role", "stacked")
+            need = {**need, "path": os.path.normpath(part.path / need.get("path", "?"))}   # recorded relative
             if role in ("stacked", "fused") and need.get("weights_digest") not in digests:
                 raise CompositionError(
                     f"{part.path}: this adapter was trained on top of {need.get('path')} ({role}); without it the "

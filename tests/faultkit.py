@@ -1,0 +1,153 @@
+"""Shared tools of the fault-injection tests (tests/test_faults*.py): run the CLI in-process, snapshot a
+directory tree, make writes under a directory fail with a chosen errno, and stop a test that hangs."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import hashlib
+import io
+import os
+import signal
+import textwrap
+from pathlib import Path
+
+from adapterx.cli.main import main
+
+TINY_TRAIN = ["--max-steps", "2", "--batch-size", "8", "--train-limit", "16"]
+
+RECIPE = """\
+name: faults
+backbone: builtin:tiny-xlmr
+output_dir: {out}
+adapter: {{kind: lora, r: 4}}
+intermediate:
+  tasks: [tiny-nli]
+  train_limit: 16
+  train: {{max_steps: 2, batch_size: 8}}
+target:
+  tasks: [tiny-xnli]
+  strategies: [continue]
+  train_limit: 16
+  train: {{max_steps: 2, batch_size: 8}}
+evaluate: {{split: test, limit: 8, languages: [en, de], forms: [unmerged]}}
+bench: {{enabled: false}}
+"""
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    """Run `adapterx argv...` in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:   # argparse
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_line_error(argv: list, *fragments: str) -> str:
+    """Assert that `adapterx argv` exits 2 with one line on stderr, no traceback, naming every fragment."""
+    code, _, err = cli(*argv)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, f"exit {code}; stderr:\n{err[-3000:]}"
+    assert len(lines) == 1 and lines[0].startswith("adapterx: error: "), err[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under `root` with its type, mode and content digest: equal snapshots = nothing changed."""
+    root = Path(root)
+    if not root.exists():
+        return {}
+    out = {}
+    for path in sorted([root, *root.rglob("*")]):
+        stat = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        out[str(path.relative_to(root))] = (stat.st_mode, digest)
+    return out
+
+
+def recipe_file(tmp_path: Path, out: Path, replace: tuple[str, str] | None = None, name: str = "r.yaml") -> Path:
+    text = RECIPE.format(out=out)
+    if replace is not None:
+        assert replace[0] in text, replace
+        text = text.replace(*replace)
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def writes_fail_under(root: Path, code: int = errno.ENOSPC):
+    """Every attempt to create or write a file or directory under `root` fails with `code` (ENOSPC, EROFS,
+    EACCES): os.open/os.mkdir/open(.., 'w') and safetensors' writer. Reads still work."""
+    root = str(Path(root).resolve())
+    real_open, real_os_open, real_mkdir = builtins.open, os.open, os.mkdir
+    import safetensors.torch as st
+    real_save = st.save_file
+
+    def inside(path) -> bool:
+        try:
+            return str(Path(os.fsdecode(path)).resolve()).startswith(root)
+        except (TypeError, ValueError):
+            return False
+
+    def fail(path):
+        raise OSError(code, os.strerror(code), os.fsdecode(path))
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+") and inside(file):
+            fail(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and inside(path):
+            fail(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):
+        if inside(path):
+            fail(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    def fake_save(tensors, filename, *args, **kwargs):
+        if inside(filename):
+            fail(filename)
+        return real_save(tensors, filename, *args, **kwargs)
+
+    builtins.open, os.open, os.mkdir, st.save_file = fake_open, fake_os_open, fake_mkdir, fake_save
+    patched_modules = []
+    import adapterx.store.adapter as store_adapter
+    import adapterx.training.checkpoint as checkpoint
+    for module in (store_adapter, checkpoint):
+        if getattr(module, "save_file", None) is real_save:
+            module.save_file = fake_save
+            patched_modules.append(module)
+    try:
+        yield
+    finally:
+        builtins.open, os.open, os.mkdir, st.save_file = real_open, real_os_open, real_mkdir, real_save
+        for module in patched_modules:
+            module.save_file = real_save
+
+
+class Hang(BaseException):
+    """Raised by `deadline`; a BaseException so that no error handler under test swallows it."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Fail (instead of hanging the suite) if the block runs longer than `seconds`."""
+    def expired(signum, frame):
+        raise Hang(f"still running after {seconds} s (endless loop?)")
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
