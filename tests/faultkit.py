@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import signal
+import sys
 import textwrap
 from pathlib import Path
 
@@ -50,12 +51,13 @@ def cli(*argv: str) -> tuple[int, str, str]:
 def one_line_error(argv: list, *fragments: str) -> str:
     """Assert that `adapterx argv` exits 2 with one line on stderr, no traceback, naming every fragment."""
     code, _, err = cli(*argv)
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = [line for line in err.splitlines() if line.strip()]   # progress bars' \r count as lines too
     assert code == 2, f"exit {code}; stderr:\n{err[-3000:]}"
-    assert len(lines) == 1 and lines[0].startswith("adapterx: error: "), err[-3000:]
+    assert "Traceback" not in err and sum("error" in line.lower() for line in lines) == 1, err[-3000:]
+    assert lines[-1].startswith("adapterx: error: "), err[-3000:]
     for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    return lines[0]
+        assert fragment in lines[-1], f"{fragment!r} not in {lines[-1]!r}"
+    return lines[-1]
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -82,9 +84,10 @@ def recipe_file(tmp_path: Path, out: Path, replace: tuple[str, str] | None = Non
 
 
 @contextlib.contextmanager
-def writes_fail_under(root: Path, code: int = errno.ENOSPC):
+def writes_fail_under(root: Path, code: int = errno.ENOSPC, what: tuple[str, ...] = ("mkdir", "open", "save")):
     """Every attempt to create or write a file or directory under `root` fails with `code` (ENOSPC, EROFS,
-    EACCES): os.open/os.mkdir/open(.., 'w') and safetensors' writer. Reads still work."""
+    EACCES): os.mkdir ("mkdir"), os.open/open(.., 'w') ("open") and safetensors' writer ("save"), as chosen
+    by `what` (only "save": the directories can be made, the weights cannot be written). Reads still work."""
     root = str(Path(root).resolve())
     real_open, real_os_open, real_mkdir = builtins.open, os.open, os.mkdir
     import safetensors.torch as st
@@ -100,39 +103,38 @@ def writes_fail_under(root: Path, code: int = errno.ENOSPC):
         raise OSError(code, os.strerror(code), os.fsdecode(path))
 
     def fake_open(file, mode="r", *args, **kwargs):
-        if isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+") and inside(file):
+        if "open" in what and isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+") and inside(file):
             fail(file)
         return real_open(file, mode, *args, **kwargs)
 
     def fake_os_open(path, flags, *args, **kwargs):
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and inside(path):
+        if "open" in what and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and inside(path):
             fail(path)
         return real_os_open(path, flags, *args, **kwargs)
 
     def fake_mkdir(path, *args, **kwargs):
-        if inside(path):
+        if "mkdir" in what and inside(path):
             fail(path)
         return real_mkdir(path, *args, **kwargs)
 
     def fake_save(tensors, filename, *args, **kwargs):
-        if inside(filename):
+        if "save" in what and inside(filename):
             fail(filename)
         return real_save(tensors, filename, *args, **kwargs)
 
     builtins.open, os.open, os.mkdir, st.save_file = fake_open, fake_os_open, fake_mkdir, fake_save
-    patched_modules = []
-    import adapterx.store.adapter as store_adapter
-    import adapterx.training.checkpoint as checkpoint
-    for module in (store_adapter, checkpoint):
-        if getattr(module, "save_file", None) is real_save:
-            module.save_file = fake_save
-            patched_modules.append(module)
+    patched = []   # every module that imported safetensors' writer by name (adapterx, peft, transformers)
+    for module in list(sys.modules.values()):
+        for attr, value in list(getattr(module, "__dict__", {}).items()):
+            if value is real_save:
+                setattr(module, attr, fake_save)
+                patched.append((module, attr))
     try:
         yield
     finally:
         builtins.open, os.open, os.mkdir, st.save_file = real_open, real_os_open, real_mkdir, real_save
-        for module in patched_modules:
-            module.save_file = real_save
+        for module, attr in patched:
+            setattr(module, attr, real_save)
 
 
 class Hang(BaseException):
