@@ -90,7 +90,8 @@ def cmd_train(args) -> int:
         raise AdapterxError(f"--strategy {args.strategy} needs --on-top-of <intermediate adapter dir>")
     trained = train_task(backbone, task, spec, config, Path(args.output), strategy=args.strategy,
                          intermediates=[Path(p) for p in args.on_top_of] if args.on_top_of else None,
-                         data_dir=args.data_dir, train_limit=args.train_limit, resume=args.resume)
+                         data_dir=args.data_dir, train_limit=args.train_limit, resume=args.resume,
+                         overwrite=args.overwrite)
     p = trained.result.parameters
     print(f"trained {task.name} adapter ({spec.kind}, strategy {args.strategy}) in {trained.result.steps} steps, "
           f"{trained.result.seconds:.1f} s")
@@ -144,7 +145,10 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                        **({"choices": choices} if choices else {}))
     p.add_argument("--data-dir", help="local copies of the task data (<dir>/<task>/<split>.<lang>.<ext>)")
     p.add_argument("--train-limit", type=int, help="use only the first N training rows")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run whose checkpoints are in OUTPUT (refused if its settings differ)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace what OUTPUT holds (a fresh run refuses a non-empty OUTPUT otherwise)")
     p.epilog = "strategies:\n" + listing([(s.name, s.about) for s in STRATEGIES.values()])
 
 

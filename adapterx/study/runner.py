@@ -168,10 +168,10 @@ def _train_phase(state: RunState, name: str, directory: Path, task_names: list[s
     if len(tasks) == 1:
         trained = train_task(state.backbone, tasks[0], spec, config, directory, strategy=strategy,
                              intermediates=intermediates, data_dir=data_dir, train_limit=limit, resume=resume,
-                             progress=state.progress)
+                             overwrite=True, progress=state.progress)
     else:
         trained = train_multitask(state.backbone, tasks, spec, config, directory, data_dir=data_dir,
-                                  train_limit=limit, resume=resume, progress=state.progress)
+                                  train_limit=limit, resume=resume, overwrite=True, progress=state.progress)
     seconds = time.perf_counter() - started
     atomic_write_json(directory / PHASE_FILE, {"key": key, "inputs": inputs, "seconds": round(seconds, 2),
                                                "validation": trained.validation})

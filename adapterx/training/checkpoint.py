@@ -2,7 +2,12 @@
 
 A checkpoint directory ``step-<N>/`` holds trainable.safetensors (adapter + head tensors),
 optimizer.safetensors + optimizer.json (AdamW moments; param groups), and state.json (step, epoch,
-position in the epoch, loss and eval history, scheduler state). Written atomically.
+position in the epoch, loss and eval history, seconds trained so far, scheduler state, and the run's
+configuration with its digest, see adapterx.training.run_config). Written atomically.
+
+A run directory's checkpoints belong to one run: a fresh run refuses a directory that holds another run's
+output (or, told to overwrite, clears its checkpoints first), and pruning only ever removes checkpoints of
+the run that is writing.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from adapterx.core.errors import AdapterFileError
+from adapterx.core.errors import AdapterFileError, AdapterxError
 from adapterx.core.io import atomic_directory
 from adapterx.store import check_safetensors
 
@@ -40,7 +45,7 @@ def save_checkpoint(directory: Path, trainable: dict[str, torch.Tensor], optimiz
         (tmp / "optimizer.json").write_text(json.dumps({"param_groups": opt_state["param_groups"],
                                                         "scalars": scalars}))
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
-    _prune(directory, keep)
+    _prune(directory, keep, state.get("run_digest"))
     return path
 
 
@@ -79,6 +84,39 @@ def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _prune(directory: Path, keep: int) -> None:
-    for _, path in _checkpoints(directory)[:-keep]:
+def _prune(directory: Path, keep: int, digest: str | None = None) -> None:
+    """Remove all but the newest `keep` checkpoints of the run with `digest` (every checkpoint if None)."""
+    own = [(step, path) for step, path in _checkpoints(directory)
+           if digest is None or read_state(path).get("run_digest") == digest]
+    for _, path in own[:-keep]:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def read_state(path: Path) -> dict:
+    """A checkpoint's state.json (empty if unreadable: such a checkpoint belongs to no known run)."""
+    try:
+        return json.loads((Path(path) / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def prepare_run_directory(output_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Make sure a run starting in `output_dir` cannot mix with what is there: with `resume`, a finished run
+    (an adapter and no checkpoint) is refused; without it, a directory holding anything is refused unless
+    `overwrite`, which clears the old checkpoints (the old adapter is replaced when the new one is saved)."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise AdapterxError(f"{output_dir}: is a file; the run directory must be a directory")
+    checkpoints = output_dir / "checkpoints"
+    if resume:
+        if latest_checkpoint(checkpoints) is None and (output_dir / "adapter").exists() and not overwrite:
+            raise AdapterxError(f"{output_dir}: nothing to resume: the run finished (its adapter is saved and no "
+                                f"checkpoint is left); pass --overwrite to train it again")
+        return
+    held = sorted(p.name for p in output_dir.iterdir()) if output_dir.is_dir() else []
+    if held and not overwrite:
+        raise AdapterxError(f"{output_dir}: is not empty (holds {', '.join(held[:4])}"
+                            f"{', ...' if len(held) > 4 else ''}); --resume continues the run it holds, "
+                            f"--overwrite replaces it")
+    if overwrite:
+        shutil.rmtree(checkpoints, ignore_errors=True)

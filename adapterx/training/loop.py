@@ -27,9 +27,9 @@ from adapterx.core.errors import AdapterxError
 from adapterx.core.log import show_progress
 from adapterx.core.model import AdaptedModel
 from adapterx.methods import get_method
-from adapterx.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from adapterx.training.checkpoint import latest_checkpoint, load_checkpoint, read_state, save_checkpoint
+from adapterx.training.run_config import check_resumable, check_train_config, config_digest
 from adapterx.training.selection import SELECT_RULES, Selection
-from adapterx.training.run_config import check_train_config
 
 log = logging.getLogger(__name__)
 SCHEDULES = ("linear", "cosine", "constant_with_warmup")
@@ -145,11 +145,13 @@ def restore_trainable_state(model: AdaptedModel, adapter: str, head: str | list[
 def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], train_data: datasets.Dataset, collate,
                   config: TrainConfig, output_dir: Path, evaluator: Evaluator | None = None,
                   resume: bool = False, progress: bool = True, description: str = "train",
-                  batch_sampler: "SeededBatchSampler | None" = None) -> TrainResult:
+                  batch_sampler: "SeededBatchSampler | None" = None, run_config: dict | None = None) -> TrainResult:
     """Train adapter `adapter` and head `head` on encoded `train_data`; checkpoints go to output_dir.
 
     Several heads (multi-task training): pass their names and a `batch_sampler` whose batches each come from one
-    task; the collated batch then names its head under the key ``head``."""
+    task; the collated batch then names its head under the key ``head``. `run_config` (see
+    adapterx.training.run_config) is recorded in every checkpoint; resuming from a checkpoint of another
+    configuration is refused, naming the fields that differ."""
     config.validate()
     heads = [head] if isinstance(head, str) else list(head)
     model.set_head(heads[0])
@@ -176,7 +178,11 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
     result = TrainResult(steps=0, seconds=0.0, parameters=model.parameter_counts())
     step, epoch, batches_done = 0, 0, 0
     selection = Selection(config.select, config.patience)
+    digest = config_digest(run_config) if run_config is not None else None
+    seconds_before, running, running_n = 0.0, 0.0, 0
     if resume and (ckpt := latest_checkpoint(checkpoint_dir)) is not None:
+        if run_config is not None:   # before loading: another run's tensors may not even fit
+            check_resumable(read_state(ckpt).get("run_config"), run_config, ckpt)
         tensors, state = load_checkpoint(ckpt, optimizer)
         restore_trainable_state(model, adapter, heads, tensors)
         scheduler.load_state_dict(state["scheduler"])
@@ -185,6 +191,8 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
         result.evals = state["evals"]
         result.resumed_from = step
         selection.restore(state.get("selection"), tensors)
+        seconds_before = state.get("seconds", 0.0)   # the log and the time cover the whole run
+        running, running_n = state.get("running", (0.0, 0))
     eval_every = config.eval_every or steps_per_epoch
     checkpoint_every = config.checkpoint_every or steps_per_epoch
 
@@ -192,7 +200,7 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
     bar = tqdm(total=total_steps, initial=step, desc=description, disable=not show_progress(progress)
                or not accelerator.is_main_process,
                unit="step", dynamic_ncols=True)
-    running, running_n, stop = 0.0, 0, False
+    stop = False
     while step < total_steps and not stop:
         sampler.epoch, sampler.skip = epoch, batches_done
         prepared_model.train()
@@ -229,6 +237,8 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
                     "step": step, "epoch": epoch, "batches_in_epoch": batches_done,
                     "scheduler": scheduler.state_dict(), "losses": result.losses, "evals": result.evals,
                     "selection": selection.to_json(),
+                    "seconds": seconds_before + time.perf_counter() - started, "running": [running, running_n],
+                    "run_config": run_config, "run_digest": digest,
                 }, keep=config.keep_checkpoints)
             if step >= total_steps or stop:
                 break
@@ -240,5 +250,5 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
     result.selected = selection.chosen(step)
     model.eval()
     result.steps = step
-    result.seconds = time.perf_counter() - started
+    result.seconds = seconds_before + time.perf_counter() - started
     return result

@@ -17,7 +17,9 @@ from adapterx.tasks.base import Task
 from adapterx.tasks.data import load_split
 from adapterx.tasks.processing import processor_for
 from adapterx.training import strategies as transfer
+from adapterx.training.checkpoint import prepare_run_directory
 from adapterx.training.loop import TrainConfig, train_adapter
+from adapterx.training.run_config import run_config
 from adapterx.training.workflow import TrainedAdapter, head_spec, save_trained
 
 TASK_COLUMN = "__task"
@@ -61,8 +63,11 @@ class MixtureCollator:
 
 def train_multitask(backbone: Backbone, tasks: list[Task], spec: AdapterSpec, config: TrainConfig, output_dir: Path,
                     *, data_dir: Path | None = None, train_limit: int | None = None, resume: bool = False,
-                    progress: bool = True) -> TrainedAdapter:
+                    overwrite: bool = False, progress: bool = True) -> TrainedAdapter:
     """Train one adapter on the mixture of `tasks`; saved (without heads) to ``output_dir/adapter``."""
+    prepare_run_directory(Path(output_dir), resume=resume, overwrite=overwrite)
+    identity = run_config(tasks=[t.name for t in tasks], spec=spec, train=config, strategy="multitask",
+                          backbone_fingerprint=backbone.fingerprint, data_dir=data_dir, train_limit=train_limit)
     tokenizer = backbone.tokenizer
     prepared = transfer.prepare("none", backbone.fresh_copy(), spec, None)
     model, name = prepared.model, prepared.trainable
@@ -79,7 +84,7 @@ def train_multitask(backbone: Backbone, tasks: list[Task], spec: AdapterSpec, co
     sampler = MixtureBatchSampler([len(p) for p in parts], config.batch_size, config.seed)
     result = train_adapter(model, name, heads, ConcatDataset(parts), MixtureCollator(heads, collators), config,
                            Path(output_dir), resume=resume, progress=progress, description="multitask",
-                           batch_sampler=sampler)
+                           batch_sampler=sampler, run_config=identity)
     validation = {"loss": result.losses[-1][1] if result.losses else float("nan")}
     return save_trained(model, name, Path(output_dir), result, config, validation,
                         training={"strategy": "multitask", "tasks": [t.name for t in tasks],

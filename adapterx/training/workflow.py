@@ -19,7 +19,9 @@ from adapterx.tasks.base import Task
 from adapterx.tasks.data import load_split
 from adapterx.tasks.processing import evaluate_on_split, processor_for
 from adapterx.training import strategies as transfer
+from adapterx.training.checkpoint import prepare_run_directory
 from adapterx.training.loop import TrainConfig, TrainResult, train_adapter
+from adapterx.training.run_config import run_config
 
 
 @dataclass
@@ -32,11 +34,13 @@ class TrainedAdapter:
 def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainConfig, output_dir: Path, *,
                strategy: str = "none", intermediate: Path | None = None, intermediates: list[Path] | None = None,
                data_dir: Path | None = None, train_limit: int | None = None, eval_limit: int | None = None,
-               resume: bool = False, progress: bool = True) -> TrainedAdapter:
+               resume: bool = False, overwrite: bool = False, progress: bool = True) -> TrainedAdapter:
     """Train an adapter for `task` and save it (with head and provenance) to ``output_dir/adapter``.
 
     The target builds on `intermediate` (one adapter directory) or `intermediates` (several, e.g. for strategy
-    'fuse'; give one of the two) as `strategy` says (see adapterx.training.strategies)."""
+    'fuse'; give one of the two) as `strategy` says (see adapterx.training.strategies). A fresh run needs an
+    empty `output_dir` unless `overwrite`; `resume` continues the run its checkpoints belong to, and only that
+    one (see adapterx.training.checkpoint.prepare_run_directory)."""
     if intermediate is not None and intermediates is not None:
         raise AdapterxError("give the intermediate adapter(s) as intermediate= or intermediates=, not both")
     inputs = transfer.check_intermediates(strategy, intermediates if intermediates is not None else intermediate)
@@ -45,6 +49,10 @@ def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainC
     if backbone.tokenizer is None:
         raise AdapterxError(f"backbone {backbone.name!r} has no tokenizer; it serves latency benchmarks only")
     output_dir = Path(output_dir)
+    prepare_run_directory(output_dir, resume=resume, overwrite=overwrite)
+    identity = run_config(tasks=[task.name], spec=spec, train=config, backbone_fingerprint=backbone.fingerprint,
+                          strategy=strategy, intermediates=[store.read_metadata(p)["weights_digest"] for p in inputs],
+                          data_dir=data_dir, train_limit=train_limit)
     tokenizer = backbone.tokenizer
     processor = processor_for(task)
     train_rows = load_split(task, "train", data_dir=data_dir, limit=train_limit)
@@ -63,7 +71,7 @@ def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainC
 
     result = train_adapter(model, prepared.trainable, prepared.trainable, encoded, processor.collator(tokenizer),
                            config, output_dir, evaluator=evaluator, resume=resume, progress=progress,
-                           description=f"{task.name}/{strategy}")
+                           description=f"{task.name}/{strategy}", run_config=identity)
     if model.backbone.current_fingerprint() != fingerprint_before:
         raise AdapterxError("the base weights changed during training: this is a bug in adapterx, please report")
     validation = result.selected.get("scores") or (result.evals[-1] if result.evals else evaluator(model))
