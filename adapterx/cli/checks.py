@@ -14,13 +14,14 @@ from adapterx.core.errors import AdapterxError
 COUNTS: dict[str, dict[str, int]] = {
     "train": {"train_limit": 1},
     "evaluate": {"bootstrap": 1, "limit": 1},
-    "run": {"job": 0, "wait": 0},
+    "run": {"job": 0},
 }
 # per command: option dest -> keyword arguments of adapterx.core.validate.number
 NUMBERS: dict[str, dict[str, dict]] = {
     "evaluate": {"confidence": dict(low=0, high=1, low_open=True, high_open=True)},
     "compose": {"density": dict(low=0, high=1, low_open=True)},
     "merge": {"tolerance": dict(low=0)},
+    "run": {"wait": dict(low=0)},
 }
 # per command: option dest -> what it names ("dir", "file", or "dir-or-json": a directory unless it ends in .json)
 OUTPUTS: dict[str, dict[str, str]] = {

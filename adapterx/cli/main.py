@@ -240,7 +240,7 @@ def cmd_run(args) -> int:
             print("jobs (run each with --job N, in any order or in parallel; then once without --job):")
             print("\n".join(describe_jobs(recipe)))
         return 0
-    results = run_recipe(recipe, force=args.force, job=args.job)
+    results = run_recipe(recipe, force=args.force, job=args.job, wait=args.wait)
     if args.job is not None:
         return 0
     from adapterx.study.report import benefit_table, readme_summary
@@ -266,6 +266,9 @@ def _add_run_parser(sub) -> None:
     p.add_argument("--data-dir", help="local copies of the task data (overrides the recipe's data_dir)")
     p.add_argument("--list-jobs", action="store_true", help="print the independent jobs of the recipe and stop")
     p.add_argument("--job", type=int, metavar="N", help="run only job N (for a cluster; see --list-jobs)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="if another `adapterx run` is using the artifacts directory, wait up to SECONDS for it "
+                        "(default: refuse at once); its finished phases are then reused")
     p.add_argument("--readme", metavar="FILE",
                    help="also write the benefit table between the '<!-- bench:<recipe name>:start/end -->' markers")
     p.set_defaults(func=cmd_run)

@@ -56,7 +56,8 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
 
     On failure the temporary directory is removed and an existing `path` is left exactly as it was. The
     directory gets the mode mkdir() would give it (mkdtemp makes 0700, which other accounts cannot read), and
-    file-system errors name `path`, not the temporary directory."""
+    file-system errors name `path`, not the temporary directory. Every file and folder written into it gets
+    the umask's mode too: some writers (safetensors) create their files 0600."""
     path = Path(path)
     tmp = None
     try:
@@ -71,6 +72,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         if renamed is exc:
             raise
         raise renamed from exc
+    _umask_modes(tmp)
     old = None
     if path.exists():
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
@@ -78,6 +80,16 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask_modes(root: Path) -> None:
+    mask = current_umask()
+    for folder, dirs, files in os.walk(root):
+        os.chmod(folder, 0o777 & ~mask)
+        for name in files:
+            file = os.path.join(folder, name)
+            if not os.path.islink(file):
+                os.chmod(file, 0o666 & ~mask)
 
 
 def current_umask() -> int:

@@ -9,6 +9,7 @@ model name and weight fingerprint, metrics, library versions, and the adapters i
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -90,7 +91,7 @@ def save_adapter(model: AdaptedModel, name: str, directory: str | Path, *, task:
     record = model.adapters[name]
     method = get_method(record.kind)
     head_spec = None
-    requires = list(requires or [])
+    requires = [relative_requirement(r, directory) for r in requires or []]
     with atomic_directory(directory) as tmp:
         method.save(model, name, tmp)
         if save_extra is not None:
@@ -124,6 +125,15 @@ def save_adapter(model: AdaptedModel, name: str, directory: str | Path, *, task:
     record.metadata = metadata
     return directory
 
+
+
+def relative_requirement(requirement: dict, directory: Path) -> dict:
+    """A ``requires`` entry whose path is relative to the adapter's own directory: the artifacts can then be
+    moved or copied as a whole (the loader resolves it against the directory it finds the adapter in)."""
+    path = requirement.get("path")
+    if path is None or not Path(path).is_absolute():
+        return dict(requirement)
+    return {**requirement, "path": Path(os.path.relpath(path, Path(directory).resolve())).as_posix()}
 
 
 def load_adapter(model: AdaptedModel, directory: str | Path, *, name: str | None = None,

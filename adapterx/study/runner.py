@@ -31,6 +31,7 @@ from adapterx.deploy.forms import DEPLOYMENT_FORMS, deployed
 from adapterx.methods import get_method
 from adapterx.store import library_versions, read_metadata
 from adapterx.study.evaluate import evaluate_languages
+from adapterx.study.lock import locked
 from adapterx.study.recipe import Recipe, config_hash
 from adapterx.study.report import write_report
 from adapterx.study.state import (
@@ -78,12 +79,21 @@ def describe_jobs(recipe: Recipe) -> list[str]:
     return lines
 
 
-def run_recipe(recipe: Recipe, *, force: bool = False, progress: bool = True, job: int | None = None) -> dict:
-    """Run every phase of `recipe` (or only job `job`), reusing cached phases; returns the results."""
-    started = time.perf_counter()
+def run_recipe(recipe: Recipe, *, force: bool = False, progress: bool = True, job: int | None = None,
+               wait: float | None = 0.0) -> dict:
+    """Run every phase of `recipe` (or only job `job`), reusing cached phases; returns the results. The
+    artifacts directory is locked meanwhile (adapterx.study.lock): another run on it is waited for up to `wait`
+    seconds (None: as long as it takes), then refused."""
     jobs = plan_jobs(recipe)
     if job is not None and not 0 <= job < len(jobs):
         raise AdapterxError(f"--job {job}: this recipe has jobs 0..{len(jobs) - 1} (see --list-jobs)")
+    with locked(recipe.output, shared=job is not None, wait=wait, log=print if progress else None,
+                hint="wait for it to finish, or pass --wait SECONDS to wait for it"):
+        return _run_locked(recipe, jobs, force=force, progress=progress, job=job)
+
+
+def _run_locked(recipe: Recipe, jobs: list[Job], *, force: bool, progress: bool, job: int | None) -> dict:
+    started = time.perf_counter()
     backbone = load_backbone(recipe.backbone)
     state = RunState(recipe, backbone, force, progress)
     state.log(f"backbone {backbone.name}: {backbone.description} (fingerprint {backbone.fingerprint})")
@@ -153,6 +163,14 @@ def _train_phase(state: RunState, name: str, directory: Path, task_names: list[s
     inputs = {"backbone": state.backbone.fingerprint, "tasks": task_names, "spec": spec.to_json(),
               "train": vars(config), "limit": limit, "data_dir": str(data_dir), "strategy": strategy,
               "intermediates": [read_metadata(p)["weights_digest"] for p in intermediates]}
+    with locked(directory, wait=None, log=state.log):   # jobs run in parallel may both need this phase
+        return _train_locked(state, name, directory, task_names, spec, config, limit, data_dir, strategy,
+                             intermediates, inputs)
+
+
+def _train_locked(state: RunState, name: str, directory: Path, task_names: list[str], spec, config: TrainConfig,
+                  limit: int | None, data_dir: Path | None, strategy: str, intermediates: list[Path],
+                  inputs: dict) -> Path:
     key = config_hash(inputs)
     adapter_dir = directory / "adapter"
     if state.cached(directory, key) and adapter_dir.is_dir():
@@ -258,10 +276,10 @@ def _bench_phase(state: RunState) -> dict | None:
         return None
     b = recipe.bench
     options = dict(shape=b.shape or recipe.backbone, forms=tuple(forms), batch_sizes=tuple(b.batch_sizes),
-                   seq_lens=tuple(b.seq_lens), threads=(b.threads,), iterations=b.iterations, warmup=b.warmup, clock=b.clock,
-                   output=str(state.out / "bench"), progress=state.progress)
+                   seq_lens=tuple(b.seq_lens), threads=(b.threads,), iterations=b.iterations, warmup=b.warmup, clock=b.clock)
     options.update(get_method(spec.kind).bench_options(spec))
-    key = config_hash(options)
+    key = config_hash(options)   # what is measured; not where it is written (a moved directory stays cached)
+    options.update(output=str(state.out / "bench"), progress=state.progress)
     directory = state.out / "bench"
     if cached := state.cached(directory, key):
         state.log(f"[bench] reused (cache key {key})")
