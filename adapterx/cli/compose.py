@@ -44,8 +44,8 @@ Other heads: the encoder loads with AutoModel; the head is saved beside it (head
 Before anything is written, the checkpoint is reloaded and its logits compared with the unmerged model's on a
 probe batch; the command prints max |delta| and fails (writing nothing) above --tolerance.
 
-example:
-  adapterx merge --adapter runs/xnli/adapter --output runs/xnli-merged
+example (runs/xnli was trained stacked on runs/nli: the pair is merged, as it was trained):
+  adapterx merge --adapter runs/nli/adapter --adapter runs/xnli/adapter --output runs/xnli-merged
 """
 
 
