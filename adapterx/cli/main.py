@@ -14,6 +14,7 @@ from adapterx.cli.bench import add_bench_parser
 from adapterx.cli.checks import check_args
 from adapterx.cli.compose import add_compose_parsers
 from adapterx.cli.errors import HANDLED, report
+from adapterx.cli.export import add_export_parser
 from adapterx.cli.lazy import LazyParser, defer, listing
 from adapterx.cli.tasks import add_tasks_parser
 from adapterx.core.errors import AdapterxError
@@ -289,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(sub)
     _add_run_parser(sub)
     add_tasks_parser(sub)
+    add_export_parser(sub)
     add_compose_parsers(sub)
     add_bench_parser(sub)
     return parser

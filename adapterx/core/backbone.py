@@ -32,12 +32,14 @@ from transformers import (AutoConfig, AutoModel, AutoTokenizer, BertConfig, Bert
 
 from adapterx.core import e5small, tinyworld
 from adapterx.core.errors import AdapterxError
+from adapterx.core.io import atomic_directory, atomic_write_json
 
 TINY_NAME = "builtin:tiny-xlmr"
 TINY_BERT_NAME = "builtin:tiny-bert"
 E5_NAME = e5small.NAME
 # model types whose encoders adapterx drives (layer names query/key/value/dense, pooler optional, heads)
 ARCHITECTURES = ("xlm-roberta", "roberta", "bert")
+EXPORT_INFO_FILE = "adapterx_backbone.json"   # written by save_backbone: where the weights came from
 
 # Architectures of the public checkpoints (from their config.json), so that benchmarks of the real shapes
 # need no download.
@@ -285,8 +287,16 @@ def _align_translations(model: PreTrainedModel, tokenizer: XLMRobertaTokenizerFa
             emb[i] = ALIGNMENT * shared + (1 - ALIGNMENT ** 2) ** 0.5 * noise
 
 
-def save_backbone(backbone: Backbone, directory: str | os.PathLike) -> None:
-    """Write the backbone as a plain transformers checkpoint (safetensors), e.g. to use it as a local dir."""
-    backbone.model.save_pretrained(directory, safe_serialization=True)
-    if backbone.tokenizer is not None:
-        backbone.tokenizer.save_pretrained(directory)
+def save_backbone(backbone: Backbone, directory: str | os.PathLike) -> Path:
+    """Write the backbone as a plain transformers checkpoint (safetensors weights, config, tokenizer), atomically,
+    e.g. to use it as a local directory or to load it without adapterx: ``AutoModel.from_pretrained(directory,
+    add_pooling_layer=False)`` and ``AutoTokenizer.from_pretrained(directory)``. Loaded back with
+    `load_backbone(directory)`, it has the same fingerprint, so adapters trained on `backbone` load onto it."""
+    with atomic_directory(directory) as tmp:
+        backbone.model.save_pretrained(tmp, safe_serialization=True)
+        if backbone.tokenizer is not None:
+            backbone.tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / EXPORT_INFO_FILE, {"name": backbone.name, "fingerprint": backbone.fingerprint,
+                                                   "pretrained": backbone.pretrained,
+                                                   "description": backbone.description})
+    return Path(directory)

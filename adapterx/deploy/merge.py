@@ -37,6 +37,7 @@ from adapterx.core.heads import HEADS, TransformersTwin
 from adapterx.core.io import atomic_directory, atomic_write_json, atomic_write_text
 from adapterx.core.model import AdaptedModel
 from adapterx.deploy.compose import ComposedModel, Mixed, Part, compose, kinds_summary, read_parts
+from adapterx.deploy.head_usage import head_usage
 from adapterx.deploy.plain import merge_into_base
 from adapterx.methods import get_method, kinds
 
@@ -211,8 +212,13 @@ def _save_encoder(composed: ComposedModel, merged: PreTrainedModel, head, tmp: P
 
 
 def _readme(report: MergeReport, composed: ComposedModel) -> str:
+    plain, head_lines = True, []
+    if composed.head is not None and report.loader == "AutoModel":   # the head saved beside the encoder
+        plain, head_lines = head_usage(HeadSpec.from_json(composed.parts[composed.head].head))
+    needs = ("adapterx and peft are not needed to load it" if plain else
+             "the encoder loads without adapterx or peft; its task head needs adapterx (see below)")
     lines = [f"# Merged checkpoint: {composed.backbone.name} + LoRA {', '.join(report.merged)}", "",
-             "Plain transformers weights (safetensors); adapterx and peft are not needed to load it.", "",
+             f"Plain transformers weights (safetensors); {needs}.", "",
              "```python", f"from transformers import AutoTokenizer, {report.loader}",
              f"model = {report.loader}.from_pretrained(PATH)", "tokenizer = AutoTokenizer.from_pretrained(PATH)",
              "```", "",
@@ -220,10 +226,7 @@ def _readme(report: MergeReport, composed: ComposedModel) -> str:
              f"(tolerance {report.tolerance:g}) on a probe batch.", ""]
     if report.notes:
         lines += [f"Note: {n}." for n in report.notes] + [""]
-        if any("head.safetensors" in n for n in report.notes):
-            lines += ["The head (head.safetensors, spec in head.json) is adapterx's; rebuild it with "
-                      "`adapterx.core.heads.build_head(hidden_size, HeadSpec.from_json(spec))` and apply it to "
-                      "`last_hidden_state`.", ""]
+    lines += head_lines
     lines += ["Provenance (backbone fingerprint, adapters and their digests): adapterx_merge.json.", ""]
     return "\n".join(lines)
 
