@@ -32,7 +32,7 @@ target:
   strategies: [continue]
   train_limit: 16
   train: {{max_steps: 2, batch_size: 8}}
-evaluate: {{split: test, limit: 8, languages: [en, de], forms: [unmerged]}}
+evaluate: {{splits: [test], limit: 8, languages: [en, de], forms: [unmerged]}}
 bench: {{enabled: false}}
 """
 

@@ -99,7 +99,7 @@ def test_recipe_train_fields_out_of_range_fail_the_dry_run(tmp_path, old, new, f
     ("bench: {enabled: false}", "bench: {seq_lens: [100000]}", "bench.seq_lens"),
     ("bench: {enabled: false}", "bench: {warmup: -1}", "bench.warmup"),
     ("bench: {enabled: false}", "bench: {shape: xlm-roberta-hug}", "bench.shape"),
-    ("split: test", "split: dev", "evaluate.split"),
+    ("splits: [test]", "splits: [dev]", "evaluate.splits"),
     ("limit: 8", "limit: -5", "evaluate.limit"),
     ("forms: [unmerged]", "forms: [unmerged], bootstrap: 0", "evaluate.bootstrap"),
     ("{kind: lora, r: 4}", "{kind: lora, r: 4, alpha: sixteen}", "adapter.alpha"),

@@ -61,9 +61,6 @@ def _param(command: str):
     marks = []
     if argv[0] == "bench" and "--devices" not in argv:
         marks.append(pytest.mark.slow)
-    if any(a.startswith(("a=", "b=")) for a in argv):
-        marks.append(pytest.mark.xfail(strict=False, reason="issue 15 case 11: the peft prefix rule refuses any "
-                                                            "substring of 'lora_' as a name (fixed on branch h10a)"))
     return pytest.param(command, id=command[:80], marks=marks)
 
 

@@ -102,6 +102,6 @@ def test_stack_refuses_a_changed_intermediate(pristine_backbone, tmp_path):
     target = train_task(pristine_backbone, get_task("tiny-xnli"), spec, fast, tmp_path / "t", strategy="stack",
                         intermediate=inter.directory, train_limit=48, eval_limit=16, progress=False)
     train_task(pristine_backbone, get_task("tiny-nli"), spec, TrainConfig(max_steps=4, batch_size=16),
-               tmp_path / "inter", train_limit=48, eval_limit=16, progress=False)   # retrained in place
+               tmp_path / "inter", train_limit=48, eval_limit=16, overwrite=True, progress=False)   # retrained in place
     with pytest.raises(AdapterxError, match="trained on top of"):
         load_for_inference(pristine_backbone.fresh_copy(), target.directory)

@@ -1,6 +1,5 @@
-"""The checks of a recipe's values that need more than its schema: ranges of every count and rate, the
-evaluation split each target task has, the bench block's settings, and the adapter spec against the
-backbone's shape (target modules it has, positions it has). `load_recipe` runs them, so ``--dry-run`` fails on
+"""The checks of a recipe's values that need more than its schema: ranges of every count and rate, the bench
+block's settings, and the adapter spec against the backbone's shape (target modules it has, positions it has). `load_recipe` runs them, so ``--dry-run`` fails on
 everything a run would fail on later, before the first phase.
 
 Works on a loaded recipe object (adapterx.study.recipe.Recipe) without importing that module (it imports
@@ -16,7 +15,6 @@ from adapterx.core import validate as check
 from adapterx.core.errors import AdapterxError, RecipeError
 from adapterx.core.shape import backbone_shape
 from adapterx.methods import get_method
-from adapterx.tasks import get_task
 
 CLOCKS = ("wall", "cpu")
 
@@ -51,11 +49,6 @@ def _check_evaluate(recipe: Any) -> None:
     e = recipe.evaluate
     check.optional_count(e.limit, "evaluate.limit")
     check.count(e.bootstrap, "evaluate.bootstrap")
-    for name in recipe.target.tasks:
-        task = get_task(name)
-        if e.split not in task.splits:
-            raise AdapterxError(f"evaluate.split: target task {name!r} has no split {e.split!r}; its splits: "
-                                f"{', '.join(task.splits)}")
 
 
 def _check_bench(recipe: Any) -> None:
