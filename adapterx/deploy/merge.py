@@ -33,7 +33,7 @@ from transformers import AutoModel, PreTrainedModel
 
 from adapterx import store
 from adapterx.core.errors import CompositionError
-from adapterx.core.heads import HEADS, TransformersTwin
+from adapterx.core.heads import HEADS, HeadSpec, TransformersTwin
 from adapterx.core.io import atomic_directory, atomic_write_json, atomic_write_text
 from adapterx.core.model import AdaptedModel
 from adapterx.deploy.compose import ComposedModel, Mixed, Part, compose, kinds_summary, read_parts

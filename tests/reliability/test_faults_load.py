@@ -10,42 +10,23 @@ import shutil
 
 import pytest
 import torch
-from faultkit import cli, one_line_error, snapshot
 
 from safetensors.torch import load_file
 
 from adapterx import store
 from adapterx.core.backbone import load_backbone
 from adapterx.core.errors import AdapterFileError
-from adapterx.core.heads import HeadSpec
 from adapterx.core.model import AdaptedModel
-from adapterx.methods import parse_spec
-
-XNLI = ["entailment", "neutral", "contradiction"]
-
-
-def make_adapter(backbone, directory, kind="lora", seed=0, **options):
-    """A saved tiny-xnli adapter with random (non-zero) weights and a mean-pooled 3-class head."""
-    model = AdaptedModel(backbone)
-    store.add_adapter(model, "x", parse_spec({"kind": kind, **options}))
-    store.activate(model, ["x"], trainable="x")
-    model.add_head("x", HeadSpec("classification", 3, {"pooling": "mean"}))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, p in sorted(model.named_parameters(), key=lambda item: item[0]):
-            if p.requires_grad:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
-    return store.save_adapter(model, "x", directory, task="tiny-xnli", labels=XNLI, head="x")
 
 
 @pytest.fixture(scope="module")
-def adapters(tmp_path_factory):
+def adapters(kit, tmp_path_factory):
     base = load_backbone("builtin:tiny-xlmr")
     root = tmp_path_factory.mktemp("saved")
-    return {"lora": make_adapter(base.fresh_copy(), root / "lora", r=2),
-            "lora2": make_adapter(base.fresh_copy(), root / "lora2", r=2, seed=1),
-            "bottleneck": make_adapter(base.fresh_copy(), root / "bottleneck", "bottleneck", reduction_factor=8),
-            "prompt": make_adapter(base.fresh_copy(), root / "prompt", "prompt", num_virtual_tokens=4)}
+    return {"lora": kit.make_adapter(base.fresh_copy(), root / "lora", r=2),
+            "lora2": kit.make_adapter(base.fresh_copy(), root / "lora2", r=2, seed=1),
+            "bottleneck": kit.make_adapter(base.fresh_copy(), root / "bottleneck", "bottleneck", reduction_factor=8),
+            "prompt": kit.make_adapter(base.fresh_copy(), root / "prompt", "prompt", num_virtual_tokens=4)}
 
 
 def _evaluate(task, adapter, out, *extra):
@@ -57,46 +38,46 @@ def _copy(adapters, name, tmp_path):
     return shutil.copytree(adapters[name], tmp_path / name)
 
 
-def test_the_adapters_evaluate_as_saved(adapters, tmp_path):
-    code, out, err = cli(*_evaluate("tiny-xnli", adapters["lora"], tmp_path / "scores.json"))
+def test_the_adapters_evaluate_as_saved(kit, adapters, tmp_path):
+    code, out, err = kit.cli(*_evaluate("tiny-xnli", adapters["lora"], tmp_path / "scores.json"))
     assert code == 0, err
     assert json.loads((tmp_path / "scores.json").read_text())["task"] == "tiny-xnli"
 
 
 # ----------------------------------------------------------------------------- case 4: the head fits the task
-def test_a_three_class_head_is_refused_on_a_two_class_task(adapters, tmp_path):
-    before = snapshot(tmp_path)
-    one_line_error(_evaluate("tiny-sst", adapters["lora"], tmp_path / "scores.json"),
+def test_a_three_class_head_is_refused_on_a_two_class_task(kit, adapters, tmp_path):
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(_evaluate("tiny-sst", adapters["lora"], tmp_path / "scores.json"),
                    str(adapters["lora"] / "adapterx.json"), "'tiny-sst'", "contradiction")
-    assert snapshot(tmp_path) == before
+    assert kit.snapshot(tmp_path) == before
 
 
-def test_the_same_labels_in_another_order_are_refused(adapters, tmp_path):
+def test_the_same_labels_in_another_order_are_refused(kit, adapters, tmp_path):
     directory = _copy(adapters, "lora", tmp_path)
     meta = json.loads((directory / "adapterx.json").read_text())
-    meta["labels"] = list(reversed(XNLI))
+    meta["labels"] = list(reversed(kit.XNLI))
     (directory / "adapterx.json").write_text(json.dumps(meta))
-    before = snapshot(tmp_path)
-    one_line_error(_evaluate("tiny-xnli", directory, tmp_path / "scores.json"), "labels")
-    assert snapshot(tmp_path) == before
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(_evaluate("tiny-xnli", directory, tmp_path / "scores.json"), "labels")
+    assert kit.snapshot(tmp_path) == before
 
 
 # ----------------------------------------------------------------------------- case 5: files as promised
-def test_weights_swapped_in_from_another_adapter_are_refused(adapters, tmp_path, pristine_backbone):
+def test_weights_swapped_in_from_another_adapter_are_refused(kit, adapters, tmp_path, pristine_backbone):
     directory = _copy(adapters, "lora", tmp_path)
     shutil.copy(adapters["lora2"] / "adapter_model.safetensors", directory / "adapter_model.safetensors")
-    before = snapshot(tmp_path)
-    one_line_error(_evaluate("tiny-xnli", directory, tmp_path / "scores.json"),
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(_evaluate("tiny-xnli", directory, tmp_path / "scores.json"),
                    str(directory / "adapter_model.safetensors"), "weights_digest")
-    assert snapshot(tmp_path) == before
+    assert kit.snapshot(tmp_path) == before
     with pytest.raises(AdapterFileError, match="weights_digest"):
         store.load_adapter(AdaptedModel(pristine_backbone.fresh_copy()), directory)
 
 
-def test_a_swapped_head_is_refused(adapters, tmp_path):
+def test_a_swapped_head_is_refused(kit, adapters, tmp_path):
     directory = _copy(adapters, "lora", tmp_path)
     shutil.copy(adapters["lora2"] / "head.safetensors", directory / "head.safetensors")
-    one_line_error(_evaluate("tiny-xnli", directory, tmp_path / "scores.json"), "head.safetensors", "head_digest")
+    kit.one_line_error(_evaluate("tiny-xnli", directory, tmp_path / "scores.json"), "head.safetensors", "head_digest")
 
 
 class _Canary:
@@ -114,7 +95,7 @@ def _plant_pickle(directory, name, marker):
         pickle.dump({"weights": _Canary(marker)}, f)
 
 
-def test_weights_file_pointed_elsewhere_is_refused_and_the_pickle_never_loaded(adapters, tmp_path):
+def test_weights_file_pointed_elsewhere_is_refused_and_the_pickle_never_loaded(kit, adapters, tmp_path):
     """The bottleneck adapter's real weights as the adapters library's default pickle, adapterx.json pointing
     at another (valid safetensors) file: the library would fall back to the pickle."""
     directory = _copy(adapters, "bottleneck", tmp_path)
@@ -123,26 +104,26 @@ def test_weights_file_pointed_elsewhere_is_refused_and_the_pickle_never_loaded(a
     meta = json.loads((directory / "adapterx.json").read_text())
     meta["weights_file"] = "head.safetensors"
     (directory / "adapterx.json").write_text(json.dumps(meta))
-    before = snapshot(tmp_path)
-    one_line_error(_evaluate("tiny-xnli", directory, tmp_path / "scores.json"), "'weights_file'")
-    assert snapshot(tmp_path) == before
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(_evaluate("tiny-xnli", directory, tmp_path / "scores.json"), "'weights_file'")
+    assert kit.snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("kind, pickle_name", [("bottleneck", "pytorch_adapter.bin"),
                                                ("lora", "adapter_model.bin"), ("lora", "weights.pt")])
-def test_a_pickle_beside_the_weights_is_refused(adapters, tmp_path, kind, pickle_name):
+def test_a_pickle_beside_the_weights_is_refused(kit, adapters, tmp_path, kind, pickle_name):
     directory = _copy(adapters, kind, tmp_path)
     marker = tmp_path / "unpickled"
     _plant_pickle(directory, pickle_name, marker)
-    before = snapshot(tmp_path)
-    one_line_error(_evaluate("tiny-xnli", directory, tmp_path / "scores.json"), pickle_name, "pickle")
-    assert snapshot(tmp_path) == before and not marker.exists()
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(_evaluate("tiny-xnli", directory, tmp_path / "scores.json"), pickle_name, "pickle")
+    assert kit.snapshot(tmp_path) == before and not marker.exists()
 
 
 # ----------------------------------------------------------------------------- case 6: forms that do not apply
 @pytest.mark.parametrize("kind, form", [("bottleneck", "merged"), ("prompt", "fused"), ("prompt", "merged")])
-def test_a_form_no_adapter_can_take_is_one_line(adapters, tmp_path, kind, form):
-    before = snapshot(tmp_path)
-    one_line_error(_evaluate("tiny-xnli", adapters[kind], tmp_path / "scores.json", "--forms", form),
-                   f"--forms {form}", kind)
-    assert snapshot(tmp_path) == before
+def test_a_form_no_adapter_can_take_is_one_line(kit, adapters, tmp_path, kind, form):
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(_evaluate("tiny-xnli", adapters[kind], tmp_path / "scores.json", "--forms", form),
+                   f"forms {form}", f"({kind}): form {form!r}")
+    assert kit.snapshot(tmp_path) == before

@@ -1,5 +1,6 @@
-"""Shared tools of the fault-injection tests (tests/test_faults*.py): run the CLI in-process, snapshot a
-directory tree, make writes under a directory fail with a chosen errno, and stop a test that hangs."""
+"""Shared tools of the reliability tests (issue 15: fault injection, help examples, interop), handed to the tests
+as one fixture, `kit`: run the CLI in-process, snapshot a directory tree, make writes under a directory fail
+with a chosen errno, stop a test that hangs, write a tiny recipe, save a small adapter."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+import torch
+
+from adapterx import store
 from adapterx.cli.main import main
+from adapterx.core.heads import HeadSpec
+from adapterx.core.model import AdaptedModel
+from adapterx.methods import parse_spec
 
 TINY_TRAIN = ["--max-steps", "2", "--batch-size", "8", "--train-limit", "16"]
 
@@ -153,3 +161,39 @@ def deadline(seconds: int):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+XNLI = ["entailment", "neutral", "contradiction"]
+
+
+def make_adapter(backbone, directory, kind="lora", seed=0, **options):
+    """A saved tiny-xnli adapter with random (non-zero) weights and a mean-pooled 3-class head."""
+    model = AdaptedModel(backbone)
+    store.add_adapter(model, "x", parse_spec({"kind": kind, **options}))
+    store.activate(model, ["x"], trainable="x")
+    model.add_head("x", HeadSpec("classification", 3, {"pooling": "mean"}))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters(), key=lambda item: item[0]):
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    return store.save_adapter(model, "x", directory, task="tiny-xnli", labels=XNLI, head="x")
+
+
+class Kit:
+    """The tools above, as attributes (tests take shared helpers from fixtures, not by importing a module)."""
+
+    TINY_TRAIN = TINY_TRAIN
+    XNLI = XNLI
+    cli = staticmethod(cli)
+    one_line_error = staticmethod(one_line_error)
+    snapshot = staticmethod(snapshot)
+    recipe_file = staticmethod(recipe_file)
+    writes_fail_under = staticmethod(writes_fail_under)
+    deadline = staticmethod(deadline)
+    make_adapter = staticmethod(make_adapter)
+
+
+@pytest.fixture(scope="session")
+def kit() -> Kit:
+    return Kit()

@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from faultkit import cli, one_line_error, recipe_file, snapshot
-from test_faults_load import make_adapter
 
 from adapterx.core.backbone import load_backbone
 from adapterx.study.lock import LOCK_FILE, locked
@@ -30,10 +28,10 @@ def _phases(out: Path) -> dict[str, bool]:
 
 
 # ----------------------------------------------------------------------------- case 8: portable artifacts
-def test_a_stacked_target_evaluates_after_its_runs_moved(tmp_path):
+def test_a_stacked_target_evaluates_after_its_runs_moved(kit, tmp_path):
     runs = tmp_path / "a" / "runs"
-    assert cli("train", "--task", "tiny-nli", "--output", runs / "nli", *TRAIN)[0] == 0
-    code, _, err = cli("train", "--task", "tiny-xnli", "--strategy", "stack", "--on-top-of", runs / "nli" / "adapter",
+    assert kit.cli("train", "--task", "tiny-nli", "--output", runs / "nli", *TRAIN)[0] == 0
+    code, _, err = kit.cli("train", "--task", "tiny-xnli", "--strategy", "stack", "--on-top-of", runs / "nli" / "adapter",
                        "--output", runs / "xnli", *TRAIN)
     assert code == 0, err
     [need] = json.loads((runs / "xnli" / "adapter" / "adapterx.json").read_text())["requires"]
@@ -41,19 +39,19 @@ def test_a_stacked_target_evaluates_after_its_runs_moved(tmp_path):
     moved = tmp_path / "b" / "elsewhere"
     moved.parent.mkdir()
     shutil.move(str(runs), str(moved))
-    code, _, err = cli("evaluate", "--task", "tiny-xnli", "--adapter", moved / "xnli" / "adapter", "--languages", "en",
+    code, _, err = kit.cli("evaluate", "--task", "tiny-xnli", "--adapter", moved / "xnli" / "adapter", "--languages", "en",
                        "--limit", "8", "--bootstrap", "10")
     assert code == 0, err
 
 
-def test_a_copied_study_reuses_every_phase_bench_included(tmp_path):
-    first = recipe_file(tmp_path, tmp_path / "a", BENCH, name="a.yaml")
-    assert cli("run", first)[0] == 0
+def test_a_copied_study_reuses_every_phase_bench_included(kit, tmp_path):
+    first = kit.recipe_file(tmp_path, tmp_path / "a", BENCH, name="a.yaml")
+    assert kit.cli("run", first)[0] == 0
     assert not any(_phases(tmp_path / "a").values())
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     shutil.rmtree(tmp_path / "a")
-    second = recipe_file(tmp_path, tmp_path / "b", BENCH, name="b.yaml")
-    code, _, err = cli("run", second)
+    second = kit.recipe_file(tmp_path, tmp_path / "b", BENCH, name="b.yaml")
+    code, _, err = kit.cli("run", second)
     assert code == 0, err
     reused = _phases(tmp_path / "b")
     assert "bench" in reused and all(reused.values()), reused
@@ -74,31 +72,31 @@ def umask():
 
 @pytest.mark.parametrize("mask, modes", [(0o022, {("dir", "0o755"), ("file", "0o644")}),
                                          (0o077, {("dir", "0o700"), ("file", "0o600")})])
-def test_outputs_follow_the_umask(tmp_path, umask, mask, modes):
+def test_outputs_follow_the_umask(kit, tmp_path, umask, mask, modes):
     umask(mask)
-    adapter = make_adapter(load_backbone("builtin:tiny-xlmr"), tmp_path / "saved" / "xnli", r=2)
+    adapter = kit.make_adapter(load_backbone("builtin:tiny-xlmr"), tmp_path / "saved" / "xnli", r=2)
     commands = [["train", "--task", "tiny-xnli", "--output", tmp_path / "train", *TRAIN],
                 ["merge", "--adapter", adapter, "--output", tmp_path / "merged"],
                 ["compose", "--adapter", f"target={adapter}", "--output", tmp_path / "composed"],
                 ["evaluate", "--task", "tiny-xnli", "--adapter", adapter, "--languages", "en", "--limit", "8",
                  "--bootstrap", "10", "--output", tmp_path / "scores" / "s.json"]]
     for argv in commands:
-        code, _, err = cli(*argv)
+        code, _, err = kit.cli(*argv)
         assert code == 0, err
     assert _modes(tmp_path) == modes
 
 
 # ----------------------------------------------------------------------------- case 9: one run per directory
-def test_a_run_on_a_directory_in_use_is_refused_and_changes_nothing(tmp_path):
-    recipe = recipe_file(tmp_path, tmp_path / "out")
+def test_a_run_on_a_directory_in_use_is_refused_and_changes_nothing(kit, tmp_path):
+    recipe = kit.recipe_file(tmp_path, tmp_path / "out")
     with locked(tmp_path / "out"):
-        before = snapshot(tmp_path)
-        one_line_error(["run", recipe], str(tmp_path / "out"), "in use", f"pid {os.getpid()}", "--wait")
-        assert snapshot(tmp_path) == before
+        before = kit.snapshot(tmp_path)
+        kit.one_line_error(["run", recipe], str(tmp_path / "out"), "in use", f"pid {os.getpid()}", "--wait")
+        assert kit.snapshot(tmp_path) == before
 
 
-def test_a_run_waits_for_the_directory_then_runs(tmp_path):
-    recipe = recipe_file(tmp_path, tmp_path / "out")
+def test_a_run_waits_for_the_directory_then_runs(kit, tmp_path):
+    recipe = kit.recipe_file(tmp_path, tmp_path / "out")
     held, release = threading.Event(), threading.Event()
 
     def holder():
@@ -111,7 +109,7 @@ def test_a_run_waits_for_the_directory_then_runs(tmp_path):
     held.wait(10)
     threading.Timer(1.0, release.set).start()
     started = time.monotonic()
-    code, _, err = cli("run", recipe, "--wait", "60")
+    code, _, err = kit.cli("run", recipe, "--wait", "60")
     thread.join()
     assert code == 0, err
     assert time.monotonic() - started >= 1.0
@@ -121,13 +119,13 @@ SLOW_RECIPE = ("train: {max_steps: 2, batch_size: 8}\nevaluate", "train: {max_st
 
 
 @pytest.mark.slow
-def test_two_runs_at_once_on_one_directory(tmp_path):
+def test_two_runs_at_once_on_one_directory(kit, tmp_path):
     """Must show (issue 15): `adapterx run` started twice at once on one artifacts directory (two plain runs
     started together, a third with --wait 3 s later). One of the two runs the study; the other plain one is refused
     at once, naming the holder's pid, and writes nothing; the one with --wait waits for the holder, then reuses
     every phase it wrote. Each phase is trained exactly once."""
-    recipe = recipe_file(tmp_path, tmp_path / "out", SLOW_RECIPE)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    recipe = kit.recipe_file(tmp_path, tmp_path / "out", SLOW_RECIPE)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
 
     def start(*extra):
         return subprocess.Popen([sys.executable, "-m", "adapterx.cli", "run", str(recipe), *extra], env=env,

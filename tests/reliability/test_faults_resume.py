@@ -9,7 +9,6 @@ import json
 
 import pytest
 import torch
-from faultkit import cli, one_line_error, snapshot
 from safetensors.torch import load_file
 
 import adapterx.training.loop as loop
@@ -23,12 +22,12 @@ class Killed(BaseException):
     """The process dying (kill -9) right after a checkpoint was written."""
 
 
-def train(out, *extra):
+def train(kit, out, *extra):
     torch.manual_seed(1234)   # the fresh adapter's and head's initial weights come from the global generator
-    return cli("train", "--output", out, *RUN, *extra)
+    return kit.cli("train", "--output", out, *RUN, *extra)
 
 
-def killed_after(monkeypatch, out, step: int, *extra):
+def killed_after(kit, monkeypatch, out, step: int, *extra):
     real = loop.save_checkpoint
 
     def save_then_die(directory, trainable, optimizer, state, keep):
@@ -39,7 +38,7 @@ def killed_after(monkeypatch, out, step: int, *extra):
 
     monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     with pytest.raises(Killed):
-        train(out, *extra)
+        train(kit, out, *extra)
     monkeypatch.setattr(loop, "save_checkpoint", real)
     assert latest_checkpoint(out / "checkpoints").name == f"step-{step}"
 
@@ -49,18 +48,18 @@ def _meta(out):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def uninterrupted(kit, tmp_path_factory):
     out = tmp_path_factory.mktemp("whole") / "run"
-    code, _, err = train(out)
+    code, _, err = train(kit, out)
     assert code == 0, err
     return out
 
 
-def test_a_resumed_run_is_the_uninterrupted_run(uninterrupted, tmp_path, monkeypatch):
+def test_a_resumed_run_is_the_uninterrupted_run(kit, uninterrupted, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    killed_after(monkeypatch, out, 2)
+    killed_after(kit, monkeypatch, out, 2)
     seconds_before = json.loads((out / "checkpoints" / "step-2" / "state.json").read_text())["seconds"]
-    code, _, err = train(out, "--resume")
+    code, _, err = train(kit, out, "--resume")
     assert code == 0, err
     whole, resumed = _meta(uninterrupted)["training"], _meta(out)["training"]
     assert [s for s, _ in resumed["losses"]] == [1, 2, 3, 4]
@@ -74,9 +73,9 @@ def test_a_resumed_run_is_the_uninterrupted_run(uninterrupted, tmp_path, monkeyp
 
 
 @pytest.fixture
-def interrupted(tmp_path, monkeypatch):
+def interrupted(kit, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    killed_after(monkeypatch, out, 2)
+    killed_after(kit, monkeypatch, out, 2)
     return out
 
 
@@ -88,37 +87,37 @@ def interrupted(tmp_path, monkeypatch):
     (["--train-limit", "16"], ["data.train_limit"]),
     (["--backbone", "builtin:tiny-xlmr@1"], ["backbone"]),
 ])
-def test_resume_refuses_another_configuration(interrupted, tmp_path, extra, fields):
-    before = snapshot(tmp_path)
-    one_line_error(["train", "--output", interrupted, *RUN, *extra, "--resume"],
+def test_resume_refuses_another_configuration(kit, interrupted, tmp_path, extra, fields):
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(["train", "--output", interrupted, *RUN, *extra, "--resume"],
                    str(interrupted / "checkpoints" / "step-2"), *fields)
-    assert snapshot(tmp_path) == before
+    assert kit.snapshot(tmp_path) == before
 
 
-def test_a_fresh_run_refuses_a_directory_with_another_runs_checkpoints(interrupted, tmp_path):
-    before = snapshot(tmp_path)
-    one_line_error(["train", "--output", interrupted, *RUN], str(interrupted), "--resume", "--overwrite")
-    assert snapshot(tmp_path) == before
+def test_a_fresh_run_refuses_a_directory_with_another_runs_checkpoints(kit, interrupted, tmp_path):
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(["train", "--output", interrupted, *RUN], str(interrupted), "--resume", "--overwrite")
+    assert kit.snapshot(tmp_path) == before
 
 
-def test_a_fresh_run_refuses_a_finished_run_unless_overwrite(uninterrupted, tmp_path):
+def test_a_fresh_run_refuses_a_finished_run_unless_overwrite(kit, uninterrupted, tmp_path):
     out = tmp_path / "run"
-    assert train(out)[0] == 0
-    before = snapshot(tmp_path)
-    one_line_error(["train", "--output", out, *RUN], str(out), "--overwrite")
-    one_line_error(["train", "--output", out, *RUN, "--resume"], "nothing to resume")
-    assert snapshot(tmp_path) == before
-    code, _, err = train(out, "--overwrite", "--lr", "0.002")
+    assert train(kit, out)[0] == 0
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(["train", "--output", out, *RUN], str(out), "--overwrite")
+    kit.one_line_error(["train", "--output", out, *RUN, "--resume"], "nothing to resume")
+    assert kit.snapshot(tmp_path) == before
+    code, _, err = train(kit, out, "--overwrite", "--lr", "0.002")
     assert code == 0, err
     assert _meta(out)["training"]["config"]["learning_rate"] == 0.002
 
 
-def test_overwrite_clears_stale_checkpoints_so_pruning_keeps_this_runs(interrupted, monkeypatch):
+def test_overwrite_clears_stale_checkpoints_so_pruning_keeps_this_runs(kit, interrupted, monkeypatch):
     stale = interrupted / "checkpoints" / "step-2"
     (interrupted / "checkpoints" / "step-100").mkdir()
     for name in ("trainable.safetensors", "optimizer.safetensors", "optimizer.json", "state.json"):
         (interrupted / "checkpoints" / "step-100" / name).write_bytes((stale / name).read_bytes())
-    killed_after(monkeypatch, interrupted, 3, "--overwrite", "--lr", "0.002")
+    killed_after(kit, monkeypatch, interrupted, 3, "--overwrite", "--lr", "0.002")
     steps = sorted(p.name for p in (interrupted / "checkpoints").iterdir())
     assert steps == ["step-2", "step-3"]
     state = json.loads((interrupted / "checkpoints" / "step-2" / "state.json").read_text())

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from faultkit import cli, one_line_error
 
 from adapterx import store
 from adapterx.core.backbone import load_backbone
@@ -24,7 +23,7 @@ from adapterx.core.model import AdaptedModel
 from adapterx.deploy.head_usage import MEAN_POOLED_CLASSIFIER
 from adapterx.deploy.setup import load_for_inference
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "interop.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "interop.md"
 TEXTS = ["the happy dog eats the apple", "der hund isst nicht den apfel heute", "le chat"]
 TRAIN = ["--task", "tiny-xnli", "--max-steps", "3", "--batch-size", "8", "--train-limit", "24"]
 ATOL = 1e-4
@@ -36,16 +35,16 @@ def doc_blocks() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
+def artifacts(kit, tmp_path_factory):
     root = tmp_path_factory.mktemp("interop")
     runs = {"tiny": root / "tiny-xlmr"}
-    assert cli("export-backbone", "builtin:tiny-xlmr", runs["tiny"])[0] == 0
+    assert kit.cli("export-backbone", "builtin:tiny-xlmr", runs["tiny"])[0] == 0
     for name, extra in {"xnli": [], "on-exported": ["--backbone", runs["tiny"].resolve()],
                         "bottleneck": ["--adapter", "kind=bottleneck,reduction_factor=8"]}.items():
-        code, _, err = cli("train", "--output", root / name, *TRAIN, *extra)
+        code, _, err = kit.cli("train", "--output", root / name, *TRAIN, *extra)
         assert code == 0, err
         runs[name] = root / name / "adapter"
-    code, _, err = cli("merge", "--adapter", runs["xnli"], "--output", root / "merged")
+    code, _, err = kit.cli("merge", "--adapter", runs["xnli"], "--output", root / "merged")
     assert code == 0, err
     runs["merged"] = root / "merged"
     return runs
@@ -101,13 +100,13 @@ def run_fresh(tmp_path: Path, blocks: list[str], variables: dict, result: str, b
     return data
 
 
-def test_export_backbone_writes_a_plain_checkpoint_with_the_same_fingerprint(artifacts, pristine_backbone, tmp_path):
+def test_export_backbone_writes_a_plain_checkpoint_with_the_same_fingerprint(kit, artifacts, pristine_backbone, tmp_path):
     files = {p.name for p in artifacts["tiny"].iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "adapterx_backbone.json"} <= files
     assert not any(name.endswith((".bin", ".pt")) for name in files)
     assert load_backbone(str(artifacts["tiny"])).fingerprint == pristine_backbone.fingerprint
-    one_line_error(["export-backbone", "builtin:tiny-xlmr", artifacts["tiny"]], "--overwrite")
-    one_line_error(["export-backbone", "random:xlm-roberta-base", tmp_path / "r"], "no tokenizer")
+    kit.one_line_error(["export-backbone", "builtin:tiny-xlmr", artifacts["tiny"]], "--overwrite")
+    kit.one_line_error(["export-backbone", "random:xlm-roberta-base", tmp_path / "r"], "no tokenizer")
 
 
 @pytest.mark.slow   # a fresh interpreter importing torch and transformers: 5-20 s

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from faultkit import TINY_TRAIN, cli, deadline, one_line_error, recipe_file, snapshot
+
+TINY_TRAIN = ["--max-steps", "2", "--batch-size", "8", "--train-limit", "16"]
 
 
 def _train(out, *extra):
@@ -15,35 +16,35 @@ def _train(out, *extra):
 
 # ----------------------------------------------------------------------------- case 1: empty training set
 @pytest.mark.parametrize("limit", ["0", "-3"])
-def test_a_zero_or_negative_train_limit_is_refused_not_looped_on(tmp_path, limit):
-    before = snapshot(tmp_path)
-    with deadline(30):
-        one_line_error(["train", "--task", "tiny-xnli", "--output", tmp_path / "run", "--max-steps", "2",
+def test_a_zero_or_negative_train_limit_is_refused_not_looped_on(kit, tmp_path, limit):
+    before = kit.snapshot(tmp_path)
+    with kit.deadline(30):
+        kit.one_line_error(["train", "--task", "tiny-xnli", "--output", tmp_path / "run", "--max-steps", "2",
                         "--train-limit", limit], "--train-limit", limit)
-    assert snapshot(tmp_path) == before
+    assert kit.snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("field", ["target.train_limit", "intermediate.train_limit"])
-def test_a_zero_train_limit_in_a_recipe_fails_the_dry_run(tmp_path, field):
+def test_a_zero_train_limit_in_a_recipe_fails_the_dry_run(kit, tmp_path, field):
     section = field.split(".")[0]
     old = "  train_limit: 16\n  train: {max_steps: 2, batch_size: 8}\nevaluate" if section == "target" else \
         "  train_limit: 16\n  train: {max_steps: 2, batch_size: 8}\ntarget"
-    path = recipe_file(tmp_path, tmp_path / "out", (old, old.replace("train_limit: 16", "train_limit: 0")))
-    before = snapshot(tmp_path)
-    with deadline(30):
-        one_line_error(["run", path, "--dry-run"], str(path), field)
-    assert snapshot(tmp_path) == before
+    path = kit.recipe_file(tmp_path, tmp_path / "out", (old, old.replace("train_limit: 16", "train_limit: 0")))
+    before = kit.snapshot(tmp_path)
+    with kit.deadline(30):
+        kit.one_line_error(["run", path, "--dry-run"], str(path), field)
+    assert kit.snapshot(tmp_path) == before
 
 
-def test_an_empty_data_file_is_an_error_naming_task_split_and_limit(tmp_path):
+def test_an_empty_data_file_is_an_error_naming_task_split_and_limit(kit, tmp_path):
     data = tmp_path / "data" / "mnli"
     data.mkdir(parents=True)
     (data / "train.en.tsv").write_text("sentence1\tsentence2\tgold_label\n", encoding="utf-8")
-    before = snapshot(tmp_path)
-    with deadline(30):
-        one_line_error(["train", "--task", "mnli", "--data-dir", tmp_path / "data", "--output", tmp_path / "run",
+    before = kit.snapshot(tmp_path)
+    with kit.deadline(30):
+        kit.one_line_error(["train", "--task", "mnli", "--data-dir", tmp_path / "data", "--output", tmp_path / "run",
                         "--max-steps", "2"], "'mnli'", "train", "limit")
-    assert snapshot(tmp_path) == before
+    assert kit.snapshot(tmp_path) == before
 
 
 # ----------------------------------------------------------------------------- case 2: ranges of numbers
@@ -52,10 +53,10 @@ def test_an_empty_data_file_is_an_error_naming_task_split_and_limit(tmp_path):
     ("--lr", "0"), ("--lr", "inf"), ("--lr", "nan"), ("--warmup", "-0.1"), ("--eval-every", "0"),
     ("--checkpoint-every", "-1"), ("--seed", "-1"),
 ])
-def test_train_options_out_of_range_are_refused(tmp_path, option, value):
-    before = snapshot(tmp_path)
-    one_line_error(["train", "--task", "tiny-xnli", "--output", tmp_path / "run", option, value], option)
-    assert snapshot(tmp_path) == before
+def test_train_options_out_of_range_are_refused(kit, tmp_path, option, value):
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(["train", "--task", "tiny-xnli", "--output", tmp_path / "run", option, value], option)
+    assert kit.snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("argv, option", [
@@ -68,9 +69,9 @@ def test_train_options_out_of_range_are_refused(tmp_path, option, value):
     (["merge", "--adapter", "x", "--output", "out", "--tolerance", "-1"], "--tolerance"),
     (["merge", "--adapter", "x", "--output", "out", "--tolerance", "nan"], "--tolerance"),
 ])
-def test_other_numeric_options_out_of_range_are_refused(tmp_path, monkeypatch, argv, option):
+def test_other_numeric_options_out_of_range_are_refused(kit, tmp_path, monkeypatch, argv, option):
     monkeypatch.chdir(tmp_path)
-    one_line_error(argv, option)
+    kit.one_line_error(argv, option)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -84,11 +85,11 @@ def test_other_numeric_options_out_of_range_are_refused(tmp_path, monkeypatch, a
     ("train: {max_steps: 2, batch_size: 8}\nevaluate", "train: {max_steps: 2, weight_decay: -1}\nevaluate",
      "target.train.weight_decay"),
 ])
-def test_recipe_train_fields_out_of_range_fail_the_dry_run(tmp_path, old, new, field):
-    path = recipe_file(tmp_path, tmp_path / "out", (old, new))
-    before = snapshot(tmp_path)
-    one_line_error(["run", path, "--dry-run"], str(path), field)
-    assert snapshot(tmp_path) == before
+def test_recipe_train_fields_out_of_range_fail_the_dry_run(kit, tmp_path, old, new, field):
+    path = kit.recipe_file(tmp_path, tmp_path / "out", (old, new))
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(["run", path, "--dry-run"], str(path), field)
+    assert kit.snapshot(tmp_path) == before
 
 
 # ----------------------------------------------------------------------------- case 7: --dry-run checks all
@@ -111,26 +112,26 @@ def test_recipe_train_fields_out_of_range_fail_the_dry_run(tmp_path, old, new, f
     ("backbone: builtin:tiny-xlmr", "backbone: builtin:tiny-xlmr@abc", "backbone"),
     ("seeds: [0]", "seeds: [-1]", "seeds"),
 ])
-def test_the_dry_run_checks_every_field(tmp_path, old, new, field):
+def test_the_dry_run_checks_every_field(kit, tmp_path, old, new, field):
     text_old, text_new = old, new
     if old == "seeds: [0]":
         text_old, text_new = "bench: {enabled: false}", "bench: {enabled: false}\nseeds: [-1]"
-    path = recipe_file(tmp_path, tmp_path / "out", (text_old, text_new))
-    before = snapshot(tmp_path)
+    path = kit.recipe_file(tmp_path, tmp_path / "out", (text_old, text_new))
+    before = kit.snapshot(tmp_path)
     if field is None:   # accepted: a single module name is a list of one, not of letters
-        code, out, err = cli("run", path, "--dry-run")
+        code, out, err = kit.cli("run", path, "--dry-run")
         assert code == 0, err
     else:
-        one_line_error(["run", path, "--dry-run"], str(path), field)
-    assert snapshot(tmp_path) == before
+        kit.one_line_error(["run", path, "--dry-run"], str(path), field)
+    assert kit.snapshot(tmp_path) == before
 
 
-def test_a_recipe_that_is_not_utf8_is_named(tmp_path):
-    path = recipe_file(tmp_path, tmp_path / "out")
+def test_a_recipe_that_is_not_utf8_is_named(kit, tmp_path):
+    path = kit.recipe_file(tmp_path, tmp_path / "out")
     path.write_bytes(path.read_bytes().replace(b"name: faults", b"name: fa\xe9lts"))
-    before = snapshot(tmp_path)
-    one_line_error(["run", path, "--dry-run"], str(path), "UTF-8")
-    assert snapshot(tmp_path) == before
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(["run", path, "--dry-run"], str(path), "UTF-8")
+    assert kit.snapshot(tmp_path) == before
 
 
 # ----------------------------------------------------------------------------- case 6: one-line errors
@@ -141,44 +142,44 @@ def test_a_recipe_that_is_not_utf8_is_named(tmp_path):
                                                                     "reduction_factor"),
     ("kind=prefix,prefix_projection=3", "prefix_projection"), ("kind=lora,r", "r"),
 ])
-def test_adapter_option_values_are_typed(tmp_path, value, field):
-    before = snapshot(tmp_path)
-    message = one_line_error(_train(tmp_path / "run", "--adapter", value), "--adapter", field)
+def test_adapter_option_values_are_typed(kit, tmp_path, value, field):
+    before = kit.snapshot(tmp_path)
+    message = kit.one_line_error(_train(tmp_path / "run", "--adapter", value), "--adapter", field)
     assert "Traceback" not in message
-    assert snapshot(tmp_path) == before
+    assert kit.snapshot(tmp_path) == before
 
 
-def test_a_single_target_module_is_not_split_into_letters(tmp_path):
-    code, _, err = cli(*_train(tmp_path / "run", "--adapter", "kind=lora,r=2,target_modules=query"))
+def test_a_single_target_module_is_not_split_into_letters(kit, tmp_path):
+    code, _, err = kit.cli(*_train(tmp_path / "run", "--adapter", "kind=lora,r=2,target_modules=query"))
     assert code == 0, err
     meta = json.loads((tmp_path / "run" / "adapter" / "adapterx.json").read_text())
     assert meta["spec"]["target_modules"] == ["query"]
 
 
 @pytest.mark.parametrize("backbone", ["builtin:tiny-xlmr@abc", "builtin:tiny-xlmrr", "./no/such/dir"])
-def test_a_bad_backbone_name_is_one_line(tmp_path, backbone):
-    before = snapshot(tmp_path)
-    one_line_error(_train(tmp_path / "run", "--backbone", backbone), backbone)
-    assert snapshot(tmp_path) == before
+def test_a_bad_backbone_name_is_one_line(kit, tmp_path, backbone):
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(_train(tmp_path / "run", "--backbone", backbone), backbone)
+    assert kit.snapshot(tmp_path) == before
 
 
-def test_a_data_file_that_is_not_utf8_is_named(tmp_path):
+def test_a_data_file_that_is_not_utf8_is_named(kit, tmp_path):
     data = tmp_path / "data" / "mnli"
     data.mkdir(parents=True)
     (data / "train.en.tsv").write_bytes(b"sentence1\tsentence2\tgold_label\ncaf\xe9 ok\tthe man\tneutral\n")
-    before = snapshot(tmp_path)
-    one_line_error(["train", "--task", "mnli", "--data-dir", tmp_path / "data", "--output", tmp_path / "run",
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(["train", "--task", "mnli", "--data-dir", tmp_path / "data", "--output", tmp_path / "run",
                     "--max-steps", "1"], str(data / "train.en.tsv"), "UTF-8")
-    assert snapshot(tmp_path) == before
+    assert kit.snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("command", ["train", "merge", "compose"])
-def test_an_output_that_is_an_existing_file_is_named(tmp_path, command):
+def test_an_output_that_is_an_existing_file_is_named(kit, tmp_path, command):
     target = tmp_path / "taken"
     target.write_text("mine\n")
     argv = {"train": _train(target),
             "merge": ["merge", "--adapter", tmp_path / "nothing", "--output", target],
             "compose": ["compose", "--adapter", f"a={tmp_path / 'nothing'}", "--output", target]}[command]
-    before = snapshot(tmp_path)
-    one_line_error(argv, str(target))
-    assert snapshot(tmp_path) == before
+    before = kit.snapshot(tmp_path)
+    kit.one_line_error(argv, str(target))
+    assert kit.snapshot(tmp_path) == before
