@@ -13,6 +13,7 @@ resumes from its last checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import json
 import platform
 import time
@@ -53,6 +54,8 @@ from adapterx.training.loop import TrainConfig
 from adapterx.training.multitask import train_multitask
 from adapterx.training.workflow import train_task
 
+log = logging.getLogger(__name__)
+
 
 # ------------------------------------------------------------------------------------------------ jobs
 def plan_jobs(recipe: Recipe) -> list[Job]:
@@ -87,7 +90,7 @@ def run_recipe(recipe: Recipe, *, force: bool = False, progress: bool = True, jo
     jobs = plan_jobs(recipe)
     if job is not None and not 0 <= job < len(jobs):
         raise AdapterxError(f"--job {job}: this recipe has jobs 0..{len(jobs) - 1} (see --list-jobs)")
-    with locked(recipe.output, shared=job is not None, wait=wait, log=print if progress else None,
+    with locked(recipe.output, shared=job is not None, wait=wait, log=log.info,
                 hint="wait for it to finish, or pass --wait SECONDS to wait for it"):
         return _run_locked(recipe, jobs, force=force, progress=progress, job=job)
 

@@ -134,16 +134,16 @@ def test_two_runs_at_once_on_one_directory(kit, tmp_path):
     plain = [start(), start()]
     time.sleep(3)   # so that one of the plain two holds the directory by the time this one asks
     waiting = start("--wait", "900")
-    results = {p.pid: (p, *p.communicate(timeout=900)) for p in [*plain, waiting]}
-    holders = [pid for pid, (p, out, _) in results.items() if p.returncode == 0 and "training" in out]
+    results = {p.pid: (p, *p.communicate(timeout=900)) for p in [*plain, waiting]}   # (process, stdout, stderr)
+    holders = [pid for pid, (p, out, err) in results.items() if p.returncode == 0 and "training" in out + err]
     assert len(holders) == 1, {pid: (p.returncode, err[-2000:]) for pid, (p, _, err) in results.items()}
     [holder] = holders
     assert holder in [p.pid for p in plain]
     [other] = [p for p in plain if p.pid != holder]
     _, out2, err2 = results[other.pid]
     assert other.returncode == 2 and "in use by another adapterx run" in err2 and f"pid {holder}" in err2, err2
-    assert "Traceback" not in err2 and "training" not in out2 and len(err2.strip().splitlines()) == 1
+    assert "Traceback" not in err2 and "training" not in out2 + err2 and len(err2.strip().splitlines()) == 1
     _, out3, err3 = results[waiting.pid]
     assert waiting.returncode == 0, err3[-3000:]
-    assert "waiting" in out3 and "training" not in out3 and "reused" in out3
+    assert "waiting" in out3 + err3 and "training" not in out3 + err3 and "reused" in out3 + err3
     assert all(_phases(tmp_path / "out").values())    # the results of the last run: every phase reused
