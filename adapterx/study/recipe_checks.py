@@ -10,14 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from adapterx.bench.config import CLOCKS
 from adapterx.bench.runner import resolve_shape
 from adapterx.core import validate as check
 from adapterx.core.errors import AdapterxError, RecipeError
 from adapterx.core.shape import backbone_shape
 from adapterx.methods import get_method
-
-CLOCKS = ("wall", "cpu")
-
 
 def check_values(recipe: Any, path: Path) -> None:
     """Raise RecipeError naming the file and the field's dotted path for the first bad value."""

@@ -23,7 +23,9 @@ QUICK = {"train": ["--max-steps", "4", "--train-limit", "32", "--batch-size", "8
          "evaluate": ["--limit", "16", "--bootstrap", "20"]}
 # inputs the examples name but no example makes: (directory, `adapterx train` options)
 INPUTS = {"runs/base": ["--task", "tiny-xnli"], "runs/a": ["--task", "tiny-xnli"],
-          "runs/b": ["--task", "tiny-xnli", "--seed", "1"]}
+          "runs/b": ["--task", "tiny-xnli", "--seed", "1"],
+          "runs/lang": ["--task", "tiny-nli", "--adapter", "kind=bottleneck,reduction_factor=8"],
+          "runs/task": ["--task", "tiny-xnli", "--adapter", "kind=bottleneck,reduction_factor=8"]}
 
 
 def _texts(parser) -> list[str]:
