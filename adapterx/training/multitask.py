@@ -20,6 +20,7 @@ from adapterx.training import strategies as transfer
 from adapterx.training.checkpoint import prepare_run_directory
 from adapterx.training.loop import TrainConfig, train_adapter
 from adapterx.training.run_config import run_config
+from adapterx.training.seeding import seed_everything
 from adapterx.training.workflow import TrainedAdapter, head_spec, save_trained
 
 TASK_COLUMN = "__task"
@@ -69,6 +70,7 @@ def train_multitask(backbone: Backbone, tasks: list[Task], spec: AdapterSpec, co
     identity = run_config(tasks=[t.name for t in tasks], spec=spec, train=config, strategy="multitask",
                           backbone_fingerprint=backbone.fingerprint, data_dir=data_dir, train_limit=train_limit)
     tokenizer = backbone.tokenizer
+    seed_everything(config.seed)   # before the adapter and the heads are created
     prepared = transfer.prepare("none", backbone.fresh_copy(), spec, None)
     model, name = prepared.model, prepared.trainable
     parts: list[datasets.Dataset] = []

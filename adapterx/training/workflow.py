@@ -22,6 +22,7 @@ from adapterx.training import strategies as transfer
 from adapterx.training.checkpoint import prepare_run_directory
 from adapterx.training.loop import TrainConfig, TrainResult, train_adapter
 from adapterx.training.run_config import run_config
+from adapterx.training.seeding import seed_everything
 
 
 @dataclass
@@ -61,6 +62,7 @@ def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainC
                            limit=min(limits) if limits else None)
     encoded = processor.encode(task, train_rows, tokenizer)
 
+    seed_everything(config.seed)   # before the adapter and the head are created: they draw their initial values
     prepared = transfer.prepare(strategy, backbone.fresh_copy(), spec, inputs)
     model = prepared.model
     model.add_head(prepared.trainable, head_spec(task))
