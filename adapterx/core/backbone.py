@@ -230,19 +230,20 @@ def _e5_backbone() -> Backbone:
 TINY_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
                    max_position_embeddings=130, type_vocab_size=1, layer_norm_eps=1e-5,
                    pad_token_id=1, bos_token_id=0, eos_token_id=2)
-ALIGNMENT = 0.8  # weight of the shared concept vector in a word's embedding; the rest is language noise
 
 
 def tiny_tokenizer() -> XLMRobertaTokenizerFast:
-    """An XLM-R-style (Unigram, metaspace) tokenizer whose pieces are the built-in lexicon's words plus
-    single characters as fallback. Built from a list, not trained, so it is identical on every machine."""
+    """An XLM-R-style (Unigram, metaspace) tokenizer whose pieces are the built-in lexicon's words, its
+    inflectional endings (so "sapkayi" is "▁sapka" + "yi") and single characters as fallback. Built from a
+    list, not trained, so it is identical on every machine."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     specials = ["<s>", "<pad>", "</s>", "<unk>"]
-    words = ["▁" + w for w in tinyworld.vocabulary()]
-    chars = sorted(set("".join(tinyworld.vocabulary())) | set("abcdefghijklmnopqrstuvwxyz0123456789.,?!'-"))
-    pieces = [(p, 0.0) for p in specials] + [(w, -1.0) for w in words] + [("▁", -5.0)]
-    pieces += [(c, -10.0) for c in chars] + [("<mask>", 0.0)]
+    words = tinyworld.word_pieces()
+    suffixes = tinyworld.suffix_pieces()
+    chars = sorted(set("".join(w.lstrip("\u2581") for w in words)) | set("abcdefghijklmnopqrstuvwxyz0123456789.,?!'-"))
+    pieces = [(p, 0.0) for p in specials] + [(w, -1.0) for w in words] + [("\u2581", -5.0)]
+    pieces += [(p, -2.0) for p in suffixes] + [(c, -10.0) for c in chars if c not in suffixes] + [("<mask>", 0.0)]
     tok = Tokenizer(models.Unigram(pieces, unk_id=3, byte_fallback=False))
     tok.normalizer = normalizers.Sequence([normalizers.NFKD(), normalizers.StripAccents(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
@@ -272,19 +273,20 @@ def _tiny_backbone(name: str, seed: int) -> Backbone:
     torch.random.set_rng_state(generator_state)
     return Backbone(model, tokenizer, name, pretrained=False,
                     description=f"built-in tiny {'BERT' if bert else 'XLM-R'} (seed {seed}): random weights, "
-                                f"translation embeddings aligned with strength {ALIGNMENT}; synthetic, not pretrained")
+                                f"translation embeddings aligned by language (0.6-0.8); synthetic, not pretrained")
 
 
 @torch.no_grad()
 def _align_translations(model: PreTrainedModel, tokenizer: XLMRobertaTokenizerFast, seed: int) -> None:
+    """Each group of translation-equivalent pieces around one shared vector; a piece's share of it is its
+    language's alignment strength (see adapterx.core.tinylexicon.ALIGNMENT), the rest is noise of its own."""
     emb = model.embeddings.word_embeddings.weight
     gen = torch.Generator().manual_seed(seed + 1)
-    for group in tinyworld.aligned_word_groups():
-        ids = sorted({tokenizer.convert_tokens_to_ids("▁" + w) for w in group})
+    for group in tinyworld.aligned_piece_groups():
         shared = torch.randn(emb.shape[1], generator=gen) * 0.02
-        for i in ids:
+        for piece, strength in group:
             noise = torch.randn(emb.shape[1], generator=gen) * 0.02
-            emb[i] = ALIGNMENT * shared + (1 - ALIGNMENT ** 2) ** 0.5 * noise
+            emb[tokenizer.convert_tokens_to_ids(piece)] = strength * shared + (1 - strength ** 2) ** 0.5 * noise
 
 
 def save_backbone(backbone: Backbone, directory: str | os.PathLike) -> Path:

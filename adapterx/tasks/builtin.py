@@ -1,10 +1,15 @@
-"""Built-in offline tasks, generated from `adapterx.core.tinyworld` and shipped as JSON-lines files in the
-formats of their public models (MNLI/XNLI: premise, hypothesis, label; SST-2: sentence, label).
+"""Built-in offline tasks, generated from the tiny world (adapterx.tasks.tinytasks) and shipped as JSON-lines
+files in the formats of their public models (MNLI/XNLI: premise, hypothesis, label; PAWS-X: sentence1,
+sentence2, label; SST-2: sentence, label).
 
-  tiny-nli   English intermediate task, MNLI-like, 3000 training pairs
-  tiny-sst   English intermediate task, SST-2-like (a task that should *not* help NLI much)
-  tiny-xnli  target task with XNLI's label space: a small English training set, evaluation in en/de/es/fr
+  tiny-xnli        target task with XNLI's label space: 120 English training pairs, evaluation in en/de/es/fr/tr
+                   (one set of items rendered in every language)
+  tiny-nli         English intermediate NLI over two-clause premises (same labels as the target, other templates)
+  tiny-paraphrase  English intermediate paraphrase identification (PAWS-like: role swaps, passives)
+  tiny-negation    English intermediate negation detection
+  tiny-sst         English intermediate sentiment (SST-2-like)
 
+No target evaluation sentence occurs in any training set (see adapterx.tasks.tinytasks).
 Regenerate the files with ``python -m adapterx.tasks.builtin`` (deterministic).
 """
 
@@ -14,36 +19,61 @@ import json
 from pathlib import Path
 
 from adapterx.core import tinyworld
+from adapterx.core.io import atomic_write_text
 from adapterx.tasks import register_task
+from adapterx.tasks import tinytasks as tt
 from adapterx.tasks.base import DataRequest, Task
 from adapterx.tasks.files import find_file, load_jsonl
 
 BUILTIN_DATA = Path(__file__).resolve().parent.parent / "data" / "builtin"
 
-# (task, generator, label count, {split: {language: rows}})
-_SIZES = {
-    "tiny-nli": (tinyworld.nli_example, 3, {"train": {"en": 3000}, "validation": {"en": 300}, "test": {"en": 300}}),
-    "tiny-sst": (tinyworld.sentiment_example, 2,
-                 {"train": {"en": 2000}, "validation": {"en": 200}, "test": {"en": 200}}),
-    "tiny-xnli": (tinyworld.nli_example, 3, {
-        "train": {"en": 96},
-        "validation": {lang: 150 for lang in tinyworld.LANGUAGES},
-        "test": {lang: 300 for lang in tinyworld.LANGUAGES},
-    }),
+TARGET_SIZES = {"train": 120, "validation": 150, "test": 300}
+# intermediate task -> (generator, label count, {split: rows}); English only
+INTERMEDIATE_SIZES = {
+    "tiny-nli": (tt.nli_example, 3, {"train": 2000, "validation": 200, "test": 200}),
+    "tiny-paraphrase": (tt.paraphrase_example, 2, {"train": 2000, "validation": 200, "test": 200}),
+    "tiny-negation": (tt.negation_example, 2, {"train": 2000, "validation": 200, "test": 200}),
+    "tiny-sst": (tt.sentiment_example, 2, {"train": 2000, "validation": 200, "test": 200}),
 }
-_SEED_OFFSET = {"tiny-nli": 1000, "tiny-sst": 2000, "tiny-xnli": 3000}
+_SEED = {"tiny-xnli": 3000, "tiny-nli": 1000, "tiny-sst": 2000, "tiny-paraphrase": 4000, "tiny-negation": 5000}
 _SPLIT_OFFSET = {"train": 0, "validation": 100, "test": 200}
 
 
-def write_builtin_data(root: Path = BUILTIN_DATA) -> None:
-    for task, (make, n_labels, splits) in _SIZES.items():
-        for split, per_language in splits.items():
-            for language, n in per_language.items():
-                seed = _SEED_OFFSET[task] + _SPLIT_OFFSET[split]
-                rows = tinyworld.balanced_examples(make, n, n_labels, language, seed)
-                path = root / task / f"{split}.{language}.jsonl"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+def _write_rows(root: Path, task: str, split: str, language: str, rows: list[dict]) -> None:
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    atomic_write_text(root / task / f"{split}.{language}.jsonl", text)
+
+
+def write_builtin_data(root: Path = BUILTIN_DATA) -> dict[str, int]:
+    """Write every built-in task's files; returns how many generated examples each task dropped because they
+    contained a target evaluation sentence."""
+    seed = _SEED["tiny-xnli"]
+    test = tt.balanced(tt.xnli_item, TARGET_SIZES["test"], 3, seed + _SPLIT_OFFSET["test"])
+    test_premises = {tinyworld.render(p, "en") for p, _, _ in test}
+    validation = tt.balanced(tt.xnli_item, TARGET_SIZES["validation"], 3, seed + _SPLIT_OFFSET["validation"],
+                             keep=lambda item: tinyworld.render(item[0], "en") not in test_premises)
+    held_out = {s for item in test + validation for s in tt.render_xnli(item, "en").values() if isinstance(s, str)}
+    train = tt.balanced(tt.xnli_item, TARGET_SIZES["train"], 3, seed,
+                        keep=lambda item: not held_out & set(tt.texts(tt.render_xnli(item, "en"))))
+    for language in tinyworld.LANGUAGES:
+        for split, items in (("validation", validation), ("test", test)):
+            _write_rows(root, "tiny-xnli", split, language, [tt.render_xnli(i, language) for i in items])
+    _write_rows(root, "tiny-xnli", "train", "en", [tt.render_xnli(i, "en") for i in train])
+
+    lengths = {len(s.split()) for s in held_out}
+    dropped = {}
+    for task, (make, n_labels, sizes) in INTERMEDIATE_SIZES.items():
+        dropped[task] = 0
+
+        def keep(row: dict) -> bool:
+            clean = not any(tt.contains_any(text, held_out, lengths) for text in tt.texts(row))
+            dropped[task] += not clean
+            return clean
+
+        for split, n in sizes.items():
+            rows = tt.balanced(make, n, n_labels, _SEED[task] + _SPLIT_OFFSET[split], keep=keep)
+            _write_rows(root, task, split, "en", rows)
+    return dropped
 
 
 # The built-in backbone is not pretrained: its <s> state carries little of the input, so the built-in
@@ -58,23 +88,28 @@ def _load_builtin(request: DataRequest):
     return load_jsonl(find_file(root, request.task.name, request.split, request.language, ("jsonl",)))
 
 
-register_task(Task(
-    name="tiny-nli", role="intermediate", head="classification", metric="accuracy", loader=_load_builtin,
-    labels=tinyworld.NLI_LABELS, text_fields=("premise", "hypothesis"), max_length=48, options=_MEAN_POOLING,
-    description="built-in English NLI (MNLI-like), synthetic",
-))
-register_task(Task(
-    name="tiny-sst", role="intermediate", head="classification", metric="accuracy", loader=_load_builtin,
-    labels=tinyworld.SENTIMENT_LABELS, text_fields=("sentence",), max_length=32, options=_MEAN_POOLING,
-    description="built-in English sentiment (SST-2-like), synthetic",
-))
-register_task(Task(
-    name="tiny-xnli", role="target", head="classification", metric="accuracy", loader=_load_builtin,
-    labels=tinyworld.NLI_LABELS, text_fields=("premise", "hypothesis"), max_length=48,
-    languages=tinyworld.LANGUAGES, options=_MEAN_POOLING,
-    description="built-in cross-lingual NLI with XNLI's labels: English training, en/de/es/fr evaluation",
-))
+def _classification(name: str, role: str, labels: tuple[str, ...], fields: tuple[str, ...], description: str,
+                    languages: tuple[str, ...] = ("en",)) -> Task:
+    return Task(name=name, role=role, head="classification", metric="accuracy", loader=_load_builtin, labels=labels,
+                text_fields=fields, max_length=48, languages=languages, options=_MEAN_POOLING, description=description)
+
+
+for _task in (
+    _classification("tiny-nli", "intermediate", tt.NLI_LABELS, ("premise", "hypothesis"),
+                    "built-in English NLI (MNLI-like) over two-clause premises, synthetic"),
+    _classification("tiny-paraphrase", "intermediate", tt.PARAPHRASE_LABELS, ("sentence1", "sentence2"),
+                    "built-in English paraphrase identification (PAWS-like: role swaps, passives), synthetic"),
+    _classification("tiny-negation", "intermediate", tt.NEGATION_LABELS, ("sentence",),
+                    "built-in English negation detection, synthetic"),
+    _classification("tiny-sst", "intermediate", tt.SENTIMENT_LABELS, ("sentence",),
+                    "built-in English sentiment (SST-2-like), synthetic"),
+    _classification("tiny-xnli", "target", tt.NLI_LABELS, ("premise", "hypothesis"),
+                    "built-in cross-lingual NLI with XNLI's labels: English training, en/de/es/fr/tr evaluation",
+                    languages=tinyworld.LANGUAGES),
+):
+    register_task(_task)
 
 if __name__ == "__main__":
-    write_builtin_data()
-    print(f"wrote {BUILTIN_DATA}")
+    dropped = write_builtin_data()
+    print(f"wrote {BUILTIN_DATA}; intermediate examples dropped for containing a target evaluation sentence: "
+          + ", ".join(f"{task} {n}" for task, n in dropped.items()))
