@@ -21,12 +21,18 @@ def test_quickstart_writes_the_report_and_a_rerun_reuses_everything(tmp_path):
     out = tmp_path / "quickstart"
     report = (out / "report.md").read_text()
     assert "## Accuracy benefit" in report and "## Inference overhead" in report
+    assert "Expectations written in the recipe before the run" in report and "vs shuffled labels" in report
     assert (out / "benefit_vs_overhead.png").stat().st_size > 10_000
     results = json.loads((out / "results.json").read_text())
     rows = results["targets"]["tiny-xnli"]["rows"]
-    assert {r["label"] for r in rows} == {"target-only", "tiny-nli+stack", "tiny-nli+continue", "tiny-sst+stack",
-                                          "tiny-sst+continue", "multitask+stack", "multitask+continue"}
+    setups = {f"{task}+{s}" for task in ("tiny-nli", "tiny-negation", "tiny-sst") for s in ("stack", "continue")}
+    controls = {f"{task}-shuffled+{s}" for task in ("tiny-nli", "tiny-negation") for s in ("stack", "continue")}
+    controls |= {"capacity-matched", "tiny-nli-pooled"}
+    labels = {r["label"] for r in rows}
+    assert labels - {label for label in labels if label.startswith("step-matched-")} == {"target-only", *setups,
+                                                                                         *controls}
     assert all(r["average"]["n"] == 3 for r in rows)
+    assert len(results["expectations"]) == 7 and all(e["verdict"] != "not run" for e in results["expectations"])
 
     started = time.perf_counter()
     assert main(["run", str(path)]) == 0

@@ -102,7 +102,7 @@ def _copy_of(small_run, tmp_path):
 
 def test_run_writes_report_and_reuses_cached_phases(small_run, capsys):
     path, out, results = small_run
-    assert results["schema_version"] == 3
+    assert results["schema_version"] == 4
     target = results["targets"]["tiny-xnli"]
     runs = {(r["label"], r["form"]): r for r in target["rows"]}
     assert set(runs) == {(label, form) for label in ("target-only", "tiny-nli+stack", "tiny-nli+continue")
@@ -125,7 +125,7 @@ def test_run_writes_report_and_reuses_cached_phases(small_run, capsys):
     assert "NOT pretrained" in report and "| tiny-nli+stack | stack | unmerged | 2 |" in report
     assert "## Inference overhead" in report and "| lora-stack-2 |" in report
     assert (out / "benefit_vs_overhead.png").stat().st_size > 10_000
-    for name in ("intermediate/tiny-nli", "tiny-xnli/target-only/seed-0", "tiny-xnli/tiny-nli+stack/seed-0"):
+    for name in ("intermediate/tiny-nli/seed-0", "tiny-xnli/target-only/seed-0", "tiny-xnli/tiny-nli+stack/seed-0"):
         assert (out / "adapters" / name / "adapter" / "adapterx.json").is_file()
     assert not any(p["reused"] for p in results["phases"])
 
@@ -162,8 +162,8 @@ def test_seeds_multitask_jobs_and_a_retrieval_target(tmp_path, capsys):
     assert main(["run", str(path)]) == 0
     results = json.loads((out / "results.json").read_text())
     reused = {p["name"]: p["reused"] for p in results["phases"]}
-    assert reused["intermediate/multitask"] and reused["target/tiny-xnli/target-only/seed-1"]
-    assert not reused["intermediate/tiny-sst"]
+    assert reused["intermediate/multitask/seed-1"] and reused["target/tiny-xnli/target-only/seed-1"]
+    assert not reused["intermediate/tiny-sst/seed-0"]
     xnli = {r["label"]: r for r in results["targets"]["tiny-xnli"]["rows"]}
     assert set(xnli) == {"target-only", "tiny-nli+continue", "tiny-sst+continue", "multitask+continue"}
     assert xnli["multitask+continue"]["seeds"] == [0, 1] and xnli["multitask+continue"]["average"]["n"] == 2
@@ -172,7 +172,7 @@ def test_seeds_multitask_jobs_and_a_retrieval_target(tmp_path, capsys):
     tatoeba = {r["label"]: r for r in results["targets"]["tatoeba"]["rows"]}
     assert set(tatoeba) == {"no-intermediate", "tiny-nli", "tiny-sst", "multitask"}
     assert "benefit" in tatoeba["multitask"] and tatoeba["multitask"]["strategy"] == "direct"
-    meta = json.loads((out / "adapters/intermediate/multitask/adapter/adapterx.json").read_text())
+    meta = json.loads((out / "adapters/intermediate/multitask/seed-1/adapter/adapterx.json").read_text())
     assert meta["training"]["tasks"] == ["tiny-nli", "tiny-sst"] and meta["training"]["sizes"] == [64, 64]
     assert main(["run", str(path), "--job", "9"]) == 2
     assert "jobs 0..3" in capsys.readouterr().err
@@ -183,7 +183,7 @@ def test_changed_config_retrains_only_what_depends_on_it(small_run, tmp_path):
     path.write_text(path.read_text().replace("max_steps: 3,", "max_steps: 4,"))
     assert main(["run", str(path)]) == 0
     phases = {p["name"]: p["reused"] for p in json.loads((out / "results.json").read_text())["phases"]}
-    assert phases["intermediate/tiny-nli"] is True
+    assert phases["intermediate/tiny-nli/seed-0"] is True
     assert phases["target/tiny-xnli/target-only/seed-0"] is False
     assert phases["target/tiny-xnli/tiny-nli+stack/seed-0"] is False
 
@@ -265,8 +265,8 @@ def test_fuse_and_merge_then_train_strategies_run_from_a_recipe(tmp_path):
     assert rows[("tiny-nli+tiny-sst+fuse", "unmerged")]["modules_at_inference"] == 4   # 2 adapters + fusion + target
     assert not any(form == "merged" for _, form in rows)   # bottleneck adapters cannot be merged
     assert "merge-then-train` left out" in (out / "report.md").read_text()
-    reused = {p["name"]: p["reused"] for p in results["phases"]}
-    assert reused["intermediate/tiny-nli"] is True   # the fusion job found the intermediate adapters trained
+    names = [p["name"] for p in results["phases"]]
+    assert names.count("intermediate/tiny-nli/seed-0") == 1   # the fusion job found the intermediate adapters trained
 
 
 def test_merge_then_train_from_a_recipe(tmp_path):

@@ -244,10 +244,12 @@ def cmd_run(args) -> int:
     results = run_recipe(recipe, force=args.force, job=args.job, wait=args.wait)
     if args.job is not None:
         return 0
+    from adapterx.study.reading import controls_table
     from adapterx.study.report import benefit_table, readme_summary
     for name, target in results["targets"].items():
-        print(f"{name} ({target['metric']}):")
-        print(benefit_table(target))
+        print(f"{name} ({target['metric']}, unmerged; report.md has every form, the controls and expectations):")
+        print(benefit_table(target, ("unmerged",)))
+        print(controls_table(target))
     if args.readme:
         from adapterx.bench.report import update_readme
         update_readme(args.readme, recipe.name, readme_summary(

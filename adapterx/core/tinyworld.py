@@ -35,9 +35,6 @@ from adapterx.core.tinylexicon import (
     NOUNS,
     TIMES,
     VERBS,
-    Adjective,
-    Noun,
-    Verb,
 )
 
 __all__ = ["LANGUAGES", "Clause", "render", "render_passive", "render_copula", "word_pieces", "suffix_pieces",

@@ -20,6 +20,8 @@ from adapterx.core.errors import AdapterxError, RecipeError, unknown
 from adapterx.core.registry import import_plugins
 from adapterx.deploy.forms import check_evaluable
 from adapterx.methods import AdapterSpec, get_method, parse_spec
+from adapterx.study import design
+from adapterx.study.controls import capacity_matched_spec
 from adapterx.study.recipe_checks import check_values
 from adapterx.tasks import get_task
 from adapterx.training.loop import TrainConfig
@@ -69,7 +71,7 @@ class EvaluateSection:
     target_languages: dict = field(default_factory=dict)   # per target, e.g. {tydiqa: [fi]}; else `languages`
     limit: int | None = None               # rows per language (quick runs)
     forms: list[str] = field(default_factory=lambda: ["unmerged", "merged"])   # adapterx.deploy.forms (dev: unmerged)
-    bootstrap: int = 1000                  # resamples for the confidence interval over seeds
+    bootstrap: int = 1000                  # resamples for the intervals (seeds x test examples)
     confidence: float = 0.95
 
     def languages_for(self, target: str) -> list[str] | None:
@@ -91,6 +93,29 @@ class BenchSection:
 
 
 @dataclass
+class ControlsSection:
+    """Control runs, each a row of the report with its interval (what they measure: adapterx.study.controls)."""
+
+    shuffled_labels: list[str] = field(default_factory=list)   # intermediate tasks trained again, labels permuted
+    step_matched: bool = False       # target-only trained for intermediate + target steps
+    capacity_matched: bool = False   # target-only adapter as large as a stacked pair (strategy 'stack')
+    pooled: bool = False             # target-only on target + intermediate rows (where the label spaces match)
+
+
+@dataclass
+class Expectation:
+    """The expected direction of one comparison, written before the numbers exist; the report says whether
+    it held (its interval on the expected side of 0), was contradicted (on the other side), or neither."""
+
+    setup: str                       # a row label, e.g. tiny-nli+continue (see adapterx.study.design)
+    vs: str                          # a row label, or: baseline, shuffled, step-matched, capacity-matched, pooled
+    direction: str                   # ">": setup scores higher than `vs`; "<": lower (design.DIRECTIONS)
+    target: str | None = None        # needed when the recipe has several targets
+    language: str | None = None      # None: the average over languages
+    why: str = ""                    # the reason for the expectation, shown in the report
+
+
+@dataclass
 class Recipe:
     name: str
     backbone: str
@@ -99,7 +124,9 @@ class Recipe:
     intermediate: IntermediateSection = field(default_factory=IntermediateSection)
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
     bench: BenchSection = field(default_factory=BenchSection)
-    seeds: list[int] = field(default_factory=lambda: [0])   # target adapters are trained once per seed
+    seeds: list[int] = field(default_factory=lambda: [0])   # every adapter (intermediate and target) once per seed
+    controls: ControlsSection = field(default_factory=ControlsSection)
+    expect: list[Expectation] = field(default_factory=list)
     output_dir: str | None = None          # default: artifacts/<name>
     data_dir: str | None = None            # local copies of task data; None: built-in / the hub
     description: str = ""
@@ -125,6 +152,17 @@ class Recipe:
 
     def strategies(self) -> list[str]:
         return [s for s in self.target.strategies if s not in self.skipped_strategies()]
+
+    def skipped_controls(self) -> dict[str, str]:
+        """Controls the adapter kind rules out, with the reason: the capacity-matched control when 'stack' is
+        left out for this kind or no single adapter has the stacked size. The run leaves them out, the report
+        says why (switching the kind stays a one-field change)."""
+        if not self.controls.capacity_matched:
+            return {}
+        if "stack" in self.skipped_strategies():
+            return {"capacity_matched": f"strategy 'stack' is left out: {self.skipped_strategies()['stack']}"}
+        spec, why = capacity_matched_spec(self.adapter_spec)
+        return {"capacity_matched": why} if spec is None else {}
 
     @property
     def output(self) -> Path:
@@ -155,10 +193,13 @@ def load_recipe(path: str | Path) -> Recipe:
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a mapping of fields, got {type(data).__name__}")
     _import_plugins(data.get("plugins"), path)
+    _check_no_train_seed(data, path)
     recipe = _build(Recipe, data, f"{path}", "")
     recipe.source = path
     _check_semantics(recipe, path)
     check_values(recipe, path)
+    design.check_controls(recipe, path)
+    design.check_expectations(recipe, path)
     return recipe
 
 
@@ -173,6 +214,21 @@ def _import_plugins(plugins, path: Path) -> None:
         import_plugins(plugins, "plugins")
     except AdapterxError as exc:
         raise RecipeError(f"{path}: {exc}") from exc
+
+
+def _check_no_train_seed(data: dict, path: Path) -> None:
+    """Seeds come from the recipe's `seeds` for both phases (target run s sits on intermediate run s): a seed
+    in a train section would be silently overridden, so it is an error."""
+    for section in ("intermediate", "target"):
+        part = data.get(section)
+        if not isinstance(part, dict):
+            continue
+        overrides = part.get("overrides") or {}
+        places = [("train", part.get("train"))] + [(f"overrides.{t}", o) for t, o in overrides.items()]
+        for where, fields_ in places:
+            if isinstance(fields_, dict) and "seed" in fields_:
+                raise RecipeError(f"{path}: {section}.{where}.seed: seeds are set by the recipe's `seeds` list, "
+                                  f"for the intermediate and the target phase alike; remove this field")
 
 
 def _build(cls, data: dict, file: str, prefix: str):

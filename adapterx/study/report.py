@@ -1,10 +1,20 @@
-"""report.md (+ PNG) from a run's results: the benefit table, the overhead table, and the trade-off plot."""
+"""report.md (+ PNG) from a run's results: the benefit table with its controls, expectations and per-class recall
+(adapterx.study.reading), the XTREME sections, the overhead table, and the trade-off plot."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from adapterx.core.io import atomic_write_text
+from adapterx.study.reading import (
+    controls_table,
+    expectations_table,
+    honest_reading,
+    intermediate_lines,
+    interval,
+    method_note,
+    recall_table,
+)
 from adapterx.study.report_xtreme import SPLIT_NAMES, render_xtreme
 
 
@@ -23,26 +33,45 @@ def _ratio(r: dict | None) -> str:
     return text + (" ~" if r.get("within_noise") else "")
 
 
-def benefit_table(target: dict) -> str:
-    """Runs x languages: mean ± std over seeds, (Δ to the baseline); the average with its CI."""
+def benefit_table(target: dict, forms: tuple[str, ...] | None = None) -> str:
+    """Runs x languages: mean ± std over seeds, (Δ to the baseline); the average's Δ with its interval
+    (✓: excludes 0). `forms`: only rows of these deployment forms."""
     languages = target["languages"]
     head = ["run", "strategy", "form", "modules", *languages, "avg", "Δ avg [CI]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in target["rows"]:
+        if forms is not None and row["form"] not in forms:
+            continue
         cells = []
         for lang in languages:
             cell = _pm(row["per_language"][lang])
             if "benefit" in row:
                 cell += f" ({_signed(row['benefit'][lang]['mean'])})"
             cells.append(cell)
-        if "average_benefit" in row:
-            b = row["average_benefit"]
-            delta = f"{_signed(b['mean'])} [{b['ci'][0]:+.1f}, {b['ci'][1]:+.1f}]"
-        else:
-            delta = "baseline"
+        delta = interval(row["average_benefit"]) if "average_benefit" in row else "baseline"
         lines.append("| " + " | ".join([row["label"], row["strategy"], row["form"], str(row["modules_at_inference"]),
                                          *cells, _pm(row["average"]), delta]) + " |")
     return "\n".join(lines)
+
+
+def _other_forms(target: dict) -> bool:
+    return any(r["form"] != "unmerged" for r in target["rows"])
+
+
+def _study_sections(name: str, target: dict, results: dict, level: str = "###", recall: bool = True) -> list[str]:
+    """Benefit, controls, expectations and (`recall`) per-class recall of one target, and the reading."""
+    expectations = [e for e in results.get("expectations", []) if e["target"] == name]
+    parts = [f"{level} {name} ({target['metric']}, {results['split']} split)", "", method_note(target, results), "",
+             benefit_table(target, ("unmerged",)), ""]
+    if table := controls_table(target):
+        parts += ["Each setup against its controls (setup minus control, paired by seed and test example):", "",
+                  table, ""]
+    if table := expectations_table(expectations):
+        parts += ["Expectations written in the recipe before the run, and what happened:", "", table, ""]
+    if recall and (table := recall_table(target)):
+        parts += ["Per-class recall (%, all seeds; confusion matrices in results.json):", "", table, ""]
+    parts += ["Reading:", "", *honest_reading(target, expectations), ""]
+    return parts
 
 
 def overhead_table(bench: dict) -> str:
@@ -63,11 +92,12 @@ def overhead_table(bench: dict) -> str:
 
 
 def tradeoff_points(results: dict) -> list[dict]:
-    """One point per (target, run, form) that has both a benefit and a measured overhead (smallest batch)."""
+    """One point per (target, setup, form) that has both a benefit and a measured overhead (smallest batch);
+    controls are left out (they are not deployments)."""
     points = []
     for target_name, target in results["targets"].items():
         for row in target["rows"]:
-            if "average_benefit" not in row or not row["overhead"]:
+            if "average_benefit" not in row or not row["overhead"] or row.get("role", "setup") != "setup":
                 continue
             batch = min(row["overhead"], key=int)
             points.append({"target": target_name, "label": row["label"], "strategy": row["strategy"],
@@ -120,6 +150,30 @@ def plot_tradeoff(results: dict, path: Path) -> bool:
     return True
 
 
+def _benefit_sections(results: dict) -> list[str]:
+    """The accuracy part of the report: intermediate adapters on their own task, then per target its benefit,
+    controls, expectations, per-class recall and reading, and the other deployment forms."""
+    parts: list[str] = []
+    parts += [f"## Accuracy benefit ({SPLIT_NAMES[results['split']]})", "",
+              "Per language: mean ± std over seeds, in brackets the difference to the baseline (target-only "
+              "adapter; the bare backbone on retrieval targets). Δ avg: the XTREME-style average's difference, paired "
+              f"by seed and test example, with its {results['confidence']:.0%} interval. `modules`: adapter modules "
+              "active at inference (0 once merged). Controls (see adapterx.study.controls): `-shuffled` = the "
+              "intermediate task with permuted labels, `step-matched-N` = target-only for N steps, "
+              "`capacity-matched` = one adapter as large as a stacked pair, `-pooled` = target-only on target and "
+              "intermediate rows.", ""]
+    if results.get("intermediates"):
+        parts += ["How well each intermediate adapter learned its own task (a task not learned cannot transfer; "
+                  "shuffled-label controls should sit at chance):", "", *intermediate_lines(results["intermediates"]),
+                  ""]
+    for name, target in results["targets"].items():
+        parts += _study_sections(name, target, results)
+        if _other_forms(target):
+            parts += ["Deployment forms (merged and fused forms compute what the unmerged form computes):", "",
+                      benefit_table(target, ("merged", "fused")), ""]
+    return parts
+
+
 def render_report(results: dict, plot_name: str | None) -> str:
     b = results["backbone"]
     recipe = results["recipe"]
@@ -139,23 +193,19 @@ def render_report(results: dict, plot_name: str | None) -> str:
     ]
     for strategy, why in results.get("skipped_strategies", {}).items():
         parts += [f"- strategy `{strategy}` left out: {why}"]
-    if results.get("skipped_strategies"):
+    for control, why in results.get("skipped_controls", {}).items():
+        parts += [f"- control `{control}` left out: {why}"]
+    if results.get("skipped_strategies") or results.get("skipped_controls"):
         parts += [""]
     if not b["pretrained"]:
         parts += ["> The backbone is not pretrained: these numbers show the pipeline working on synthetic data, "
                   "not the science. Run a `recipes/paper/` recipe on `FacebookAI/xlm-roberta-large` for that.", ""]
-    parts += [f"## Accuracy benefit ({SPLIT_NAMES[results['split']]})", "",
-              "Per language: mean ± std over seeds, in brackets the difference to the baseline (target-only "
-              "adapter; the bare backbone on retrieval targets). Δ avg: the XTREME-style average's difference with "
-              f"its {results['confidence']:.0%} bootstrap interval over seeds. `modules`: adapter modules active at "
-              "inference (0 once merged).", ""]
-    for name, target in results["targets"].items():
-        parts += [f"### {name} ({target['metric']}, {SPLIT_NAMES[results['split']]})", "", benefit_table(target), ""]
+    parts += _benefit_sections(results)
     parts += render_xtreme(results)
     if results.get("dev_targets"):
         parts += ["## Dev scores (validation split: what the choices above were made on)", ""]
         for name, target in results["dev_targets"].items():
-            parts += [f"### {name} ({target['metric']}, dev)", "", benefit_table(target), ""]
+            parts += [f"### {name} ({target['metric']}, dev)", "", benefit_table(target, ("unmerged",)), ""]
     bench = results.get("bench")
     if bench:
         bb = bench.get("backbone") or {}
@@ -174,15 +224,19 @@ def render_report(results: dict, plot_name: str | None) -> str:
 
 
 def readme_summary(results: dict, command: str) -> str:
-    """The benefit and overhead tables with the facts needed to read them, for a README section."""
+    """The benefit, controls and expectations tables and the overhead table, with the facts needed to read
+    them, for a README section."""
     b = results["backbone"]
     reused = sum(p["reused"] for p in results["phases"])
     lines = [f"Generated by `{command}` on {results['device']} in {results['seconds']:.0f} s, {reused} of "
              f"{len(results['phases'])} phases reused from earlier runs (backbone `{b['name']}`, "
              f"{'pretrained' if b['pretrained'] else 'not pretrained'}; seeds {results['seeds']}; "
-             f"Δ = benefit over target-only).", ""]
+             f"Δ = benefit over target-only, unmerged form).", ""]
+    if results.get("intermediates"):
+        lines += ["Intermediate adapters on their own task (English dev):", "",
+                  *intermediate_lines(results["intermediates"]), ""]
     for name, target in results["targets"].items():
-        lines += [f"**{name}** ({target['metric']}, {results['split']} split):", "", benefit_table(target), ""]
+        lines += _study_sections(name, target, results, level="####", recall=False)
     if results.get("bench"):
         bench_backbone = (results["bench"].get("backbone") or {}).get("name", b["name"])
         lines += [f"Latency ratio to the base model (the same run, backbone `{bench_backbone}`):", "",

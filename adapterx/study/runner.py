@@ -1,10 +1,11 @@
 """`adapterx run`: the phases of a recipe, each cached by a hash of everything it depends on.
 
-The study is split into independent *jobs* (`plan_jobs`): one per intermediate task (train it, then every target
-adapter built on it, for every strategy and seed, and their evaluations), one for the multi-task mixture, and
-one for the baselines (target-only adapters; the bare backbone on retrieval targets). A cluster can run
-``adapterx run R --job N`` for each N in parallel; a final ``adapterx run R`` reuses every cached phase, runs
-the latency bench of the deployment forms, and writes results.json, report.md and the plots.
+The study is split into independent *jobs* (adapterx.study.design): one per intermediate task (train it once per
+seed, then every target adapter built on it, for every strategy, on the intermediate adapter of the same seed,
+and their evaluations), one for the multi-task mixture, one per shuffled-label control, and one for the
+baselines (target-only adapters and the target-only controls; the bare backbone on retrieval targets). A
+cluster can run ``adapterx run R --job N`` for each N in parallel; a final ``adapterx run R`` reuses every cached
+phase, runs the latency bench of the deployment forms, and writes results.json, report.md and the plots.
 
 A phase whose output exists with the same key is skipped; `force` redoes it; an interrupted training phase
 resumes from its last checkpoint.
@@ -13,8 +14,8 @@ resumes from its last checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import json
+import logging
 import platform
 import time
 from pathlib import Path
@@ -31,18 +32,34 @@ from adapterx.core.model import AdaptedModel
 from adapterx.deploy.forms import DEPLOYMENT_FORMS, deployed
 from adapterx.methods import get_method
 from adapterx.store import library_versions, read_metadata
-from adapterx.study.evaluate import evaluate_languages
+from adapterx.study.controls import (
+    capacity_matched_spec,
+    pooled_task,
+    shuffled_task,
+    training_steps,
+)
+from adapterx.study.design import (
+    FUSE,
+    MULTITASK,
+    Job,
+    Variant,
+    intermediate_phases,
+    job_variants,
+    plan_jobs,
+    pooled_tasks,
+    step_phases,
+)
 from adapterx.study.lock import locked
+from adapterx.study.predictions import (
+    PREDICTIONS_FILE,
+    predict_languages,
+    save_predictions,
+)
 from adapterx.study.recipe import Recipe, config_hash
 from adapterx.study.report import write_report
 from adapterx.study.state import (
-    BASELINE,
-    FUSE,
-    MULTITASK,
-    NO_INTERMEDIATE,
     PHASE_FILE,
     RESULTS_SCHEMA,
-    Job,
     Phase,
     RunState,
     deployment_bench_form,
@@ -58,26 +75,23 @@ log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------ jobs
-def plan_jobs(recipe: Recipe) -> list[Job]:
-    inter = recipe.intermediate
-    names = [None, *(inter.tasks if inter.single_task else [])] + ([MULTITASK] if inter.multitask else [])
-    if FUSE in recipe.strategies():
-        names.append(FUSE)
-    return [Job(i, {None: "baselines", FUSE: "fusion"}.get(n, f"intermediate:{n}"), n) for i, n in enumerate(names)]
-
-
 def describe_jobs(recipe: Recipe) -> list[str]:
     targets = ", ".join(recipe.target.tasks)
+    seeds = f"seeds {recipe.seeds}"
     lines = []
     for job in plan_jobs(recipe):
         if job.intermediate is None:
-            what = f"target-only adapters on {targets} x seeds {recipe.seeds}"
+            controls = [name for name, on in (("step-matched", recipe.controls.step_matched),
+                                              ("capacity-matched", recipe.controls.capacity_matched),
+                                              ("pooled", recipe.controls.pooled)) if on]
+            what = f"target-only adapters on {targets} x {seeds}" + (f"; controls: {', '.join(controls)}"
+                                                                      if controls else "")
         elif job.intermediate == FUSE:
-            what = (f"AdapterFusion over the {', '.join(recipe.intermediate.tasks)} adapters (trained here if no "
-                    f"other job has yet), then {targets} x seeds {recipe.seeds}")
+            what = (f"AdapterFusion over the {', '.join(recipe.intermediate.tasks)} adapters of each seed (trained "
+                    f"here if no other job has yet), then {targets} x {seeds}")
         else:
-            what = (f"train {job.intermediate} adapter, then {targets} x strategies "
-                    f"{[s for s in recipe.strategies() if s != FUSE]} x seeds {recipe.seeds}")
+            what = (f"train the {job.intermediate} adapter x {seeds}, then {targets} x strategies "
+                    f"{[s for s in recipe.strategies() if s != FUSE]} on the adapter of the same seed")
         lines.append(f"{job.index}\t{job.name}\t{what}")
     return lines
 
@@ -121,59 +135,80 @@ def _run_locked(recipe: Recipe, jobs: list[Job], *, force: bool, progress: bool,
 
 def _run_job(state: RunState, job: Job) -> list[dict]:
     recipe, records = state.recipe, []
-    spec = recipe.adapter_spec
-    data_dir = Path(recipe.data_dir) if recipe.data_dir else None
-    def intermediate_adapter(name: str) -> Path:
-        tasks = recipe.intermediate.tasks if name == MULTITASK else [name]
-        return _train_phase(state, f"intermediate/{name}", state.out / "adapters" / "intermediate" / name, tasks,
-                            spec, recipe.intermediate.train_for(name), recipe.intermediate.train_limit, data_dir,
-                            "none", [])
-
-    inter_dirs: list[Path] = []
-    if job.intermediate == FUSE:
-        inter_dirs = [intermediate_adapter(name) for name in recipe.intermediate.tasks]
-    elif job.intermediate is not None:
-        inter_dirs = [intermediate_adapter(job.intermediate)]
-    inter_dir = inter_dirs[0] if job.intermediate not in (None, FUSE) else None
     for target_name in recipe.target.tasks:
         target = get_task(target_name)
-        if not target.trainable:    # retrieval: the intermediate adapter's encoder (or the bare backbone) directly
-            if job.intermediate == FUSE:
-                continue
-            label = job.intermediate or NO_INTERMEDIATE
-            records += _evaluate_phase(state, target_name, label, job.intermediate, "direct", None, inter_dir,
-                                       ["unmerged"], data_dir)
-            continue
-        if job.intermediate is None:
-            variants = [("none", BASELINE)]
-        elif job.intermediate == FUSE:
-            variants = [(FUSE, "+".join(recipe.intermediate.tasks) + "+fuse")]
-        else:
-            variants = [(s, f"{job.intermediate}+{s}") for s in recipe.strategies() if s != FUSE]
-        for strategy, label in variants:
-            for seed in recipe.seeds:
-                adapter = _train_phase(state, f"target/{target_name}/{label}/seed-{seed}",
-                                       state.out / "adapters" / target_name / label / f"seed-{seed}", [target_name],
-                                       spec, dataclasses.replace(recipe.target.train_for(target_name), seed=seed),
-                                       recipe.target.train_limit, data_dir, strategy, inter_dirs)
-                records += _evaluate_phase(state, target_name, label, job.intermediate, strategy, seed, adapter,
-                                           recipe.evaluate.forms, data_dir)
+        steps = _step_budgets(state, target) if job.intermediate is None and target.trainable else None
+        for variant in job_variants(recipe, job, target, steps):
+            seeds = [None] if variant.strategy == "direct" and not variant.phases else recipe.seeds
+            for seed in seeds:
+                inter_dirs = [_intermediate_adapter(state, name, seed) for name in variant.phases]
+                if variant.strategy == "direct":   # retrieval: the intermediate adapter's encoder, or the backbone
+                    adapter = inter_dirs[0] if inter_dirs else None
+                else:
+                    adapter = _target_adapter(state, target, variant, seed, inter_dirs, steps or {})
+                records += _evaluate_phase(state, target_name, variant, seed, adapter)
     return records
 
 
-def _train_phase(state: RunState, name: str, directory: Path, task_names: list[str], spec, config: TrainConfig,
-                 limit: int | None, data_dir: Path | None, strategy: str, intermediates: list[Path]) -> Path:
-    inputs = {"backbone": state.backbone.fingerprint, "tasks": task_names, "spec": spec.to_json(),
+def _intermediate_adapter(state: RunState, name: str, seed: int) -> Path:
+    """The intermediate adapter of phase `name` trained with `seed` (trained now unless cached)."""
+    if (name, seed) in state.trained:
+        return state.trained[(name, seed)]
+    recipe = state.recipe
+    phase = intermediate_phases(recipe)[name]
+    config = dataclasses.replace(recipe.intermediate.train_for(phase.tasks[0] if phase.shuffled else name), seed=seed)
+    tasks = [shuffled_task(get_task(phase.tasks[0]), seed)] if phase.shuffled else [get_task(t) for t in phase.tasks]
+    directory = state.out / "adapters" / "intermediate" / name / f"seed-{seed}"
+    adapter = _train_phase(state, f"intermediate/{name}/seed-{seed}", directory, tasks, recipe.adapter_spec, config,
+                           recipe.intermediate.train_limit, "none", [])
+    state.trained[(name, seed)] = adapter
+    return adapter
+
+
+def _step_budgets(state: RunState, target) -> dict[str, int] | None:
+    """{intermediate phase: its steps + the target's} for the step-matched and pooled controls."""
+    recipe = state.recipe
+    wanted = set(step_phases(recipe)) if recipe.controls.step_matched else set()
+    wanted |= set(pooled_tasks(recipe, target)) if recipe.controls.pooled else set()
+    if not wanted:
+        return None
+    data_dir = state.data_dir
+    own = training_steps([target], recipe.target.train_for(target.name), data_dir, recipe.target.train_limit)
+    tasks = {name: recipe.intermediate.tasks if name == MULTITASK else [name] for name in wanted}
+    return {name: own + training_steps([get_task(t) for t in names], recipe.intermediate.train_for(name), data_dir,
+                                       recipe.intermediate.train_limit) for name, names in tasks.items()}
+
+
+def _target_adapter(state: RunState, target, variant: Variant, seed: int, inter_dirs: list[Path],
+                    steps: dict[str, int]) -> Path:
+    recipe, spec, task = state.recipe, state.recipe.adapter_spec, target
+    config = dataclasses.replace(recipe.target.train_for(target.name), seed=seed)
+    extra: dict = {}
+    if variant.control == "capacity-matched":
+        spec, _ = capacity_matched_spec(spec)
+    if variant.step_phases:
+        config = dataclasses.replace(config, max_steps=steps[variant.step_phases[0]])
+    if variant.pooled_with:
+        task = pooled_task(target, get_task(variant.pooled_with), state.data_dir, recipe.intermediate.train_limit)
+        extra["pooled_limit"] = recipe.intermediate.train_limit
+    directory = state.out / "adapters" / target.name / variant.label / f"seed-{seed}"
+    return _train_phase(state, f"target/{target.name}/{variant.label}/seed-{seed}", directory, [task], spec, config,
+                        recipe.target.train_limit, variant.strategy, inter_dirs, extra)
+
+
+def _train_phase(state: RunState, name: str, directory: Path, tasks: list, spec, config: TrainConfig,
+                 limit: int | None, strategy: str, intermediates: list[Path], extra: dict | None = None) -> Path:
+    data_dir = state.data_dir
+    inputs = {"backbone": state.backbone.fingerprint, "tasks": [t.name for t in tasks], "spec": spec.to_json(),
               "train": vars(config), "limit": limit, "data_dir": str(data_dir), "strategy": strategy,
-              "intermediates": [read_metadata(p)["weights_digest"] for p in intermediates]}
+              "intermediates": [read_metadata(p)["weights_digest"] for p in intermediates], **(extra or {})}
     with locked(directory, wait=None, log=state.log):   # jobs run in parallel may both need this phase
-        return _train_locked(state, name, directory, task_names, spec, config, limit, data_dir, strategy,
-                             intermediates, inputs)
+        return _train_locked(state, name, directory, tasks, spec, config, limit, strategy, intermediates, inputs)
 
 
-def _train_locked(state: RunState, name: str, directory: Path, task_names: list[str], spec, config: TrainConfig,
-                  limit: int | None, data_dir: Path | None, strategy: str, intermediates: list[Path],
-                  inputs: dict) -> Path:
+def _train_locked(state: RunState, name: str, directory: Path, tasks: list, spec, config: TrainConfig,
+                  limit: int | None, strategy: str, intermediates: list[Path], inputs: dict) -> Path:
+    data_dir = state.data_dir
     key = config_hash(inputs)
     adapter_dir = directory / "adapter"
     if state.cached(directory, key) and adapter_dir.is_dir():
@@ -185,7 +220,6 @@ def _train_locked(state: RunState, name: str, directory: Path, task_names: list[
     resume = (directory / "checkpoints").is_dir() and _pending_key(directory) == key   # same inputs only
     if not resume:
         atomic_write_json(directory / "pending.json", {"key": key})
-    tasks = [get_task(t) for t in task_names]
     if len(tasks) == 1:
         trained = train_task(state.backbone, tasks[0], spec, config, directory, strategy=strategy,
                              intermediates=intermediates, data_dir=data_dir, train_limit=limit, resume=resume,
@@ -195,7 +229,7 @@ def _train_locked(state: RunState, name: str, directory: Path, task_names: list[
                                   train_limit=limit, resume=resume, overwrite=True, progress=state.progress)
     seconds = time.perf_counter() - started
     atomic_write_json(directory / PHASE_FILE, {"key": key, "inputs": inputs, "seconds": round(seconds, 2),
-                                               "validation": trained.validation})
+                                               "steps": trained.result.steps, "validation": trained.validation})
     (directory / "pending.json").unlink(missing_ok=True)
     state.phases.append(Phase(name, key, seconds=seconds))
     return adapter_dir
@@ -208,51 +242,61 @@ def _pending_key(directory: Path) -> str | None:
         return None
 
 
-def _evaluate_phase(state: RunState, target_name: str, label: str, intermediate: str | None, strategy: str,
-                    seed: int | None, adapter_dir: Path | None, forms: list[str], data_dir: Path | None) -> list[dict]:
-    """Score one adapter on each split: dev (unmerged only: it serves selection) and test (every form)."""
+def _evaluate_phase(state: RunState, target_name: str, variant: Variant, seed: int | None,
+                    adapter_dir: Path | None) -> list[dict]:
+    """Score one adapter on each split: dev (unmerged only: it serves selection) and test (every form the row
+    is deployed in); controls are scored on test only, unmerged (they are not deployments or candidates)."""
     recipe, task = state.recipe, get_task(target_name)
     records = []
     for split in recipe.evaluate.splits:
         languages = evaluation_languages(task, split, recipe.evaluate.languages_for(target_name))
-        if not languages:
+        if not languages or (split != TEST and variant.role == "control"):
             continue
+        forms = [f for f in recipe.evaluate.forms if variant.forms is None or f in variant.forms] or ["unmerged"]
         for form in (forms if split == TEST else ["unmerged"]):
-            record = {"target": target_name, "label": label, "intermediate": intermediate, "strategy": strategy,
-                      "seed": seed, "form": form, "split": split}
-            scores = _evaluate_one(state, task, record, adapter_dir, languages, data_dir)
-            if scores is not None:
-                records.append({**record, "scores": scores})
+            record = {"target": target_name, "label": variant.label, "role": variant.role, "control": variant.control,
+                      "intermediate": variant.intermediate, "strategy": variant.strategy,
+                      "step_phases": list(variant.step_phases), "seed": seed, "form": form, "split": split}
+            done = _evaluate_one(state, task, record, adapter_dir, languages)
+            if done is not None:
+                records.append({**record, **done})
     return records
 
 
-def _evaluate_one(state: RunState, task, record: dict, adapter_dir: Path | None, languages: list[str],
-                  data_dir: Path | None) -> dict | None:
+def _evaluate_one(state: RunState, task, record: dict, adapter_dir: Path | None, languages: list[str]) -> dict | None:
+    """{"scores", "predictions": path of the kept per-example predictions or None}; None if the form does not
+    apply to this adapter."""
     recipe, split, form = state.recipe, record["split"], record["form"]
     inputs = {"adapter": read_metadata(adapter_dir)["weights_digest"] if adapter_dir else None,
               "backbone": state.backbone.fingerprint, "form": form, "split": split,
-              "languages": languages, "limit": recipe.evaluate.limit, "data_dir": str(data_dir)}
+              "languages": languages, "limit": recipe.evaluate.limit, "data_dir": str(state.data_dir)}
     key = config_hash(inputs)
     seed = record["seed"]
     name = (f"evaluate/{split}/{task.name}/{record['label']}" + (f"/seed-{seed}" if seed is not None else "")
             + f"/{form}")
     directory = state.out / name
-    if cached := state.cached(directory, key):
+    kept = directory / PREDICTIONS_FILE
+    if (cached := state.cached(directory, key)) and (not cached.get("predictions") or kept.is_file()):
         state.log(f"[{name}] reused (cache key {key})")
         state.phases.append(Phase(name, key, reused=True))
-        return cached["scores"]
+        scores = cached["scores"]
+        return None if scores is None else {"scores": scores, "predictions": cached.get("predictions")}
     started = time.perf_counter()
     model = _model_for(state, adapter_dir, form, direct=record["strategy"] == "direct")
-    scores = None
+    scores, relative = None, None
     if model is not None:
-        scores = evaluate_languages(model, task, state.backbone.tokenizer, split=split, languages=languages,
-                                    data_dir=data_dir, limit=recipe.evaluate.limit, progress=state.progress)
+        scores, predictions = predict_languages(model, task, state.backbone.tokenizer, split=split, languages=languages,
+                                                data_dir=state.data_dir, limit=recipe.evaluate.limit,
+                                                progress=state.progress)
+        if predictions:
+            save_predictions(kept, predictions)
+            relative = str(kept.relative_to(state.out))
         state.log(f"[{name}] " + ", ".join(f"{lang} {next(iter(s.values())):.1f}" for lang, s in scores.items()))
     else:
         state.log(f"[{name}] skipped: form {form!r} needs {DEPLOYMENT_FORMS.get(form).needs}")
-    atomic_write_json(directory / PHASE_FILE, {"key": key, "inputs": inputs, "scores": scores})
+    atomic_write_json(directory / PHASE_FILE, {"key": key, "inputs": inputs, "scores": scores, "predictions": relative})
     state.phases.append(Phase(name, key, seconds=time.perf_counter() - started))
-    return scores
+    return None if scores is None else {"scores": scores, "predictions": relative}
 
 
 def _model_for(state: RunState, adapter_dir: Path | None, form: str, direct: bool = False):

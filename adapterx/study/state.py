@@ -10,22 +10,15 @@ from pathlib import Path
 
 from adapterx.core.backbone import Backbone
 from adapterx.methods import AdapterSpec, get_method
+from adapterx.study.design import BASELINE, FUSE, MULTITASK, NO_INTERMEDIATE, Job
 from adapterx.study.recipe import Recipe
+
+__all__ = ["BASELINE", "FUSE", "MULTITASK", "NO_INTERMEDIATE", "PHASE_FILE", "RESULTS_SCHEMA", "Job", "Phase",
+           "RunState", "deployment_bench_form"]
 
 log = logging.getLogger(__name__)
 PHASE_FILE = "phase.json"
-RESULTS_SCHEMA = 3
-MULTITASK = "multitask"
-BASELINE = "target-only"
-NO_INTERMEDIATE = "no-intermediate"
-FUSE = "fuse"     # the strategy over all intermediate adapters at once, and the job that runs it
-
-
-@dataclass(frozen=True)
-class Job:
-    index: int
-    name: str
-    intermediate: str | None      # a task name, MULTITASK, or None for the baselines job
+RESULTS_SCHEMA = 4
 
 
 @dataclass
@@ -43,10 +36,15 @@ class RunState:
     force: bool
     progress: bool
     phases: list[Phase] = field(default_factory=list)
+    trained: dict[tuple[str, int], Path] = field(default_factory=dict)   # (intermediate phase, seed) -> adapter
 
     @property
     def out(self) -> Path:
         return self.recipe.output
+
+    @property
+    def data_dir(self) -> Path | None:
+        return Path(self.recipe.data_dir) if self.recipe.data_dir else None
 
     def cached(self, directory: Path, key: str) -> dict | None:
         marker = directory / PHASE_FILE

@@ -1,16 +1,39 @@
-"""From evaluation records (one per target, run, seed, form and split) to the study's results: means over seeds
-with a bootstrap confidence interval, the benefit over the baseline, the latency overhead of each deployment
-form, and the XTREME aggregation (adapterx.study.aggregate)."""
+"""From evaluation records (one per target, run, seed, form and split) to the study's results: means over seeds,
+the benefit over the baseline and each setup's difference to its controls, paired by seed and test example with
+intervals that count both (adapterx.study.intervals), confusion matrices with collapses flagged, the recipe's
+expectations checked, the latency overhead of each deployment form, and the XTREME aggregation
+(adapterx.study.aggregate; controls take no part in it: they are not candidates).
+
+`summarize_scores` (unpaired, seeds only) serves `adapterx evaluate`, whose adapters need not share seeds."""
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 from typing import Sequence
 
+from adapterx.core.errors import AdapterxError
 from adapterx.deploy.forms import DEPLOYMENT_FORMS
 from adapterx.study.aggregate import aggregate
-from adapterx.study.state import BASELINE, NO_INTERMEDIATE, RESULTS_SCHEMA, RunState, deployment_bench_form
+from adapterx.study.design import CONTROL_KEYWORDS, SHUFFLED, comparison_row
+from adapterx.study.intervals import SEEDS_ONLY, TWO_WAY
+from adapterx.study.pairing import (
+    RunSet,
+    confusions,
+    describe,
+    difference,
+    runsets,
+    verdict,
+)
+from adapterx.study.state import (
+    BASELINE,
+    NO_INTERMEDIATE,
+    PHASE_FILE,
+    RESULTS_SCHEMA,
+    RunState,
+    deployment_bench_form,
+)
 from adapterx.tasks import get_task
 from adapterx.tasks.splits import DEV, TEST
 from adapterx.training.strategies import modules_at_inference
@@ -81,45 +104,25 @@ def _overheads(bench: dict | None, bench_form: str | None) -> dict:
     return {str(r["batch_size"]): r["ratio_to_base"] for r in rows if r["seq_len"] == seq}
 
 
-def target_tables(records: list[dict], recipe, bench: dict | None) -> dict:
-    """Per target (records of one split): one row per (run, form) with statistics over seeds and the benefit."""
-    ev, spec = recipe.evaluate, recipe.adapter_spec
-    targets = {}
-    for target_name in recipe.target.tasks:
-        mine = [r for r in records if r["target"] == target_name]
-        if not mine:
-            continue
-        metric = _metric(mine[0]["scores"])
-        languages = list(mine[0]["scores"])
-        groups: dict[tuple, list[dict]] = {}
-        for r in mine:
-            groups.setdefault((r["label"], r["form"]), []).append(r)
-        baseline_label = BASELINE if get_task(target_name).trainable else NO_INTERMEDIATE
-        base_scores = [r["scores"] for r in groups.get((baseline_label, "unmerged"), [])]
-        table = []
-        for (label, form), rows in groups.items():
-            first = rows[0]
-            bench_form = deployment_bench_form(spec, first["strategy"], form)
-            table.append({
-                "label": label, "intermediate": first["intermediate"], "strategy": first["strategy"], "form": form,
-                "seeds": [r["seed"] for r in rows],
-                **summarize_scores([r["scores"] for r in rows], base_scores if label != baseline_label else None,
-                                   metric, ev.bootstrap, ev.confidence),
-                "modules_at_inference": DEPLOYMENT_FORMS.get(form).modules(_modules(first["strategy"], recipe)),
-                "bench_form": bench_form,
-                "overhead": _overheads(bench, bench_form),
-            })
-        table.sort(key=lambda e: (e["label"] != baseline_label, e["label"], e["form"]))
-        targets[target_name] = {"metric": metric, "languages": languages, "baseline": baseline_label, "rows": table}
-    return targets
+def target_tables(state: RunState, records: list[dict], bench: dict | None) -> tuple[dict, list[dict]]:
+    """Per target (records of one split): its rows and, from them, the recipe's expectations checked."""
+    targets, expectations = {}, []
+    for target_name in state.recipe.target.tasks:
+        mine = runsets([r for r in records if r["target"] == target_name], state.out)
+        if mine:
+            targets[target_name] = _target(state, target_name, mine, bench)
+            expectations += _expectations(state, target_name, mine, targets[target_name])
+    return targets, expectations
 
 
 def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: float) -> dict:
-    """The results document: tables on the reported split (test when evaluated) and on dev, the XTREME
-    aggregation (adapterx.study.aggregate), the bench, the phases."""
+    """The results document: tables on the reported split (test when evaluated) and on dev, the expectations
+    (on the reported split), the XTREME aggregation, the bench, the phases."""
     recipe = state.recipe
     splits = [s for s in recipe.evaluate.splits if any(r.get("split") == s for r in records)]
     report_split = TEST if TEST in splits else (splits[-1] if splits else TEST)
+    targets, expectations = target_tables(state, [r for r in records if r.get("split") == report_split], bench)
+    dev = target_tables(state, [r for r in records if r.get("split") == DEV], None)[0] if report_split != DEV else {}
     b = state.backbone
     return {
         "schema_version": RESULTS_SCHEMA,
@@ -130,16 +133,119 @@ def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: 
         "splits": splits,
         "seeds": recipe.seeds,
         "skipped_strategies": recipe.skipped_strategies(),
+        "skipped_controls": recipe.skipped_controls(),
         "confidence": recipe.evaluate.confidence,
-        "targets": target_tables([r for r in records if r.get("split") == report_split], recipe, bench),
-        "dev_targets": (target_tables([r for r in records if r.get("split") == DEV], recipe, None)
-                        if report_split != DEV else {}),
-        "xtreme": aggregate(records, recipe.target.tasks, b.name),
+        "bootstrap": recipe.evaluate.bootstrap,
+        "targets": targets,
+        "dev_targets": dev,
+        "expectations": expectations,
+        "intermediates": _intermediates(state),
+        "xtreme": aggregate([r for r in records if r.get("role") != "control"], recipe.target.tasks, b.name),
         "bench": _bench_summary(bench),
         "phases": [{"name": p.name, "reused": p.reused, "seconds": round(p.seconds, 2)} for p in state.phases],
         "seconds": round(seconds, 2),
         "device": _device(),
     }
+
+
+def _target(state: RunState, target_name: str, runs: dict[tuple[str, str], RunSet], bench: dict | None) -> dict:
+    recipe, ev, spec = state.recipe, state.recipe.evaluate, state.recipe.adapter_spec
+    task = get_task(target_name)
+    first = next(iter(runs.values()))
+    languages = list(first.scores[0])
+    metric = _metric(first.scores[0])
+    baseline_label = BASELINE if task.trainable else NO_INTERMEDIATE
+    table = []
+    for (label, form), run in runs.items():
+        base = runs.get((baseline_label, form)) or runs.get((baseline_label, "unmerged"))
+        entry = {"label": label, **{k: run.info[k] for k in ("role", "control", "intermediate", "strategy")},
+                 "form": form, "seeds": run.seeds, **describe(run, languages, metric, ev.bootstrap, ev.confidence)}
+        if label != baseline_label and base is not None and (d := difference(run, base, languages, metric,
+                                                                               ev.bootstrap, ev.confidence)):
+            entry["benefit"], entry["average_benefit"] = d["per_language"], d["average"]
+        if form == "unmerged" and run.info["role"] == "setup":
+            entry["comparisons"] = _comparisons(state, task, run, runs, languages, metric)
+        entry["confusion"], entry["collapsed"] = confusions(run, languages, list(task.labels))
+        bench_form = deployment_bench_form(spec, run.info["strategy"], form)
+        modules = DEPLOYMENT_FORMS.get(form).modules(_modules(run.info["strategy"], recipe))
+        entry.update({"modules_at_inference": modules,
+                      "bench_form": bench_form, "overhead": _overheads(bench, bench_form)})
+        table.append(entry)
+    order = {"baseline": 0, "setup": 1, "control": 2}
+    table.sort(key=lambda e: (order.get(e["role"], 3), e["label"], e["form"]))
+    per_example = all(run.per_example for run in runs.values())
+    return {"metric": metric, "languages": languages, "labels": list(task.labels), "baseline": baseline_label,
+            "n_seeds": len(recipe.seeds), "n_examples": _n_examples(first, languages),
+            "interval_method": TWO_WAY if per_example else SEEDS_ONLY, "rows": table}
+
+
+def _n_examples(run: RunSet, languages: list[str]) -> dict[str, int] | None:
+    if not run.per_example:
+        return None
+    return {lang: int(len(run.predictions[0][lang]["gold"])) for lang in languages}
+
+
+def _control_run(state: RunState, task, run: RunSet, runs: dict, keyword: str) -> RunSet | None:
+    """The unmerged run of `keyword`'s control for setup `run` (see adapterx.study.plan.comparison_row)."""
+    label, _ = comparison_row(state.recipe, task, run.label, keyword)
+    if label == "step-matched":
+        return next((r for (_, form), r in runs.items() if form == "unmerged" and r.info["control"] == "step-matched"
+                     and run.info["intermediate"] in (r.info["step_phases"] or [])), None)
+    return runs.get((label, "unmerged")) if label else None
+
+
+def _comparisons(state: RunState, task, run: RunSet, runs: dict, languages: list[str], metric: str) -> dict:
+    """The setup against each of its controls: setup minus control, paired by seed and example."""
+    ev, out = state.recipe.evaluate, {}
+    for keyword in ("shuffled", "step-matched", "capacity-matched", "pooled"):
+        other = _control_run(state, task, run, runs, keyword)
+        if other is not None and (d := difference(run, other, languages, metric, ev.bootstrap, ev.confidence)):
+            out[keyword] = {"vs": other.label, "average": d["average"], "per_language": d["per_language"]}
+    return out
+
+
+def _expectations(state: RunState, target_name: str, runs: dict, target: dict) -> list[dict]:
+    """Each expectation of the recipe for this target, with the observed difference and whether it held."""
+    recipe, ev, task = state.recipe, state.recipe.evaluate, get_task(target_name)
+    out = []
+    for e in recipe.expect:
+        if (e.target or target_name) != target_name:
+            continue
+        setup = runs.get((e.setup, "unmerged"))
+        other = None
+        if setup is not None:
+            other = (_control_run(state, task, setup, runs, e.vs) if e.vs in CONTROL_KEYWORDS and e.vs != "baseline"
+                     else runs.get((target["baseline"] if e.vs == "baseline" else e.vs, "unmerged")))
+        diff = None
+        if setup is not None and other is not None:
+            d = difference(setup, other, target["languages"], target["metric"], ev.bootstrap, ev.confidence)
+            diff = d and (d["per_language"][e.language] if e.language else d["average"])
+        out.append({"target": target_name, "setup": e.setup, "vs": e.vs, "vs_row": other.label if other else None,
+                    "direction": e.direction, "language": e.language, "why": e.why, "difference": diff,
+                    "verdict": verdict(diff, e.direction)})
+    return out
+
+
+def _intermediates(state: RunState) -> dict:
+    """How well each intermediate adapter learned its own task: English dev scores per seed (from the phase
+    records), beside chance for classification tasks -- a task the adapter did not learn cannot transfer."""
+    out: dict[str, dict] = {}
+    for (name, seed), adapter_dir in sorted(state.trained.items(), key=lambda item: (item[0][0], item[0][1])):
+        phase = json.loads((adapter_dir.parent / PHASE_FILE).read_text())
+        entry = out.setdefault(name, {"seeds": [], "validation": []})
+        entry["seeds"].append(seed)
+        entry["validation"].append(phase.get("validation", {}))
+        tasks = phase.get("inputs", {}).get("tasks", [])
+        if len(tasks) == 1 and (task := _base_task(tasks[0])) is not None and task.num_labels:
+            entry["chance"] = round(100 / task.num_labels, 1)
+    return out
+
+
+def _base_task(name: str):
+    try:
+        return get_task(name.removesuffix(SHUFFLED))
+    except AdapterxError:
+        return None
 
 
 def _modules(strategy: str, recipe) -> int:

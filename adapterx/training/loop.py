@@ -99,6 +99,13 @@ class SeededBatchSampler(Sampler[list[int]]):
 Evaluator = Callable[[AdaptedModel], dict[str, float]]
 
 
+def planned_steps(config: TrainConfig, batches_per_epoch: int) -> int:
+    """Optimiser steps a run of `config` takes over data of `batches_per_epoch` batches (as `train_adapter`
+    counts them; a study uses it to give a control run as many steps as another phase took)."""
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.gradient_accumulation))
+    return config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+
+
 def _head_list(head: str | list[str]) -> list[str]:
     return [head] if isinstance(head, str) else list(head)
 
@@ -168,7 +175,7 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
     loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate,
                         generator=torch.Generator().manual_seed(config.seed))
     steps_per_epoch = max(1, math.ceil(len(loader) / config.gradient_accumulation))
-    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    total_steps = planned_steps(config, len(loader))
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler(config.schedule, optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
