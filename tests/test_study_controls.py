@@ -140,6 +140,7 @@ def test_expectations_are_checked_and_the_report_reads_them(study):
      r"expect\[2\].vs: 'shuffled' for 'tiny-nli-pooled': .* not a setup built on an intermediate adapter"),
     (('direction: "<", language: de', 'direction: "=", language: de'), r"expect\[1\].direction: must be one of"),
     (("tasks: [tiny-nli]\n", "tasks: [tiny-sst]\n"), r"controls.shuffled_labels: 'tiny-nli' is not one of"),
+    (("seeds: [0, 1]", "seeds: [0, 1]\nthreads: -1"), r"threads: 0 \(torch's default\) or a positive number"),
 ])
 def test_recipe_errors_name_the_field(tmp_path, change, message):
     text = RECIPE.format(out=tmp_path / "o")

@@ -125,6 +125,7 @@ class Recipe:
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
     bench: BenchSection = field(default_factory=BenchSection)
     seeds: list[int] = field(default_factory=lambda: [0])   # every adapter (intermediate and target) once per seed
+    threads: int = 0                       # torch threads for training and evaluation; 0: torch's default
     controls: ControlsSection = field(default_factory=ControlsSection)
     expect: list[Expectation] = field(default_factory=list)
     output_dir: str | None = None          # default: artifacts/<name>
@@ -287,6 +288,8 @@ def _check_semantics(recipe: Recipe, path: Path) -> None:
         raise RecipeError(f"{path}: target.tasks: name at least one target task")
     if not recipe.seeds:
         raise RecipeError(f"{path}: seeds: name at least one seed")
+    if recipe.threads < 0:
+        raise RecipeError(f"{path}: threads: 0 (torch's default) or a positive number, got {recipe.threads}")
     if not recipe.intermediate.single_task and not recipe.intermediate.multitask:
         raise RecipeError(f"{path}: intermediate.single_task: false needs intermediate.multitask: true")
     if recipe.intermediate.multitask and len(recipe.intermediate.tasks) < 2:

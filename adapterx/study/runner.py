@@ -20,6 +20,8 @@ import platform
 import time
 from pathlib import Path
 
+import torch
+
 from adapterx import store
 from adapterx.bench.config import BenchConfig
 from adapterx.bench.forms import check_form_names
@@ -111,6 +113,8 @@ def run_recipe(recipe: Recipe, *, force: bool = False, progress: bool = True, jo
 
 def _run_locked(recipe: Recipe, jobs: list[Job], *, force: bool, progress: bool, job: int | None) -> dict:
     started = time.perf_counter()
+    if recipe.threads:   # small models gain nothing from more threads, and on shared cores lose a lot
+        torch.set_num_threads(recipe.threads)
     backbone = load_backbone(recipe.backbone)
     state = RunState(recipe, backbone, force, progress)
     state.log(f"backbone {backbone.name}: {backbone.description} (fingerprint {backbone.fingerprint})")
