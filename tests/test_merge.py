@@ -76,6 +76,7 @@ def test_merge_equals_unmerged_and_writes_a_plain_checkpoint(base, saved, merged
     assert not torch.allclose(plain.state_dict()[query], base.base_tensors[query])
 
 
+@pytest.mark.slow   # a fresh process or a whole study: seconds; runs in CI with -m slow
 def test_merged_checkpoint_loads_in_a_fresh_process_with_only_transformers(base, saved, merged, tmp_path,
                                                                           nli_labels, plain_transformers_logits):
     out, _ = merged

@@ -64,6 +64,7 @@ def _adapterx_hidden(backbone, directory, probe) -> torch.Tensor:
         return model.eval().encode(probe["input_ids"], probe["attention_mask"]).last_hidden_state
 
 
+@pytest.mark.slow   # a fresh process or a whole study: seconds; runs in CI with -m slow
 def test_plain_libraries_reload_what_adapterx_saved(pristine_backbone, saved, probe, tmp_path):
     base_dir, adapters = saved
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -41,6 +42,7 @@ def _train_command(output: Path, seed: int) -> list[str]:
             "--seed", str(seed), "--output", str(output)]
 
 
+@pytest.mark.slow   # a fresh process or a whole study: seconds; runs in CI with -m slow
 def test_same_seed_in_two_processes_gives_identical_adapter_files(tmp_path):
     """A fresh Python process and this test process (which has run other tests before: its generators are in any
     state) run the same command; both on one thread, as thread counts may change float summation order."""

@@ -149,19 +149,35 @@ def restore_trainable_state(model: AdaptedModel, adapter: str, head: str | list[
                                           strict=True)
 
 
-def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], train_data: datasets.Dataset, collate,
-                  config: TrainConfig, output_dir: Path, evaluator: Evaluator | None = None,
-                  resume: bool = False, progress: bool = True, description: str = "train",
-                  batch_sampler: "SeededBatchSampler | None" = None, run_config: dict | None = None) -> TrainResult:
-    """Train adapter `adapter` and head `head` on encoded `train_data`; checkpoints go to output_dir.
+@dataclass
+class _Progress:
+    """Where a run stands between steps: what a checkpoint records besides the tensors, so that a resumed run
+    continues the uninterrupted one exactly (batch position, running loss, time spent)."""
 
-    Several heads (multi-task training): pass their names and a `batch_sampler` whose batches each come from one
-    task; the collated batch then names its head under the key ``head``. `run_config` (see
-    adapterx.training.run_config) is recorded in every checkpoint; resuming from a checkpoint of another
-    configuration is refused, naming the fields that differ."""
-    config.validate()
-    heads = [head] if isinstance(head, str) else list(head)
-    model.set_head(heads[0])
+    step: int = 0
+    epoch: int = 0
+    batches_done: int = 0
+    seconds_before: float = 0.0
+    running: float = 0.0
+    running_n: int = 0
+
+
+@dataclass
+class _Setup:
+    accelerator: Accelerator
+    params: list
+    sampler: "SeededBatchSampler"
+    loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    prepared_model: torch.nn.Module
+    total_steps: int
+    steps_per_epoch: int
+
+
+def _set_up(model: AdaptedModel, adapter: str, train_data: datasets.Dataset, collate, config: TrainConfig,
+            description: str, batch_sampler: "SeededBatchSampler | None") -> _Setup:
+    """Seed, check there is something to train on, and build the loader, optimiser and schedule."""
     accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation)
     torch.manual_seed(config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -180,82 +196,124 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
     scheduler = get_scheduler(config.schedule, optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     prepared_model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    return _Setup(accelerator, params, sampler, loader, optimizer, scheduler, prepared_model, total_steps,
+                  steps_per_epoch)
 
+
+def _resume(model: AdaptedModel, adapter: str, heads: list[str], setup: _Setup, checkpoint_dir: Path,
+            run_config: dict | None, result: TrainResult, selection: Selection) -> _Progress:
+    """Continue from the newest checkpoint (if any) after checking it belongs to this run's configuration."""
+    ckpt = latest_checkpoint(checkpoint_dir)
+    if ckpt is None:
+        return _Progress()
+    if run_config is not None:   # before loading: another run's tensors may not even fit
+        check_resumable(read_state(ckpt).get("run_config"), run_config, ckpt)
+    tensors, state = load_checkpoint(ckpt, setup.optimizer)
+    restore_trainable_state(model, adapter, heads, tensors)
+    setup.scheduler.load_state_dict(state["scheduler"])
+    result.losses = [tuple(x) for x in state["losses"]]
+    result.evals = state["evals"]
+    result.resumed_from = state["step"]
+    selection.restore(state.get("selection"), tensors)
+    running, running_n = state.get("running", (0.0, 0))
+    # the log and the time cover the whole run
+    return _Progress(state["step"], state["epoch"], state["batches_in_epoch"], state.get("seconds", 0.0),
+                     running, running_n)
+
+
+def _save(checkpoint_dir: Path, model: AdaptedModel, adapter: str, heads: list[str], setup: _Setup,
+          progress: _Progress, result: TrainResult, selection: Selection, seconds: float, run_config: dict | None,
+          keep: int) -> None:
+    save_checkpoint(checkpoint_dir, {**trainable_state(model, adapter, heads), **selection.checkpoint_tensors()},
+                    setup.optimizer, {
+                        "step": progress.step, "epoch": progress.epoch, "batches_in_epoch": progress.batches_done,
+                        "scheduler": setup.scheduler.state_dict(), "losses": result.losses, "evals": result.evals,
+                        "selection": selection.to_json(), "seconds": seconds,
+                        "running": [progress.running, progress.running_n], "run_config": run_config,
+                        "run_digest": config_digest(run_config) if run_config is not None else None,
+                    }, keep=keep)
+
+
+def _optimise(setup: _Setup, batch: dict, max_grad_norm: float) -> torch.Tensor:
+    """One forward/backward; the optimiser steps when the accumulated batches make a step."""
+    with setup.accelerator.accumulate(setup.prepared_model):
+        loss = setup.prepared_model(**batch).loss
+        setup.accelerator.backward(loss)
+        if setup.accelerator.sync_gradients and max_grad_norm:
+            setup.accelerator.clip_grad_norm_(setup.params, max_grad_norm)
+        setup.optimizer.step()
+        setup.scheduler.step()
+        setup.optimizer.zero_grad()
+    return loss
+
+
+def _evaluate(model: AdaptedModel, adapter: str, heads: list[str], setup: _Setup, step: int, evaluator: Evaluator,
+              result: TrainResult, selection: Selection, description: str) -> bool:
+    """Score English dev, log it, and let the selection keep the best weights; True when patience ran out."""
+    setup.prepared_model.eval()
+    scores = evaluator(model)
+    result.evals.append({"step": step, **scores})
+    log.info("[%s] step %d: %s", description, step, ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+    stop = selection.update(step, scores, trainable_state(model, adapter, heads))
+    setup.prepared_model.train()
+    return stop
+
+
+def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], train_data: datasets.Dataset, collate,
+                  config: TrainConfig, output_dir: Path, evaluator: Evaluator | None = None,
+                  resume: bool = False, progress: bool = True, description: str = "train",
+                  batch_sampler: "SeededBatchSampler | None" = None, run_config: dict | None = None) -> TrainResult:
+    """Train adapter `adapter` and head `head` on encoded `train_data`; checkpoints go to output_dir.
+
+    Several heads (multi-task training): pass their names and a `batch_sampler` whose batches each come from one
+    task; the collated batch then names its head under the key ``head``. `run_config` (see
+    adapterx.training.run_config) is recorded in every checkpoint; resuming from a checkpoint of another
+    configuration is refused, naming the fields that differ."""
+    config.validate()
+    heads = [head] if isinstance(head, str) else list(head)
+    model.set_head(heads[0])
+    s = _set_up(model, adapter, train_data, collate, config, description, batch_sampler)
     checkpoint_dir = Path(output_dir) / "checkpoints"
     result = TrainResult(steps=0, seconds=0.0, parameters=model.parameter_counts())
-    step, epoch, batches_done = 0, 0, 0
     selection = Selection(config.select, config.patience)
-    digest = config_digest(run_config) if run_config is not None else None
-    seconds_before, running, running_n = 0.0, 0.0, 0
-    if resume and (ckpt := latest_checkpoint(checkpoint_dir)) is not None:
-        if run_config is not None:   # before loading: another run's tensors may not even fit
-            check_resumable(read_state(ckpt).get("run_config"), run_config, ckpt)
-        tensors, state = load_checkpoint(ckpt, optimizer)
-        restore_trainable_state(model, adapter, heads, tensors)
-        scheduler.load_state_dict(state["scheduler"])
-        step, epoch, batches_done = state["step"], state["epoch"], state["batches_in_epoch"]
-        result.losses = [tuple(x) for x in state["losses"]]
-        result.evals = state["evals"]
-        result.resumed_from = step
-        selection.restore(state.get("selection"), tensors)
-        seconds_before = state.get("seconds", 0.0)   # the log and the time cover the whole run
-        running, running_n = state.get("running", (0.0, 0))
-    eval_every = config.eval_every or steps_per_epoch
-    checkpoint_every = config.checkpoint_every or steps_per_epoch
-
+    at = _resume(model, adapter, heads, s, checkpoint_dir, run_config, result, selection) if resume else _Progress()
+    eval_every = config.eval_every or s.steps_per_epoch
+    checkpoint_every = config.checkpoint_every or s.steps_per_epoch
     started = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=step, desc=description, disable=not show_progress(progress)
-               or not accelerator.is_main_process,
-               unit="step", dynamic_ncols=True)
+    bar = tqdm(total=s.total_steps, initial=at.step, desc=description, unit="step", dynamic_ncols=True,
+               disable=not show_progress(progress) or not s.accelerator.is_main_process)
     stop = False
-    while step < total_steps and not stop:
-        sampler.epoch, sampler.skip = epoch, batches_done
-        prepared_model.train()
-        for batch in loader:
-            with accelerator.accumulate(prepared_model):
-                loss = prepared_model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm:
-                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            batches_done += 1
-            running += loss.item()
-            running_n += 1
-            if not accelerator.sync_gradients:
+    while at.step < s.total_steps and not stop:
+        s.sampler.epoch, s.sampler.skip = at.epoch, at.batches_done
+        s.prepared_model.train()
+        for batch in s.loader:
+            loss = _optimise(s, batch, config.max_grad_norm)
+            at.batches_done += 1
+            at.running += loss.item()
+            at.running_n += 1
+            if not s.accelerator.sync_gradients:
                 continue
-            step += 1
+            at.step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{running / running_n:.4f}")
-            if step % max(1, min(eval_every, 50)) == 0 or step == total_steps:
-                result.losses.append((step, running / running_n))
-                running, running_n = 0.0, 0
-            if evaluator is not None and (step % eval_every == 0 or step == total_steps):
-                prepared_model.eval()
-                scores = evaluator(model)
-                result.evals.append({"step": step, **scores})
-                log.info("[%s] step %d: %s", description, step, ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
-                stop = selection.update(step, scores, trainable_state(model, adapter, heads))
-                prepared_model.train()
-            if step % checkpoint_every == 0 and step < total_steps and not stop and accelerator.is_main_process:
-                save_checkpoint(checkpoint_dir, {**trainable_state(model, adapter, heads),
-                                                 **selection.checkpoint_tensors()}, optimizer, {
-                    "step": step, "epoch": epoch, "batches_in_epoch": batches_done,
-                    "scheduler": scheduler.state_dict(), "losses": result.losses, "evals": result.evals,
-                    "selection": selection.to_json(),
-                    "seconds": seconds_before + time.perf_counter() - started, "running": [running, running_n],
-                    "run_config": run_config, "run_digest": digest,
-                }, keep=config.keep_checkpoints)
-            if step >= total_steps or stop:
+            bar.set_postfix(loss=f"{at.running / at.running_n:.4f}")
+            if at.step % max(1, min(eval_every, 50)) == 0 or at.step == s.total_steps:
+                result.losses.append((at.step, at.running / at.running_n))
+                at.running, at.running_n = 0.0, 0
+            if evaluator is not None and (at.step % eval_every == 0 or at.step == s.total_steps):
+                stop = _evaluate(model, adapter, heads, s, at.step, evaluator, result, selection, description)
+            if (at.step % checkpoint_every == 0 and at.step < s.total_steps and not stop
+                    and s.accelerator.is_main_process):
+                _save(checkpoint_dir, model, adapter, heads, s, at, result, selection,
+                      at.seconds_before + time.perf_counter() - started, run_config, config.keep_checkpoints)
+            if at.step >= s.total_steps or stop:
                 break
         else:
-            epoch, batches_done = epoch + 1, 0
+            at.epoch, at.batches_done = at.epoch + 1, 0
     bar.close()
     if selection.wants_best():
         restore_trainable_state(model, adapter, heads, selection.best_state)
-    result.selected = selection.chosen(step)
+    result.selected = selection.chosen(at.step)
     model.eval()
-    result.steps = step
-    result.seconds = seconds_before + time.perf_counter() - started
+    result.steps = at.step
+    result.seconds = at.seconds_before + time.perf_counter() - started
     return result

@@ -44,6 +44,7 @@ def test_a_stacked_target_evaluates_after_its_runs_moved(kit, tmp_path):
     assert code == 0, err
 
 
+@pytest.mark.slow   # a fresh process or a whole study: seconds; runs in CI with -m slow
 def test_a_copied_study_reuses_every_phase_bench_included(kit, tmp_path):
     first = kit.recipe_file(tmp_path, tmp_path / "a", BENCH, name="a.yaml")
     assert kit.cli("run", first)[0] == 0

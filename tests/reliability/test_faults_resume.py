@@ -55,6 +55,7 @@ def uninterrupted(kit, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow   # a fresh process or a whole study: seconds; runs in CI with -m slow
 def test_a_resumed_run_is_the_uninterrupted_run(kit, uninterrupted, tmp_path, monkeypatch):
     out = tmp_path / "run"
     killed_after(kit, monkeypatch, out, 2)

@@ -100,6 +100,7 @@ def run_fresh(tmp_path: Path, blocks: list[str], variables: dict, result: str, b
     return data
 
 
+@pytest.mark.slow   # a fresh process or a whole study: seconds; runs in CI with -m slow
 def test_export_backbone_writes_a_plain_checkpoint_with_the_same_fingerprint(kit, artifacts, pristine_backbone, tmp_path):
     files = {p.name for p in artifacts["tiny"].iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "adapterx_backbone.json"} <= files
