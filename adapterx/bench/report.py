@@ -112,11 +112,7 @@ def to_markdown(doc: dict) -> str:
         for r in rows:
             lines.append(_markdown_row(doc, r))
         lines.append("")
-    if doc.get("targets"):
-        lines += ["| target | where | measured | verdict |", "|---|---|---|---|"]
-        lines += [f"| {c['target']} | {c['where']} | {c['value']} | {c['verdict']} |" for c in doc["targets"]]
-        lines.append("")
-    lines += [f"- {n}" for n in doc.get("notes", [])]
+    lines += targets_and_notes(doc)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -225,3 +221,13 @@ def plot_throughput_vs_seq(doc: dict, path: Path) -> None:
         ax.legend(fontsize=7)
     _save(fig, path)
     plt.close(fig)
+
+
+def targets_and_notes(doc: dict) -> list[str]:
+    """The Markdown lines every bench report ends with: the targets' verdicts, then the notes."""
+    lines = []
+    if doc.get("targets"):
+        lines += ["| target | where | measured | verdict |", "|---|---|---|---|"]
+        lines += [f"| {c['target']} | {c['where']} | {c['value']} | {c['verdict']} |" for c in doc["targets"]]
+        lines.append("")
+    return lines + [f"- {n}" for n in doc.get("notes", [])]

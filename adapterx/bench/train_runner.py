@@ -13,6 +13,7 @@ from typing import Callable
 
 from adapterx.bench import env
 from adapterx.bench.config import BenchConfig
+from adapterx.bench.report import targets_and_notes
 from adapterx.bench.runner import SCHEMA_VERSION, check_devices, guarded, log, resolve_shape
 from adapterx.bench.train_cost import jobs, run_train_jobs
 from adapterx.core.errors import AdapterxError
@@ -162,9 +163,5 @@ def train_markdown(doc: dict) -> str:
                          f"{mem['before_training_mb']:.0f} | {mem['peak_mb'] - mem['before_training_mb']:.0f} | "
                          f"{_size(r['checkpoint_bytes'])} |")
         lines.append("")
-    if doc.get("targets"):
-        lines += ["| target | where | measured | verdict |", "|---|---|---|---|"]
-        lines += [f"| {c['target']} | {c['where']} | {c['value']} | {c['verdict']} |" for c in doc["targets"]]
-        lines.append("")
-    lines += [f"- {n}" for n in doc.get("notes", [])]
+    lines += targets_and_notes(doc)
     return "\n".join(lines).rstrip() + "\n"
