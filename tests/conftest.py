@@ -187,3 +187,13 @@ def e5_cache(tmp_path_factory):
 def e5_backbone(e5_cache):
     """The real encoder; never attach adapters to it: use `.fresh_copy()`."""
     return load_backbone("builtin:multilingual-e5-small")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is 10-30x faster than two when the cores are shared (measured); a module opts in
+    with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

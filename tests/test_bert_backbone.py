@@ -30,12 +30,7 @@ PAIRS = [("the happy dog eats the apple", "the dog eats the apple"), ("der hund 
          ("le chat dort", "the cat sleeps")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny tensors run faster on one thread
 
 
 @pytest.fixture(scope="module", params=BACKBONES)

@@ -33,13 +33,7 @@ SPECS = {
 LABELS = ["e", "n", "c"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is much faster than two when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny tensors run faster on one thread
 
 
 def _train(backbone, spec: dict, seed: int) -> AdaptedModel:

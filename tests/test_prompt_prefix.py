@@ -31,13 +31,7 @@ SPECS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is 10-30x faster than two when the cores are shared (measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny tensors run faster on one thread
 
 
 @pytest.fixture(scope="module")
