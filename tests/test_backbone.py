@@ -45,7 +45,7 @@ def test_missing_local_directory_is_a_clear_error(tmp_path):
         load_backbone(str(tmp_path / "nope"))
 
 
-@pytest.mark.slow   # a fresh process or a whole study: seconds; runs in CI with -m slow
+@pytest.mark.slow  # a fresh process or a whole study: seconds; runs in CI with -m slow
 def test_random_real_shape_says_so():
     bb = load_backbone("random:xlm-roberta-base", fingerprint=False)
     assert bb.model.config.hidden_size == 768 and bb.model.config.num_hidden_layers == 12

@@ -20,9 +20,25 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     readme = out / "README.md"
     readme.write_text(README)
-    rc = main(["--quick", "--output", str(out), "--iterations", "3", "--batch-sizes", "1,2", "--seq-lens", "8,16",
-               "--forms", "base,lora,lora-fast,lora-merged,lora-stack-2,lora-stack-2-fused,bottleneck,"
-               "bottleneck-stack-2,lora-mixed-2,lora-mixed-2-gathered", "--no-progress", "--readme", str(readme)])
+    rc = main(
+        [
+            "--quick",
+            "--output",
+            str(out),
+            "--iterations",
+            "3",
+            "--batch-sizes",
+            "1,2",
+            "--seq-lens",
+            "8,16",
+            "--forms",
+            "base,lora,lora-fast,lora-merged,lora-stack-2,lora-stack-2-fused,bottleneck,"
+            "bottleneck-stack-2,lora-mixed-2,lora-mixed-2-gathered",
+            "--no-progress",
+            "--readme",
+            str(readme),
+        ]
+    )
     assert rc == 0
     return out, readme
 
@@ -34,8 +50,19 @@ def test_quick_run_writes_all_outputs(quick_run):
     for png in ("overhead_vs_batch.png", "throughput_vs_seq.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     doc = json.loads((out / "results.json").read_text())
-    for key in ("schema_version", "command", "machine", "versions", "git_commit", "settings", "backbone", "forms",
-                "results", "targets", "notes"):
+    for key in (
+        "schema_version",
+        "command",
+        "machine",
+        "versions",
+        "git_commit",
+        "settings",
+        "backbone",
+        "forms",
+        "results",
+        "targets",
+        "notes",
+    ):
         assert key in doc, key
     assert doc["schema_version"] == 1
     assert doc["backbone"]["weights"] == "random" and doc["backbone"]["name"] == "builtin:tiny-xlmr"
@@ -97,8 +124,15 @@ def test_help_teaches_forms_ratios_and_examples(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     text = capsys.readouterr().out
-    for needle in ("lora-stack-K-fused", "lora-mixed-N-gathered", "RATIO", "within noise", "Examples",
-                   "--batch-sizes", "--readme"):
+    for needle in (
+        "lora-stack-K-fused",
+        "lora-mixed-N-gathered",
+        "RATIO",
+        "within noise",
+        "Examples",
+        "--batch-sizes",
+        "--readme",
+    ):
         assert needle in text, needle
 
 

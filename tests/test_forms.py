@@ -16,7 +16,9 @@ def _stack(backbone, perturb_trainable):
     """Two LoRA adapters with non-zero B on different modules (r 4 on query/value, r 2 on query/key/dense)."""
     model = AdaptedModel(backbone)
     store.add_adapter(model, "inter", parse_spec({"kind": "lora", "r": 4}))
-    store.add_adapter(model, "target", parse_spec({"kind": "lora", "r": 2, "target_modules": ["query", "key", "dense"]}))
+    store.add_adapter(
+        model, "target", parse_spec({"kind": "lora", "r": 2, "target_modules": ["query", "key", "dense"]})
+    )
     model.add_head("target", HeadSpec("classification", 3))
     for trainable, seed in (("target", 1), ("inter", 2)):
         store.activate(model, ["inter", "target"], trainable=trainable)
@@ -32,7 +34,7 @@ def test_fused_and_merged_stacks_equal_the_unmerged_stack(pristine_backbone, pro
     bare.set_head("target")
     with torch.inference_mode():
         expected = model(**probe).logits
-        assert not torch.allclose(bare.eval()(**probe).logits, expected, atol=1e-3)   # the adapters matter
+        assert not torch.allclose(bare.eval()(**probe).logits, expected, atol=1e-3)  # the adapters matter
         for form in (fused_form(model), merged_form(model)):
             assert form is not None
             assert torch.allclose(form(**probe).logits, expected, atol=1e-5)

@@ -15,8 +15,8 @@ def _bernoulli(n: int, ones: int, seed: int = 0) -> np.ndarray:
 
 
 def test_a_constant_paired_difference_has_a_zero_width_interval():
-    base = np.stack([_bernoulli(300, 150, s) for s in range(3)])   # varies a lot from example to example
-    up = base + 5.0                                                # every example of every seed +5 points
+    base = np.stack([_bernoulli(300, 150, s) for s in range(3)])  # varies a lot from example to example
+    up = base + 5.0  # every example of every seed +5 points
     out = crossed_bootstrap({"en": up, "de": up}, {"en": base, "de": base}, resamples=500)
     assert out["average"]["mean"] == pytest.approx(5.0)
     assert out["average"]["ci"] == pytest.approx([5.0, 5.0]) and out["average"]["shown"]
@@ -63,22 +63,30 @@ def test_seed_only_intervals_and_a_single_seed_gives_no_interval():
     assert verdict(single, ">") == "no interval"
 
 
-@pytest.mark.parametrize("ci, direction, expected", [
-    ([0.5, 3.0], ">", "held"), ([0.5, 3.0], "<", "contradicted"), ([-3.0, -0.5], "<", "held"),
-    ([-3.0, 0.5], ">", "inconclusive"), ([-3.0, 0.5], "<", "inconclusive"),
-])
+@pytest.mark.parametrize(
+    "ci, direction, expected",
+    [
+        ([0.5, 3.0], ">", "held"),
+        ([0.5, 3.0], "<", "contradicted"),
+        ([-3.0, -0.5], "<", "held"),
+        ([-3.0, 0.5], ">", "inconclusive"),
+        ([-3.0, 0.5], "<", "inconclusive"),
+    ],
+)
 def test_verdicts(ci, direction, expected):
     assert verdict({"mean": sum(ci) / 2, "ci": ci, "interval": True}, direction) == expected
     assert verdict(None, direction) == "not run"
 
 
 def test_confusion_and_collapse():
-    parts = {"gold": np.array([0, 0, 1, 1, 2, 2, 2, 2, 2, 2], dtype=np.uint8),
-             "predicted": np.array([1, 1, 1, 1, 1, 1, 1, 1, 2, 2], dtype=np.uint8)}
+    parts = {
+        "gold": np.array([0, 0, 1, 1, 2, 2, 2, 2, 2, 2], dtype=np.uint8),
+        "predicted": np.array([1, 1, 1, 1, 1, 1, 1, 1, 2, 2], dtype=np.uint8),
+    }
     matrix = confusion(parts, 3)
     assert matrix == [[0, 2, 0], [0, 2, 0], [0, 4, 2]]
     ninety = {"gold": parts["gold"], "predicted": np.array([1] * 9 + [2], dtype=np.uint8)}
     assert collapse(confusion(ninety, 3)) == (1, pytest.approx(0.9))
-    assert collapse(confusion(parts, 3)) is None          # 80% of predictions in one class: not (yet) a collapse
+    assert collapse(confusion(parts, 3)) is None  # 80% of predictions in one class: not (yet) a collapse
     skewed = {"gold": np.array([1] * 10, dtype=np.uint8), "predicted": np.array([1] * 10, dtype=np.uint8)}
-    assert collapse(confusion(skewed, 3)) is None         # the gold labels are that class: right, not collapsed
+    assert collapse(confusion(skewed, 3)) is None  # the gold labels are that class: right, not collapsed

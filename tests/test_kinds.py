@@ -33,7 +33,7 @@ SPECS = {
 LABELS = ["e", "n", "c"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny tensors run faster on one thread
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors run faster on one thread
 
 
 def _train(backbone, spec: dict, seed: int) -> AdaptedModel:
@@ -44,8 +44,11 @@ def _train(backbone, spec: dict, seed: int) -> AdaptedModel:
     store.activate(model, ["a"], trainable="a")
     model.add_head("a", HeadSpec("classification", len(LABELS)))
     tok = backbone.tokenizer
-    enc = tok(["the happy dog eats the apple", "der hund isst nicht den apfel", "le chat dort", "the cat"],
-              padding=True, return_tensors="pt")
+    enc = tok(
+        ["the happy dog eats the apple", "der hund isst nicht den apfel", "le chat dort", "the cat"],
+        padding=True,
+        return_tensors="pt",
+    )
     labels = torch.tensor([0, 2, 1, 0])
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model.train()
@@ -78,6 +81,7 @@ def trained(tiny, tmp_path_factory):
             second = store.save_adapter(other, "a", root / "second", task="tiny-xnli", labels=LABELS, head="a")
             cache[variant] = (model, first, second)
         return cache[variant]
+
     return get
 
 
@@ -89,7 +93,7 @@ def test_the_matrix_covers_every_kind():
 def test_train_save_reload_gives_identical_outputs(tiny, probe, trained, variant):
     model, directory, _ = trained(variant)
     method = get_method(SPECS[variant]["kind"])
-    assert model.backbone.current_fingerprint() == tiny.fingerprint            # only the adapter and head trained
+    assert model.backbone.current_fingerprint() == tiny.fingerprint  # only the adapter and head trained
     assert {p.name for p in directory.iterdir()} >= {"adapterx.json", "head.safetensors", method.weights_file}
     assert not list(directory.glob("*.bin")) and not list(directory.glob("*.pt"))
     with torch.inference_mode():
@@ -100,9 +104,11 @@ def test_train_save_reload_gives_identical_outputs(tiny, probe, trained, variant
     store.activate(reloaded, ["a"])
     with torch.inference_mode():
         assert torch.equal(reloaded.eval()(**probe).logits, expected)
-        assert not torch.allclose(AdaptedModel(tiny.fresh_copy()).encode(probe["input_ids"], probe["attention_mask"])
-                                  .last_hidden_state, reloaded.encode(probe["input_ids"], probe["attention_mask"])
-                                  .last_hidden_state, atol=1e-4)                  # the adapter is in use
+        assert not torch.allclose(
+            AdaptedModel(tiny.fresh_copy()).encode(probe["input_ids"], probe["attention_mask"]).last_hidden_state,
+            reloaded.encode(probe["input_ids"], probe["attention_mask"]).last_hidden_state,
+            atol=1e-4,
+        )  # the adapter is in use
     metadata = store.read_metadata(directory)
     assert metadata["base_model"]["fingerprint"] == tiny.fingerprint and metadata["labels"] == LABELS
     assert {"torch", "peft", "adapters", "transformers"} <= set(metadata["library_versions"])
@@ -132,12 +138,16 @@ def test_merge_works_or_is_refused_with_the_kinds_reason(tiny, trained, tmp_path
 def test_composition_follows_the_kinds_rules(tiny, probe, trained, variant):
     model, first, second = trained(variant)
     method = get_method(SPECS[variant]["kind"])
-    alone = compose(tiny.fresh_copy(), {"t": first}, "stack")           # one adapter: every kind
+    alone = compose(tiny.fresh_copy(), {"t": first}, "stack")  # one adapter: every kind
     with torch.inference_mode():
         torch.testing.assert_close(alone(probe["input_ids"], probe["attention_mask"]), model(**probe).logits)
     parts = read_parts({"p": first, "q": second})
-    blocks = {"stack": Stack("p", "q"), "sum": Sum("p", "q"), "mixed": Mixed("p", "q"),
-              "weighted": Weighted("p", "q", weights=[0.5, 0.5])}
+    blocks = {
+        "stack": Stack("p", "q"),
+        "sum": Sum("p", "q"),
+        "mixed": Mixed("p", "q"),
+        "weighted": Weighted("p", "q", weights=[0.5, 0.5]),
+    }
     for name, block in blocks.items():
         allowed = name in method.composition_blocks and (method.stackable or name in ("mixed", "weighted"))
         if allowed:
@@ -169,6 +179,6 @@ def test_the_bench_form_of_each_deployment_builds(tiny, variant):
         expected = build_form("base", ctx)(batch)
         for name in sorted(names):
             out = build_form(name, ctx)(batch)
-            assert out.shape == expected.shape, name                      # aligned with the input, as every form
+            assert out.shape == expected.shape, name  # aligned with the input, as every form
             assert not torch.allclose(out, expected), f"{name} left the output unchanged"
     assert all(not p.requires_grad for p in base.parameters())

@@ -30,8 +30,14 @@ def saved(base, tmp_path_factory, saved_adapter):
     root = tmp_path_factory.mktemp("merge-adapters")
     return {
         "inter": make_adapter(base.fresh_copy(), root / "inter", r=4, seed=11, labels=["no", "yes"]),
-        "target": make_adapter(base.fresh_copy(), root / "target", r=8, alpha=16.0, seed=12,
-                               target_modules=["query", "key", "value", "dense"]),
+        "target": make_adapter(
+            base.fresh_copy(),
+            root / "target",
+            r=8,
+            alpha=16.0,
+            seed=12,
+            target_modules=["query", "key", "value", "dense"],
+        ),
         "bare": make_adapter(base.fresh_copy(), root / "bare", r=4, seed=13, head=False),
         "bottleneck": make_adapter(base.fresh_copy(), root / "bottleneck", "bottleneck", seed=14),
     }
@@ -55,8 +61,14 @@ def test_merge_equals_unmerged_and_writes_a_plain_checkpoint(base, saved, merged
     assert report.max_abs_diff <= TOLERANCE and report.compared == "logits"
     assert report.merged == ["inter", "target"]
     assert report.loader == "AutoModelForSequenceClassification"
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md",
-                 "adapterx_merge.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+        "adapterx_merge.json",
+    ):
         assert (out / name).is_file(), name
     assert not list(out.glob("*.bin")) and not (out / "adapter_config.json").exists()
     config = json.loads((out / "config.json").read_text())
@@ -76,12 +88,13 @@ def test_merge_equals_unmerged_and_writes_a_plain_checkpoint(base, saved, merged
     assert not torch.allclose(plain.state_dict()[query], base.base_tensors[query])
 
 
-@pytest.mark.slow   # a fresh process or a whole study: seconds; runs in CI with -m slow
-def test_merged_checkpoint_loads_in_a_fresh_process_with_only_transformers(base, saved, merged, tmp_path,
-                                                                          nli_labels, plain_transformers_logits):
+@pytest.mark.slow  # a fresh process or a whole study: seconds; runs in CI with -m slow
+def test_merged_checkpoint_loads_in_a_fresh_process_with_only_transformers(
+    base, saved, merged, tmp_path, nli_labels, plain_transformers_logits
+):
     out, _ = merged
     data = plain_transformers_logits(out, TEXTS, tmp_path)
-    assert data["installed"] == [] and data["imported"] == []      # peft/adapters/adapterx absent, not imported
+    assert data["installed"] == [] and data["imported"] == []  # peft/adapters/adapterx absent, not imported
     assert data["id2label"] == {str(i): label for i, label in enumerate(nli_labels)}
     got = torch.tensor(data["logits"])
     assert (got - unmerged_logits(base, saved)).abs().max() <= TOLERANCE
@@ -90,8 +103,9 @@ def test_merged_checkpoint_loads_in_a_fresh_process_with_only_transformers(base,
 def test_a_refusal_lists_what_each_part_can_do(base, saved, tmp_path):
     """(Each kind's refusal and its reason: tests/test_kinds.py.) With a mergeable part beside, both are named."""
     with pytest.raises(CompositionError) as info:
-        merge_adapters(base.fresh_copy(), [("inter", saved["bottleneck"]), ("target", saved["target"])],
-                       tmp_path / "out")
+        merge_adapters(
+            base.fresh_copy(), [("inter", saved["bottleneck"]), ("target", saved["target"])], tmp_path / "out"
+        )
     message = str(info.value)
     assert "lora (mergeable" in message and "bottleneck (not mergeable" in message and "kind=lora" in message
     assert str(saved["bottleneck"]) in message and str(saved["target"]) in message
@@ -114,15 +128,18 @@ def test_encoder_only_merge_for_an_adapter_without_head(base, saved, tmp_path):
     assert AutoModel.from_pretrained(tmp_path / "enc").config.architectures == ["XLMRobertaModel"]
 
 
-@pytest.mark.parametrize("spec,loader", [
-    (HeadSpec("tagging", 3), "AutoModelForTokenClassification"),
-    (HeadSpec("classification", 3, {"pooling": "mean"}), "AutoModel"),
-])
+@pytest.mark.parametrize(
+    "spec,loader",
+    [
+        (HeadSpec("tagging", 3), "AutoModelForTokenClassification"),
+        (HeadSpec("classification", 3, {"pooling": "mean"}), "AutoModel"),
+    ],
+)
 def test_other_heads(base, tmp_path, spec, loader, saved_adapter):
     adapter = saved_adapter(base.fresh_copy(), tmp_path / "adapter", r=4, seed=15, head=spec)
     report = merge_adapters(base.fresh_copy(), [("t", adapter)], tmp_path / "out")
     assert report.loader == loader and report.compared == "logits" and report.max_abs_diff <= TOLERANCE
-    if loader == "AutoModel":    # no transformers twin: encoder + head files, and the README says why
+    if loader == "AutoModel":  # no transformers twin: encoder + head files, and the README says why
         assert (tmp_path / "out" / "head.safetensors").is_file() and (tmp_path / "out" / "head.json").is_file()
         assert "pools by 'mean'" in (tmp_path / "out" / "README.md").read_text()
     else:
@@ -131,8 +148,9 @@ def test_other_heads(base, tmp_path, spec, loader, saved_adapter):
 
 
 def test_a_weighted_merge_folds_too(base, saved, tmp_path):
-    composed = compose(base.fresh_copy(), {"bare": saved["bare"], "target": saved["target"]}, "weighted",
-                       weights=[0.3, 0.7])
+    composed = compose(
+        base.fresh_copy(), {"bare": saved["bare"], "target": saved["target"]}, "weighted", weights=[0.3, 0.7]
+    )
     report = merge(composed, tmp_path / "w")
     assert report.max_abs_diff <= TOLERANCE and report.merged == ["weighted_bare_target"]
     mixed = compose(base.fresh_copy(), {"inter": saved["inter"], "target": saved["target"]}, "mixed")

@@ -26,7 +26,7 @@ def test_accuracy():
 
 def test_squad_normalisation_and_scores():
     assert squad_normalize("The  Apple!") == "apple"
-    assert squad_normalize("an «apple»") == "«apple»"       # SQuAD v1.1 strips ASCII punctuation only
+    assert squad_normalize("an «apple»") == "«apple»"  # SQuAD v1.1 strips ASCII punctuation only
     # pred tokens [big, red, apple], gold [red, apple]: P = 2/3, R = 1, F1 = 0.8
     assert squad(["the big red apple"], [["a red apple"]]) == {"f1": pytest.approx(80.0), "exact_match": 0.0}
     # the best over several gold answers counts; a question without overlap scores 0
@@ -65,7 +65,8 @@ def test_ner_entity_level_f1():
 
 def test_pos_accuracy_counts_words():
     assert pos_accuracy([["DET", "NOUN"], ["VERB"]], [["DET", "VERB"], ["VERB"]]) == {
-        "accuracy": pytest.approx(200 / 3)}
+        "accuracy": pytest.approx(200 / 3)
+    }
 
 
 def test_bucc_threshold_chosen_for_best_f1():
@@ -74,14 +75,19 @@ def test_bucc_threshold_chosen_for_best_f1():
     # by falling score: F1 0.4, 0.667, 0.571, 0.75 → keep all four, threshold = the last score
     assert bucc_optimize_threshold(candidates, gold) == pytest.approx(0.6)
     scores = bucc_f1(candidates, gold)
-    assert scores == {"f1": pytest.approx(75.0), "precision": pytest.approx(75.0), "recall": pytest.approx(75.0),
-                      "threshold": pytest.approx(0.6)}
+    assert scores == {
+        "f1": pytest.approx(75.0),
+        "precision": pytest.approx(75.0),
+        "recall": pytest.approx(75.0),
+        "threshold": pytest.approx(0.6),
+    }
     # a dev threshold applied as given: the two pairs above 0.75 are both right → P = 1, R = 1/2
     fixed = bucc_f1(candidates, gold, threshold=0.75)
     assert fixed["precision"] == 100.0 and fixed["recall"] == 50.0 and fixed["f1"] == pytest.approx(200 / 3)
     # the midpoint rule: best cut after the 2nd of three → threshold between 0.8 and 0.7
-    assert bucc_optimize_threshold({("a", "1"): 0.9, ("b", "2"): 0.8, ("c", "3"): 0.7},
-                                   {("a", "1"), ("b", "2")}) == pytest.approx(0.75)
+    assert bucc_optimize_threshold(
+        {("a", "1"): 0.9, ("b", "2"): 0.8, ("c", "3"): 0.7}, {("a", "1"), ("b", "2")}
+    ) == pytest.approx(0.75)
     assert bucc_f1({("a", "1"): 0.5}, {("b", "2")})["f1"] == 0.0
 
 

@@ -49,10 +49,12 @@ def saved(pristine_backbone, tmp_path_factory, saved_adapter):
     root = tmp_path_factory.mktemp("plain")
     pristine_backbone.model.save_pretrained(root / "base", safe_serialization=True)
     return root / "base", {
-        "lora": saved_adapter(pristine_backbone.fresh_copy(), root / "lora", r=4, seed=21,
-                              target_modules=["query", "value", "dense"]),
-        "bottleneck": saved_adapter(pristine_backbone.fresh_copy(), root / "bottleneck", "bottleneck", seed=22,
-                                    reduction_factor=4),
+        "lora": saved_adapter(
+            pristine_backbone.fresh_copy(), root / "lora", r=4, seed=21, target_modules=["query", "value", "dense"]
+        ),
+        "bottleneck": saved_adapter(
+            pristine_backbone.fresh_copy(), root / "bottleneck", "bottleneck", seed=22, reduction_factor=4
+        ),
     }
 
 
@@ -64,15 +66,30 @@ def _adapterx_hidden(backbone, directory, probe) -> torch.Tensor:
         return model.eval().encode(probe["input_ids"], probe["attention_mask"]).last_hidden_state
 
 
-@pytest.mark.slow   # a fresh process or a whole study: seconds; runs in CI with -m slow
+@pytest.mark.slow  # a fresh process or a whole study: seconds; runs in CI with -m slow
 def test_plain_libraries_reload_what_adapterx_saved(pristine_backbone, saved, probe, tmp_path):
     base_dir, adapters = saved
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     batch = json.dumps({k: probe[k].tolist() for k in ("input_ids", "attention_mask")})
-    result = subprocess.run([sys.executable, "-S", "-c", FRESH_PROCESS, sysconfig.get_paths()["purelib"],
-                             str(base_dir), str(adapters["lora"]), str(adapters["bottleneck"]), batch],
-                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            FRESH_PROCESS,
+            sysconfig.get_paths()["purelib"],
+            str(base_dir),
+            str(adapters["lora"]),
+            str(adapters["bottleneck"]),
+            batch,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert data["imported"] == []
@@ -82,5 +99,5 @@ def test_plain_libraries_reload_what_adapterx_saved(pristine_backbone, saved, pr
     for kind, directory in adapters.items():
         want = _adapterx_hidden(pristine_backbone.fresh_copy(), directory, probe)
         got = torch.tensor(data[kind])
-        assert not torch.allclose(want, plain, atol=1e-3), kind          # the adapter changes the output
+        assert not torch.allclose(want, plain, atol=1e-3), kind  # the adapter changes the output
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=kind)

@@ -26,12 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECS = {
     "prompt": {"kind": "prompt", "num_virtual_tokens": 4},
     "prefix": {"kind": "prefix", "num_virtual_tokens": 4},
-    "prefix-projection": {"kind": "prefix", "num_virtual_tokens": 4, "prefix_projection": True,
-                          "projection_hidden_size": 16},
+    "prefix-projection": {
+        "kind": "prefix",
+        "num_virtual_tokens": 4,
+        "prefix_projection": True,
+        "projection_hidden_size": 16,
+    },
 }
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny tensors run faster on one thread
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors run faster on one thread
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +46,12 @@ def tiny():
 @pytest.fixture(scope="module")
 def batch(tiny):
     """Padded, two languages, three NLI-style labels."""
-    pairs = [("the happy dog eats the apple", "the dog eats the apple"),
-             ("der hund isst nicht den apfel heute", "der hund isst den apfel"),
-             ("the cat sleeps", "the dog eats"),
-             ("le chien mange la pomme", "le chien ne mange pas")]
+    pairs = [
+        ("the happy dog eats the apple", "the dog eats the apple"),
+        ("der hund isst nicht den apfel heute", "der hund isst den apfel"),
+        ("the cat sleeps", "the dog eats"),
+        ("le chien mange la pomme", "le chien ne mange pas"),
+    ]
     enc = tiny.tokenizer([p for p, _ in pairs], [h for _, h in pairs], padding=True, return_tensors="pt")
     return dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]), torch.tensor([0, 2, 1, 2])
 
@@ -102,8 +108,11 @@ def test_train_save_reload_evaluate(tiny, batch, tmp_path, variant):
     assert trainable and all("prompt_encoder.a." in n or n.startswith("heads.a.") for n in trainable), trainable
     adapter_params = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and "prompt_encoder" in n)
     n, layers, hidden = 4, tiny.model.config.num_hidden_layers, tiny.hidden_size
-    expected = {"prompt": n * hidden, "prefix": n * 2 * layers * hidden,
-                "prefix-projection": n * hidden + (hidden * 16 + 16) + (16 * 2 * layers * hidden + 2 * layers * hidden)}
+    expected = {
+        "prompt": n * hidden,
+        "prefix": n * 2 * layers * hidden,
+        "prefix-projection": n * hidden + (hidden * 16 + 16) + (16 * 2 * layers * hidden + 2 * layers * hidden),
+    }
     assert adapter_params == expected[variant]
 
     torch.manual_seed(0)
@@ -114,8 +123,12 @@ def test_train_save_reload_evaluate(tiny, batch, tmp_path, variant):
     assert model.backbone.current_fingerprint() == tiny.fingerprint  # the base did not move
 
     directory = store.save_adapter(model, "a", tmp_path / "a", task="tiny-xnli", labels=["e", "n", "c"], head="a")
-    assert {p.name for p in directory.iterdir()} == {"adapter_config.json", "adapter_model.safetensors",
-                                                     "head.safetensors", "adapterx.json"}
+    assert {p.name for p in directory.iterdir()} == {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "head.safetensors",
+        "adapterx.json",
+    }
     with torch.inference_mode():
         expected_logits = model(**inputs).logits
 
@@ -131,8 +144,15 @@ def test_train_save_reload_evaluate(tiny, batch, tmp_path, variant):
     else:
         assert torch.equal(logits, expected_logits)
 
-    scores = evaluate_languages(reloaded, get_task("tiny-xnli"), tiny.tokenizer, split="validation",
-                                languages=["en", "de"], limit=16, progress=False)
+    scores = evaluate_languages(
+        reloaded,
+        get_task("tiny-xnli"),
+        tiny.tokenizer,
+        split="validation",
+        languages=["en", "de"],
+        limit=16,
+        progress=False,
+    )
     assert set(scores) == {"en", "de"} and all(0.0 <= s["accuracy"] <= 100.0 for s in scores.values())  # percent
 
 
@@ -179,8 +199,9 @@ def test_prompt_changes_the_output_and_base_model_is_not_shared(tiny, batch):
 
 
 def test_prompt_text_init_uses_the_texts_token_embeddings(tiny):
-    model = _model(tiny, {"kind": "prompt", "num_virtual_tokens": 5, "init": "text",
-                          "init_text": "the dog eats"}, head=False)
+    model = _model(
+        tiny, {"kind": "prompt", "num_virtual_tokens": 5, "init": "text", "init_text": "the dog eats"}, head=False
+    )
     ids = tiny.tokenizer("the dog eats", add_special_tokens=False)["input_ids"]
     ids = (ids * 5)[:5]
     table = model.encoder.prompt_encoder["a"].embedding.weight
@@ -228,8 +249,12 @@ def test_prefix_attention_matches_reference(tiny, batch, attention):
     model.eval()
     with torch.inference_mode():
         hidden = model.encode(**inputs).last_hidden_state
-        reference = _reference_prefix_encoder(backbone.model, model.encoder.prompt_encoder["a"].embedding.weight,
-                                              inputs["input_ids"], inputs["attention_mask"])
+        reference = _reference_prefix_encoder(
+            backbone.model,
+            model.encoder.prompt_encoder["a"].embedding.weight,
+            inputs["input_ids"],
+            inputs["attention_mask"],
+        )
         # a padded row gives the same hidden states as the row alone, unpadded
         real = int(inputs["attention_mask"][2].sum())
         alone = model.encode(inputs["input_ids"][2:3, :real], inputs["attention_mask"][2:3, :real]).last_hidden_state
@@ -265,8 +290,10 @@ def test_composition_errors_say_why(tiny, tmp_path):
     reference = AdaptedModel(tiny.fresh_copy())
     store.load_adapter(reference, saved, name="source")
     method = get_method("prefix")
-    assert torch.equal(method.adapter_state(prepared.model, transfer.TARGET)["prompt_encoder.embedding.weight"],
-                       method.adapter_state(reference, "source")["prompt_encoder.embedding.weight"])
+    assert torch.equal(
+        method.adapter_state(prepared.model, transfer.TARGET)["prompt_encoder.embedding.weight"],
+        method.adapter_state(reference, "source")["prompt_encoder.embedding.weight"],
+    )
     assert prepared.model.encoder.prompt_encoder[transfer.TARGET].embedding.weight.requires_grad
 
     # a saved projected prefix holds the projection's output only: 'continue' with a projection says so

@@ -29,8 +29,11 @@ def test_quickstart_writes_the_report_and_a_rerun_reuses_everything(tmp_path):
     controls = {f"{task}-shuffled+{s}" for task in ("tiny-nli", "tiny-negation") for s in ("stack", "continue")}
     controls |= {"capacity-matched", "tiny-nli-pooled"}
     labels = {r["label"] for r in rows}
-    assert labels - {label for label in labels if label.startswith("step-matched-")} == {"target-only", *setups,
-                                                                                         *controls}
+    assert labels - {label for label in labels if label.startswith("step-matched-")} == {
+        "target-only",
+        *setups,
+        *controls,
+    }
     assert all(r["average"]["n"] == 3 for r in rows)
     assert len(results["expectations"]) == 7 and all(e["verdict"] != "not run" for e in results["expectations"])
 

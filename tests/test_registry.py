@@ -56,20 +56,24 @@ def test_unknown_names_suggest_the_closest_and_list_all():
     message = str(info.value)
     assert message.startswith("unknown adapter kind 'lorra'; did you mean 'lora'?")
     assert message.endswith("known: bottleneck, lora, prefix, prompt")
-    with pytest.raises(UnknownNameError) as info:   # nothing close: no suggestion, still the list
+    with pytest.raises(UnknownNameError) as info:  # nothing close: no suggestion, still the list
         reg.get("xyz")
     assert "did you mean" not in str(info.value) and "known: bottleneck, lora" in str(info.value)
     assert isinstance(info.value, KeyError) and isinstance(info.value, AdapterxError)
 
 
 def test_lazy_entries_import_on_first_use_only(plugin_dir):
-    _module(plugin_dir, "axplug_lazy", """
+    _module(
+        plugin_dir,
+        "axplug_lazy",
+        """
         IMPORTED = True
         VALUE = {"answer": 42}
-    """)
+    """,
+    )
     reg = Registry("thing", coerce=lambda obj: dict(obj, coerced=True))
     reg.register_lazy("deep", "axplug_lazy:VALUE")
-    assert reg.names() == ["deep"] and "axplug_lazy" not in sys.modules   # listing names imports nothing
+    assert reg.names() == ["deep"] and "axplug_lazy" not in sys.modules  # listing names imports nothing
     assert reg.get("deep") == {"answer": 42, "coerced": True} and "axplug_lazy" in sys.modules
     reg.register_lazy("missing", "axplug_nowhere:X")
     with pytest.raises(AdapterxError, match="thing 'missing'.*cannot import 'axplug_nowhere'"):
@@ -81,16 +85,20 @@ def test_lazy_entries_import_on_first_use_only(plugin_dir):
 
 def test_builtin_modules_load_once_on_first_lookup(plugin_dir):
     reg = Registry("widget", modules=("axplug_builtin",))
-    registry_module._test_registry = reg       # the module registers into it, as built-in modules do
-    _module(plugin_dir, "axplug_builtin", """
+    registry_module._test_registry = reg  # the module registers into it, as built-in modules do
+    _module(
+        plugin_dir,
+        "axplug_builtin",
+        """
         from adapterx.core import registry
         registry._test_registry.register("spring", "a spring")
         registry._test_registry.register("gear", "a gear")
-    """)
+    """,
+    )
     try:
         assert "axplug_builtin" not in sys.modules
         assert reg.names() == ["spring", "gear"] and reg["gear"] == "a gear"
-        assert reg.names() == ["spring", "gear"]    # imported once: a second import would register twice
+        assert reg.names() == ["spring", "gear"]  # imported once: a second import would register twice
     finally:
         del registry_module._test_registry
 
@@ -102,19 +110,28 @@ def _fake_entry_points(monkeypatch, group: str, *specs: tuple[str, str]) -> None
 
 
 def test_entry_points_register_lazily_from_outside_the_package(plugin_dir, monkeypatch):
-    _module(plugin_dir, "axplug_ep", """
+    _module(
+        plugin_dir,
+        "axplug_ep",
+        """
         from adapterx.core import registry
         OBJ = "from an object entry point"
         registry._ep_registry.register("by-module", "registered by importing the module")
-    """)
+    """,
+    )
     reg = Registry("gadget", group="adapterx.test-gadgets")
     reg.register("builtin", "mine")
     registry_module._ep_registry = reg
-    _fake_entry_points(monkeypatch, "adapterx.test-gadgets", ("by-object", "axplug_ep:OBJ"),
-                       ("by-module", "axplug_ep"), ("builtin", "axplug_ep:OBJ"))
+    _fake_entry_points(
+        monkeypatch,
+        "adapterx.test-gadgets",
+        ("by-object", "axplug_ep:OBJ"),
+        ("by-module", "axplug_ep"),
+        ("builtin", "axplug_ep:OBJ"),
+    )
     try:
         assert reg.names() == ["builtin", "by-object", "by-module"] and "axplug_ep" not in sys.modules
-        assert reg["builtin"] == "mine"     # a plugin cannot silently replace a built-in
+        assert reg["builtin"] == "mine"  # a plugin cannot silently replace a built-in
         assert reg["by-object"] == "from an object entry point"
         assert reg["by-module"] == "registered by importing the module"
     finally:
@@ -133,15 +150,19 @@ def test_a_task_from_an_entry_point_reaches_the_task_registry(plugin_dir, monkey
     """The real registries read their groups: a distribution's `adapterx.tasks` entry point is a task by name."""
     from adapterx import tasks
 
-    _module(plugin_dir, "axplug_task", """
+    _module(
+        plugin_dir,
+        "axplug_task",
+        """
         import dataclasses
         from adapterx.tasks import get_task
         TASK = dataclasses.replace(get_task("tiny-nli"), name="plugged-nli")
-    """)
-    tasks.TASKS.names()                                  # the built-ins, loaded before the copy below
+    """,
+    )
+    tasks.TASKS.names()  # the built-ins, loaded before the copy below
     _fake_entry_points(monkeypatch, "adapterx.tasks", ("plugged-nli", "axplug_task:TASK"))
     monkeypatch.setattr(tasks.TASKS, "_entries", dict(tasks.TASKS._entries))
-    monkeypatch.setattr(tasks.TASKS, "_loaded", False)   # read the (fake) entry points again
+    monkeypatch.setattr(tasks.TASKS, "_loaded", False)  # read the (fake) entry points again
     assert tasks.get_task("plugged-nli").head == "classification"
     assert "plugged-nli" in [t.name for t in tasks.all_tasks()]
     with pytest.raises(UnknownNameError, match="did you mean 'plugged-nli'"):
@@ -162,13 +183,17 @@ def test_recipe_plugins_are_imported_before_the_recipe_is_checked(plugin_dir, tm
     from adapterx import tasks
     from adapterx.study.recipe import load_recipe
 
-    tasks.TASKS.names()                                  # the built-ins, loaded before the copy below
+    tasks.TASKS.names()  # the built-ins, loaded before the copy below
     monkeypatch.setattr(tasks.TASKS, "_entries", dict(tasks.TASKS._entries))
-    _module(plugin_dir, "axplug_recipe_task", """
+    _module(
+        plugin_dir,
+        "axplug_recipe_task",
+        """
         import dataclasses
         from adapterx.tasks import get_task, register_task
         register_task(dataclasses.replace(get_task("tiny-xnli"), name="recipe-plugged-xnli"))
-    """)
+    """,
+    )
     path = tmp_path / "r.yaml"
     path.write_text(RECIPE.format(plugin="axplug_recipe_task", task="recipe-plugged-xnli"))
     assert load_recipe(path).target.tasks == ["recipe-plugged-xnli"]

@@ -37,22 +37,47 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 def _train_command(output: Path, seed: int) -> list[str]:
-    return [sys.executable, "-m", "adapterx.cli", "train", "--task", "tiny-xnli", "--adapter", ADAPTER,
-            "--max-steps", "4", "--batch-size", "8", "--train-limit", "32", "--eval-every", "4",
-            "--seed", str(seed), "--output", str(output)]
+    return [
+        sys.executable,
+        "-m",
+        "adapterx.cli",
+        "train",
+        "--task",
+        "tiny-xnli",
+        "--adapter",
+        ADAPTER,
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--train-limit",
+        "32",
+        "--eval-every",
+        "4",
+        "--seed",
+        str(seed),
+        "--output",
+        str(output),
+    ]
 
 
-@pytest.mark.slow   # a fresh process or a whole study: seconds; runs in CI with -m slow
+@pytest.mark.slow  # a fresh process or a whole study: seconds; runs in CI with -m slow
 def test_same_seed_in_two_processes_gives_identical_adapter_files(tmp_path):
     """A fresh Python process and this test process (which has run other tests before: its generators are in any
     state) run the same command; both on one thread, as thread counts may change float summation order."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_OFFLINE": "1"}
-    fresh = subprocess.Popen(_train_command(tmp_path / "fresh", seed=7), cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    fresh = subprocess.Popen(
+        _train_command(tmp_path / "fresh", seed=7),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        torch.rand(100)    # whatever this process drew before must not matter
+        torch.rand(100)  # whatever this process drew before must not matter
         assert main(_train_command(tmp_path / "here", seed=7)[3:]) == 0
     finally:
         torch.set_num_threads(threads)
@@ -70,18 +95,19 @@ def test_seed_pins_init_order_and_dropout_whatever_ran_before_in_the_process(pri
 
     def run(name: str, seed: int) -> dict[str, torch.Tensor]:
         config = TrainConfig(max_steps=4, batch_size=8, learning_rate=3e-3, seed=seed)
-        trained = train_task(pristine_backbone, task, spec, config, tmp_path / name, train_limit=32, eval_limit=8,
-                             progress=False)
+        trained = train_task(
+            pristine_backbone, task, spec, config, tmp_path / name, train_limit=32, eval_limit=8, progress=False
+        )
         return _tensors(trained.directory)
 
     first = run("a", seed=5)
-    torch.rand(1000)   # what ran before must not matter
+    torch.rand(1000)  # what ran before must not matter
     again = run("b", seed=5)
     other = run("c", seed=6)
     assert _same(first, again)
     assert not _same(first, other)
     head_key = next(k for k in first if k.startswith("head.safetensors:"))
-    assert not torch.equal(first[head_key], other[head_key])   # the head's initialisation follows the seed too
+    assert not torch.equal(first[head_key], other[head_key])  # the head's initialisation follows the seed too
 
 
 def test_derived_seeds_are_stable_and_distinct():

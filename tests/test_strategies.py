@@ -10,9 +10,9 @@ from safetensors.torch import load_file, save_file
 from adapterx import store
 from adapterx.core.backbone import load_backbone
 from adapterx.core.errors import AdapterxError, BackboneMismatchError, CompositionError
+from adapterx.core.model import AdaptedModel
 from adapterx.deploy.plain import merge_into_base
 from adapterx.deploy.setup import load_for_inference
-from adapterx.core.model import AdaptedModel
 from adapterx.methods import get_method, parse_spec
 from adapterx.tasks import get_task
 from adapterx.training import strategies as transfer
@@ -25,17 +25,20 @@ FAST = TrainConfig(max_steps=3, batch_size=16, learning_rate=5e-3)
 
 
 def _train(backbone, task, spec, out, **kw):
-    return train_task(backbone, get_task(task), parse_spec(spec), FAST, out, train_limit=32, eval_limit=16,
-                      progress=False, **kw)
+    return train_task(
+        backbone, get_task(task), parse_spec(spec), FAST, out, train_limit=32, eval_limit=16, progress=False, **kw
+    )
 
 
 @pytest.fixture(scope="module")
 def intermediates(pristine_backbone, tmp_path_factory):
     """A LoRA intermediate (tiny-nli) and two bottleneck intermediates (tiny-nli, tiny-sst), trained 3 steps each."""
     root = tmp_path_factory.mktemp("intermediates")
-    return {"lora": _train(pristine_backbone, "tiny-nli", LORA, root / "lora-nli").directory,
-            "nli": _train(pristine_backbone, "tiny-nli", BOTTLENECK, root / "bn-nli").directory,
-            "sst": _train(pristine_backbone, "tiny-sst", BOTTLENECK, root / "bn-sst").directory}
+    return {
+        "lora": _train(pristine_backbone, "tiny-nli", LORA, root / "lora-nli").directory,
+        "nli": _train(pristine_backbone, "tiny-nli", BOTTLENECK, root / "bn-nli").directory,
+        "sst": _train(pristine_backbone, "tiny-sst", BOTTLENECK, root / "bn-sst").directory,
+    }
 
 
 @pytest.fixture
@@ -47,6 +50,7 @@ def spy(monkeypatch):
     def prepare(*args, **kwargs):
         seen["prepared"] = real(*args, **kwargs)
         return seen["prepared"]
+
     monkeypatch.setattr(transfer, "prepare", prepare)
     return seen
 
@@ -58,11 +62,18 @@ def _logits(model, probe):
 
 
 @pytest.mark.parametrize("target", ["lora", "bottleneck"])
-def test_merge_then_train_trains_on_a_merged_base_and_reloads(pristine_backbone, intermediates, tmp_path, probe, spy,
-                                                              target):
+def test_merge_then_train_trains_on_a_merged_base_and_reloads(
+    pristine_backbone, intermediates, tmp_path, probe, spy, target
+):
     spec = LORA if target == "lora" else BOTTLENECK
-    trained = _train(pristine_backbone, "tiny-xnli", spec, tmp_path / "t", strategy="merge-then-train",
-                     intermediate=intermediates["lora"])
+    trained = _train(
+        pristine_backbone,
+        "tiny-xnli",
+        spec,
+        tmp_path / "t",
+        strategy="merge-then-train",
+        intermediate=intermediates["lora"],
+    )
     model = spy["prepared"].model
     metadata = store.read_metadata(trained.directory)
     inter_digest = store.read_metadata(intermediates["lora"])["weights_digest"]
@@ -77,7 +88,7 @@ def test_merge_then_train_trains_on_a_merged_base_and_reloads(pristine_backbone,
     reloaded = load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
     assert reloaded.backbone.fingerprint == base["fingerprint"] and reloaded.active_adapters == ["target"]
     assert torch.equal(_logits(model, probe), _logits(reloaded, probe))
-    if target == "lora":   # the target merges too: no adapter module left at inference
+    if target == "lora":  # the target merges too: no adapter module left at inference
         plain = merge_into_base(reloaded, ["target"])
         with torch.inference_mode():
             hidden = plain(input_ids=probe["input_ids"], attention_mask=probe["attention_mask"]).last_hidden_state
@@ -86,8 +97,14 @@ def test_merge_then_train_trains_on_a_merged_base_and_reloads(pristine_backbone,
 
 
 def test_merge_then_train_checks_the_rebuilt_base(pristine_backbone, intermediates, tmp_path):
-    trained = _train(pristine_backbone, "tiny-xnli", LORA, tmp_path / "t", strategy="merge-then-train",
-                     intermediates=[intermediates["lora"]])
+    trained = _train(
+        pristine_backbone,
+        "tiny-xnli",
+        LORA,
+        tmp_path / "t",
+        strategy="merge-then-train",
+        intermediates=[intermediates["lora"]],
+    )
     path = trained.directory / store.METADATA_FILE
     original = json.loads(path.read_text())
 
@@ -98,25 +115,34 @@ def test_merge_then_train_checks_the_rebuilt_base(pristine_backbone, intermediat
         load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
 
     tampered = json.loads(json.dumps(original))
-    tampered["requires"][0]["weights_digest"] = "sha256:" + "1" * 32   # as if the intermediate had been retrained
+    tampered["requires"][0]["weights_digest"] = "sha256:" + "1" * 32  # as if the intermediate had been retrained
     path.write_text(json.dumps(tampered))
     with pytest.raises(CompositionError, match="merged in"):
         load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
 
     path.write_text(json.dumps(original))
-    with pytest.raises(BackboneMismatchError):   # another original backbone: the intermediate does not fit it
+    with pytest.raises(BackboneMismatchError):  # another original backbone: the intermediate does not fit it
         load_for_inference(load_backbone("builtin:tiny-xlmr@1"), trained.directory)
-    load_for_inference(pristine_backbone.fresh_copy(), trained.directory)   # untampered: loads
+    load_for_inference(pristine_backbone.fresh_copy(), trained.directory)  # untampered: loads
 
 
 def test_fuse_trains_fusion_and_target_and_reloads(pristine_backbone, intermediates, tmp_path, probe, spy):
-    trained = _train(pristine_backbone, "tiny-xnli", BOTTLENECK, tmp_path / "t", strategy="fuse",
-                     intermediates=[intermediates["nli"], intermediates["sst"]])
+    trained = _train(
+        pristine_backbone,
+        "tiny-xnli",
+        BOTTLENECK,
+        tmp_path / "t",
+        strategy="fuse",
+        intermediates=[intermediates["nli"], intermediates["sst"]],
+    )
     model = spy["prepared"].model
     metadata = store.read_metadata(trained.directory)
     roles = [(p["name"], p["role"]) for p in metadata["requires"]]
-    assert roles == [("intermediate_1", "fused"), ("intermediate_2", "fused"),
-                     ("intermediate_1,intermediate_2", "fusion")]
+    assert roles == [
+        ("intermediate_1", "fused"),
+        ("intermediate_2", "fused"),
+        ("intermediate_1,intermediate_2", "fusion"),
+    ]
     fusion = metadata["requires"][-1]
     assert fusion["path"] == "fusion" and fusion["fuses"] == ["intermediate_1", "intermediate_2"]
     assert (trained.directory / "fusion" / "model_adapter_fusion.safetensors").is_file()
@@ -128,7 +154,7 @@ def test_fuse_trains_fusion_and_target_and_reloads(pristine_backbone, intermedia
     fusion_keys = [k for k in state if k.startswith("extra.") and ".adapter_fusion_layer." in k]
     assert fusion_keys and all(k.startswith(("adapter.", "head.", "extra.")) for k in state)
     value = next(v for k, v in state.items() if k.endswith("value.weight") and k in fusion_keys)
-    assert not torch.equal(value, torch.eye(value.shape[0]))   # initialised to identity, then trained
+    assert not torch.equal(value, torch.eye(value.shape[0]))  # initialised to identity, then trained
     for name, path in (("intermediate_1", intermediates["nli"]), ("intermediate_2", intermediates["sst"])):
         reference = AdaptedModel(pristine_backbone.fresh_copy())
         store.load_adapter(reference, path, name=name, with_head=False)
@@ -148,8 +174,10 @@ def test_fuse_trains_fusion_and_target_and_reloads(pristine_backbone, intermedia
     reloaded = load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
     assert reloaded.active_adapters == ["intermediate_1", "intermediate_2", "target"]
     assert torch.equal(_logits(model, probe), _logits(reloaded, probe))
-    with torch.no_grad():   # the fusion layer is in use
-        value = next(p for n, p in reloaded.encoder.named_parameters() if ".adapter_fusion_layer." in n and "value" in n)
+    with torch.no_grad():  # the fusion layer is in use
+        value = next(
+            p for n, p in reloaded.encoder.named_parameters() if ".adapter_fusion_layer." in n and "value" in n
+        )
         value.mul_(2)
     assert not torch.allclose(_logits(model, probe), _logits(reloaded, probe), atol=1e-4)
     assert transfer.modules_at_inference("fuse", 2) == 4
@@ -184,13 +212,25 @@ def test_strategy_errors(pristine_backbone, intermediates):
     with pytest.raises(AdapterxError, match="'none' takes no intermediate adapter"):
         prepare("none", lora_spec, lora)
     with pytest.raises(AdapterxError, match="not both"):
-        train_task(pristine_backbone, get_task("tiny-xnli"), lora_spec, FAST, "unused", strategy="stack",
-                   intermediate=lora, intermediates=[lora])
+        train_task(
+            pristine_backbone,
+            get_task("tiny-xnli"),
+            lora_spec,
+            FAST,
+            "unused",
+            strategy="stack",
+            intermediate=lora,
+            intermediates=[lora],
+        )
 
 
 def test_modules_at_inference():
-    assert {s: transfer.modules_at_inference(s, 1) for s in ("none", "stack", "continue", "merge-then-train")} == \
-        {"none": 1, "stack": 2, "continue": 1, "merge-then-train": 1}
+    assert {s: transfer.modules_at_inference(s, 1) for s in ("none", "stack", "continue", "merge-then-train")} == {
+        "none": 1,
+        "stack": 2,
+        "continue": 1,
+        "merge-then-train": 1,
+    }
     assert transfer.modules_at_inference("fuse", 3) == 5
     assert transfer.STRATEGIES.names() == ["none", "stack", "continue", "merge-then-train", "fuse"]
     assert all(entry.inference for entry in transfer.STRATEGIES.values())

@@ -57,13 +57,19 @@ def test_every_control_is_a_row_and_each_setup_is_compared_with_its_controls(stu
     target = results["targets"]["tiny-xnli"]
     rows = {(r["label"], r["form"]): r for r in target["rows"]}
     assert {label for label, _ in rows} == {
-        "target-only", "tiny-nli+stack", "tiny-nli+continue", "tiny-nli-shuffled+stack", "tiny-nli-shuffled+continue",
-        "step-matched-6", "capacity-matched",
-        "tiny-nli-pooled"}                       # step-matched: 3 intermediate + 3 target steps
-    assert ("capacity-matched", "merged") not in rows     # controls are evaluated unmerged only, on test only
+        "target-only",
+        "tiny-nli+stack",
+        "tiny-nli+continue",
+        "tiny-nli-shuffled+stack",
+        "tiny-nli-shuffled+continue",
+        "step-matched-6",
+        "capacity-matched",
+        "tiny-nli-pooled",
+    }  # step-matched: 3 intermediate + 3 target steps
+    assert ("capacity-matched", "merged") not in rows  # controls are evaluated unmerged only, on test only
     dev = {r["label"] for r in results["dev_targets"]["tiny-xnli"]["rows"]}
     assert dev == {"target-only", "tiny-nli+stack", "tiny-nli+continue"}
-    assert set(results["xtreme"]["setups"]) == {"baseline", "tiny-nli+stack", "tiny-nli+continue"}   # no control
+    assert set(results["xtreme"]["setups"]) == {"baseline", "tiny-nli+stack", "tiny-nli+continue"}  # no control
     stack = rows[("tiny-nli+stack", "unmerged")]
     assert set(stack["comparisons"]) == {"shuffled", "step-matched", "capacity-matched", "pooled"}
     assert stack["comparisons"]["shuffled"]["vs"] == "tiny-nli-shuffled+stack"
@@ -102,10 +108,11 @@ def test_predictions_are_kept_with_confusion_matrices(study):
     kept = load_file(str(out / "evaluate/test/tiny-xnli/target-only/seed-0/unmerged/predictions.safetensors"))
     assert set(kept) == {"en.predicted", "en.gold", "de.predicted", "de.gold"}
     assert kept["en.predicted"].dtype == np.uint8 and len(kept["de.gold"]) == 20
-    base = [r for r in results["targets"]["tiny-xnli"]["rows"] if r["label"] == "target-only"
-            and r["form"] == "unmerged"][0]
+    base = [
+        r for r in results["targets"]["tiny-xnli"]["rows"] if r["label"] == "target-only" and r["form"] == "unmerged"
+    ][0]
     matrix = np.array(base["confusion"]["en"])
-    assert matrix.shape == (3, 3) and matrix.sum() == 40             # 20 examples x 2 seeds
+    assert matrix.shape == (3, 3) and matrix.sum() == 40  # 20 examples x 2 seeds
     accuracy = 100 * np.trace(matrix) / matrix.sum()
     assert accuracy == pytest.approx(base["per_language"]["en"]["mean"])
 
@@ -117,31 +124,47 @@ def test_expectations_are_checked_and_the_report_reads_them(study):
     assert found[("tiny-nli+stack", "capacity-matched")]["language"] == "de"
     for e in found.values():
         lo, hi = e["difference"]["ci"]
-        expected = ("held" if (lo > 0 if e["direction"] == ">" else hi < 0) else
-                    "contradicted" if (hi < 0 or lo > 0) else "inconclusive")
+        expected = (
+            "held"
+            if (lo > 0 if e["direction"] == ">" else hi < 0)
+            else "contradicted"
+            if (hi < 0 or lo > 0)
+            else "inconclusive"
+        )
         assert e["verdict"] == expected
     report = (out / "report.md").read_text()
     assert "Expectations written in the recipe before the run" in report and "vs shuffled labels" in report
     assert "2 seed(s) × 20 test examples per language" in report and "Per-class recall" in report
-    readme = readme_summary(results, "adapterx run r.yaml")      # what `--readme` writes into README.md
+    readme = readme_summary(results, "adapterx run r.yaml")  # what `--readme` writes into README.md
     assert "vs shuffled labels" in readme and "Expectations written in the recipe" in readme and "Reading:" in readme
-    assert "English dev accuracy" in readme                     # how well the intermediate task was learned
+    assert "English dev accuracy" in readme  # how well the intermediate task was learned
 
 
-@pytest.mark.parametrize("change, message", [
-    (("max_steps: 3, batch_size: 16}\ncontrols", "max_steps: 3, batch_size: 16, seed: 4}\ncontrols"),
-     r"target.train.seed: seeds are set by the recipe's `seeds`"),
-    (("shuffled_labels: [tiny-nli]", "shuffled_labels: [tiny-negation]"),
-     r"controls.shuffled_labels: 'tiny-negation' is not one of intermediate.tasks"),
-    (("strategies: [stack, continue]", "strategies: [continue]"),
-     r"controls.capacity_matched matches strategy 'stack'"),
-    (("vs: shuffled", "vs: tiny-nli+fuse"), r"expect\[0\].vs: 'tiny-nli\+fuse' is neither a row"),
-    (("setup: tiny-nli+stack, vs: tiny-nli+continue", "setup: tiny-nli-pooled, vs: shuffled"),
-     r"expect\[2\].vs: 'shuffled' for 'tiny-nli-pooled': .* not a setup built on an intermediate adapter"),
-    (('direction: "<", language: de', 'direction: "=", language: de'), r"expect\[1\].direction: must be one of"),
-    (("tasks: [tiny-nli]\n", "tasks: [tiny-sst]\n"), r"controls.shuffled_labels: 'tiny-nli' is not one of"),
-    (("seeds: [0, 1]", "seeds: [0, 1]\nthreads: -1"), r"threads: 0 \(torch's default\) or a positive number"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            ("max_steps: 3, batch_size: 16}\ncontrols", "max_steps: 3, batch_size: 16, seed: 4}\ncontrols"),
+            r"target.train.seed: seeds are set by the recipe's `seeds`",
+        ),
+        (
+            ("shuffled_labels: [tiny-nli]", "shuffled_labels: [tiny-negation]"),
+            r"controls.shuffled_labels: 'tiny-negation' is not one of intermediate.tasks",
+        ),
+        (
+            ("strategies: [stack, continue]", "strategies: [continue]"),
+            r"controls.capacity_matched matches strategy 'stack'",
+        ),
+        (("vs: shuffled", "vs: tiny-nli+fuse"), r"expect\[0\].vs: 'tiny-nli\+fuse' is neither a row"),
+        (
+            ("setup: tiny-nli+stack, vs: tiny-nli+continue", "setup: tiny-nli-pooled, vs: shuffled"),
+            r"expect\[2\].vs: 'shuffled' for 'tiny-nli-pooled': .* not a setup built on an intermediate adapter",
+        ),
+        (('direction: "<", language: de', 'direction: "=", language: de'), r"expect\[1\].direction: must be one of"),
+        (("tasks: [tiny-nli]\n", "tasks: [tiny-sst]\n"), r"controls.shuffled_labels: 'tiny-nli' is not one of"),
+        (("seeds: [0, 1]", "seeds: [0, 1]\nthreads: -1"), r"threads: 0 \(torch's default\) or a positive number"),
+    ],
+)
 def test_recipe_errors_name_the_field(tmp_path, change, message):
     text = RECIPE.format(out=tmp_path / "o")
     assert change[0] in text, change[0]
@@ -153,7 +176,7 @@ def test_recipe_errors_name_the_field(tmp_path, change, message):
 
 def test_a_kind_that_cannot_stack_leaves_the_capacity_control_out_not_the_recipe(tmp_path):
     text = RECIPE.format(out=tmp_path / "o").replace("{kind: lora, r: 4}", "{kind: prompt, num_virtual_tokens: 4}")
-    recipe = load_recipe(_write(tmp_path, text))        # expectations about 'stack' rows do not make it invalid
+    recipe = load_recipe(_write(tmp_path, text))  # expectations about 'stack' rows do not make it invalid
     assert recipe.strategies() == ["continue"]
     assert "'stack' is left out" in recipe.skipped_controls()["capacity_matched"]
 

@@ -28,12 +28,26 @@ from adapterx.tasks.processing import (
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # (split, language) evaluated for each task: a non-English language where the task has one
-EVALUATED = {"anli": ("validation", "en"), "ccg": ("validation", "en"), "commonsenseqa": ("validation", "en"),
-             "cosmosqa": ("validation", "en"), "hellaswag": ("validation", "en"), "mnli": ("validation", "en"),
-             "qqp": ("validation", "en"), "squad": ("validation", "en"), "sst2": ("validation", "en"),
-             "xnli": ("test", "de"), "pawsx": ("test", "de"), "udpos": ("test", "de"), "panx": ("test", "de"),
-             "xquad": ("test", "de"), "mlqa": ("test", "de"), "tydiqa": ("test", "fi"),
-             "bucc2018": ("test", "de"), "tatoeba": ("test", "de")}
+EVALUATED = {
+    "anli": ("validation", "en"),
+    "ccg": ("validation", "en"),
+    "commonsenseqa": ("validation", "en"),
+    "cosmosqa": ("validation", "en"),
+    "hellaswag": ("validation", "en"),
+    "mnli": ("validation", "en"),
+    "qqp": ("validation", "en"),
+    "squad": ("validation", "en"),
+    "sst2": ("validation", "en"),
+    "xnli": ("test", "de"),
+    "pawsx": ("test", "de"),
+    "udpos": ("test", "de"),
+    "panx": ("test", "de"),
+    "xquad": ("test", "de"),
+    "mlqa": ("test", "de"),
+    "tydiqa": ("test", "fi"),
+    "bucc2018": ("test", "de"),
+    "tatoeba": ("test", "de"),
+}
 
 
 @pytest.fixture(params=["builtin:tiny-xlmr", pytest.param("builtin:multilingual-e5-small", marks=pytest.mark.slow)])
@@ -56,7 +70,7 @@ def test_full_path_on_fixtures(name, any_backbone):
         rows = load_split(task, "train", data_dir=FIXTURES)
         encoded = processor.encode(task, rows, tokenizer)
         batch = next(iter(DataLoader(encoded, batch_size=8, collate_fn=processor.collator(tokenizer))))
-        assert set(batch) == {"input_ids", "attention_mask", "labels"}     # what the training loop passes on
+        assert set(batch) == {"input_ids", "attention_mask", "labels"}  # what the training loop passes on
         model.train()
         loss = model(**batch).loss
         loss.backward()
@@ -66,11 +80,21 @@ def test_full_path_on_fixtures(name, any_backbone):
     mode = model.training
     scores = evaluate_language(model, task, tokenizer, split, language, data_dir=FIXTURES, batch_size=4)
     primary = next(iter(scores))
-    assert primary in {"accuracy": ("accuracy",), "pos_accuracy": ("accuracy",), "ner_f1": ("f1",), "pos_f1": ("f1",),
-                       "squad": ("f1",), "mlqa": ("f1",), "bucc_f1": ("f1",),
-                       "tatoeba_accuracy": ("accuracy",)}[task.metric]
+    assert (
+        primary
+        in {
+            "accuracy": ("accuracy",),
+            "pos_accuracy": ("accuracy",),
+            "ner_f1": ("f1",),
+            "pos_f1": ("f1",),
+            "squad": ("f1",),
+            "mlqa": ("f1",),
+            "bucc_f1": ("f1",),
+            "tatoeba_accuracy": ("accuracy",),
+        }[task.metric]
+    )
     assert all(0.0 <= v <= 100.0 for k, v in scores.items() if k != "threshold")
-    assert model.training == mode       # evaluation restores the mode it found
+    assert model.training == mode  # evaluation restores the mode it found
 
 
 def _oracle(encoded, processor, tokenizer, make):
@@ -85,8 +109,9 @@ def _one_hot(labels, n):
     return torch.nn.functional.one_hot(labels.clamp(min=0), n).float() * 10
 
 
-@pytest.mark.parametrize("name, split, language", [("panx", "test", "de"), ("udpos", "train", "en"),
-                                                   ("ccg", "train", "en")])
+@pytest.mark.parametrize(
+    "name, split, language", [("panx", "test", "de"), ("udpos", "train", "en"), ("ccg", "train", "en")]
+)
 def test_tagging_labels_sit_on_first_subwords(name, split, language, pristine_backbone):
     tokenizer, task = pristine_backbone.tokenizer, get_task(name)
     processor = processor_for(task)
@@ -116,15 +141,15 @@ def test_span_qa_windows_labels_and_postprocessing(pristine_backbone):
     processor = processor_for(task)
     rows = load_split(task, "validation", "en", FIXTURES)
     encoded = processor.encode(task, rows, tokenizer)
-    assert len(encoded) > len(rows)                                    # the long context is cut into windows
+    assert len(encoded) > len(rows)  # the long context is cut into windows
     windows = [e for e in encoded if e["example_index"] == 2]
     assert len(windows) >= 2 and max(len(w["input_ids"]) for w in windows) <= tokenizer.model_max_length
     assert sum(w["labels"] != [0, 0] for w in windows) >= 1
-    for enc in encoded:                                               # labels point at the answer's tokens
+    for enc in encoded:  # labels point at the answer's tokens
         start, end = enc["labels"]
         if (start, end) != (0, 0):
             context, answer = rows[enc["example_index"]]["context"], rows[enc["example_index"]]["answers"]["text"][0]
-            assert context[enc["offset_mapping"][start][0]:enc["offset_mapping"][end][1]].strip() == answer
+            assert context[enc["offset_mapping"][start][0] : enc["offset_mapping"][end][1]].strip() == answer
 
     def make(batch):
         logits = torch.full((*batch["input_ids"].shape, 2), -10.0)
@@ -172,8 +197,9 @@ def test_bucc_test_threshold_comes_from_dev(pristine_backbone):
     dev = evaluate_on_split(pristine_backbone.model, task, load_split(task, "validation", "de", FIXTURES), tokenizer)
     test = evaluate_language(pristine_backbone.model, task, tokenizer, "test", "de", data_dir=FIXTURES)
     assert test["threshold"] == pytest.approx(dev["threshold"])
-    own = evaluate_on_split(pristine_backbone.model, task, load_split(task, "test", "de", FIXTURES), tokenizer,
-                            dev_rows=None)
+    own = evaluate_on_split(
+        pristine_backbone.model, task, load_split(task, "test", "de", FIXTURES), tokenizer, dev_rows=None
+    )
     assert set(own) == set(test)
 
 
@@ -187,10 +213,8 @@ def test_mining_matches_a_direct_transcription_of_laser_max_retrieval():
     x_mean = sims.topk(k, dim=1).values.mean(1)
     y_mean = sims.T.topk(k, dim=1).values.mean(1)
     x2y_ind, y2x_ind = sims.topk(k, dim=1).indices, sims.T.topk(k, dim=1).indices
-    fwd = [max(((sims[i, j] / ((x_mean[i] + y_mean[j]) / 2)).item(), int(j)) for j in x2y_ind[i])
-           for i in range(7)]
-    bwd = [max(((sims[i, j] / ((x_mean[i] + y_mean[j]) / 2)).item(), int(i)) for i in y2x_ind[j])
-           for j in range(6)]
+    fwd = [max(((sims[i, j] / ((x_mean[i] + y_mean[j]) / 2)).item(), int(j)) for j in x2y_ind[i]) for i in range(7)]
+    bwd = [max(((sims[i, j] / ((x_mean[i] + y_mean[j]) / 2)).item(), int(i)) for i in y2x_ind[j]) for j in range(6)]
     items = [(s, i, j) for i, (s, j) in enumerate(fwd)] + [(s, i, j) for j, (s, i) in enumerate(bwd)]
     expected, seen_x, seen_y = {}, set(), set()
     for s, i, j in sorted(items, key=lambda t: -t[0]):

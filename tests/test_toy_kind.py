@@ -77,7 +77,9 @@ class AffineMethod(Method):
         self._table(model)[name] = _Affine(model.backbone.hidden_size, spec.scale_init).to(w.device, w.dtype)
 
     def save(self, model, name, directory: Path):
-        save_file({"weight": self._table(model)[name].weight.detach().contiguous().cpu()}, str(directory / WEIGHTS_FILE))
+        save_file(
+            {"weight": self._table(model)[name].weight.detach().contiguous().cpu()}, str(directory / WEIGHTS_FILE)
+        )
 
     def load(self, model, name, directory: Path):
         self.add(model, name, AffineSpec())
@@ -125,8 +127,16 @@ def toy_kind():
 def trained(toy_kind, pristine_backbone, tmp_path_factory):
     spec = parse_spec({"kind": KIND, "scale_init": 1.0})
     assert isinstance(spec, AffineSpec)
-    return train_task(pristine_backbone, get_task("tiny-nli"), spec, TrainConfig(max_steps=4, batch_size=16),
-                      tmp_path_factory.mktemp("toy"), train_limit=32, eval_limit=16, progress=False)
+    return train_task(
+        pristine_backbone,
+        get_task("tiny-nli"),
+        spec,
+        TrainConfig(max_steps=4, batch_size=16),
+        tmp_path_factory.mktemp("toy"),
+        train_limit=32,
+        eval_limit=16,
+        progress=False,
+    )
 
 
 def test_train_save_load_evaluate(toy_kind, trained, pristine_backbone):
@@ -135,10 +145,17 @@ def test_train_save_load_evaluate(toy_kind, trained, pristine_backbone):
     model = load_for_inference(pristine_backbone.fresh_copy(), trained.directory)
     weight = toy_kind.adapter_state(model, "target")["weight"]
     assert weight.shape == (2, pristine_backbone.hidden_size)
-    assert not torch.equal(weight[0], torch.ones_like(weight[0]))            # training moved the scale
+    assert not torch.equal(weight[0], torch.ones_like(weight[0]))  # training moved the scale
     task = get_task("tiny-nli")
-    scores = evaluate_languages(model, task, pristine_backbone.tokenizer, split="validation",
-                                languages=[task.train_language], limit=16, progress=False)
+    scores = evaluate_languages(
+        model,
+        task,
+        pristine_backbone.tokenizer,
+        split="validation",
+        languages=[task.train_language],
+        limit=16,
+        progress=False,
+    )
     # the reloaded adapter scores exactly what the trained one scored on the same rows before it was saved
     assert scores[task.train_language] == metadata["metrics"]["validation"]
 
@@ -156,9 +173,20 @@ def test_compose_and_merge_follow_the_kinds_word(toy_kind, trained, pristine_bac
 
 
 def test_bench(toy_kind, tmp_path):
-    doc = run_bench(BenchConfig(shape="builtin:tiny-xlmr", forms=("base", KIND, f"{KIND}-stack-2"),
-                                batch_sizes=(2,), seq_lens=(8,), threads=(1,), iterations=3, warmup=0,
-                                progress=False, output=str(tmp_path)), log=lambda message: None)
+    doc = run_bench(
+        BenchConfig(
+            shape="builtin:tiny-xlmr",
+            forms=("base", KIND, f"{KIND}-stack-2"),
+            batch_sizes=(2,),
+            seq_lens=(8,),
+            threads=(1,),
+            iterations=3,
+            warmup=0,
+            progress=False,
+            output=str(tmp_path),
+        ),
+        log=lambda message: None,
+    )
     hidden = doc["backbone"]["hidden_size"]
     assert doc["forms"][KIND]["params_added"] == 2 * hidden
     assert doc["forms"][f"{KIND}-stack-2"]["params_added"] == 4 * hidden

@@ -59,12 +59,12 @@ def test_bucc_refuses_the_gold_only_hub_copy():
 
 def test_bucc_reads_the_original_files_with_their_distractors():
     task = get_task("bucc2018")
-    rows = load_split(task, "test", "de", FIXTURES)          # de-en.training.{de,en,gold}
+    rows = load_split(task, "test", "de", FIXTURES)  # de-en.training.{de,en,gold}
     assert len([s for s in rows["source_sentence"] if s]) == 7 and len([t for t in rows["target_sentence"] if t]) == 6
     gold = {(s, t) for s, t in zip(rows["source_id"], rows["target_id"]) if s and t}
     assert gold == {("de-000101", "en-000102"), ("de-000102", "en-000101"), ("de-000104", "en-000104")}
-    dev = load_split(task, "validation", "de", FIXTURES)     # de-en.sample.*
-    assert len(dev) == 3 + 3 + 2      # 3 gold pairs, 3 unpaired German and 2 unpaired English sentences
+    dev = load_split(task, "validation", "de", FIXTURES)  # de-en.sample.*
+    assert len(dev) == 3 + 3 + 2  # 3 gold pairs, 3 unpaired German and 2 unpaired English sentences
 
 
 def test_bucc_original_file_errors_name_the_files(tmp_path):
@@ -87,15 +87,18 @@ def test_bucc_mines_among_distinct_sentences_and_drops_repeated_ones():
     (C's best source, a at 0.6, is taken); only (de-2, en-2) stays a candidate, at 1.0. Gold (de-1, en-1) and
     (de-2, en-2): the best cut keeps the one candidate → P = 1, R = 1/2, F1 = 2/3, threshold its score."""
     task = dataclasses.replace(get_task("bucc2018"), options={"scoring": "cosine", "neighbours": 4})
-    rows = datasets.Dataset.from_dict({"source_id": ["de-1", "de-2", "de-3", ""],
-                                       "source_sentence": ["a", "b", "a", ""],
-                                       "target_id": ["en-1", "en-2", "", "en-3"],
-                                       "target_sentence": ["A", "B", "", "C"]})
+    rows = datasets.Dataset.from_dict(
+        {
+            "source_id": ["de-1", "de-2", "de-3", ""],
+            "source_sentence": ["a", "b", "a", ""],
+            "target_id": ["en-1", "en-2", "", "en-3"],
+            "target_sentence": ["A", "B", "", "C"],
+        }
+    )
     encoded = {"side": [0, 1, 0, 1, 0, 1], "row": [0, 0, 1, 1, 2, 3]}
     a, b, c = torch.tensor([1.0, 0, 0]), torch.tensor([0, 1.0, 0]), torch.tensor([0.6, 0, 0.8])
     scores = processor_for(task).score(task, [a, a, b, b, a, c], encoded, rows)
-    assert scores == {"f1": pytest.approx(200 / 3), "precision": 100.0, "recall": 50.0,
-                      "threshold": pytest.approx(1.0)}
+    assert scores == {"f1": pytest.approx(200 / 3), "precision": 100.0, "recall": 50.0, "threshold": pytest.approx(1.0)}
 
 
 # ------------------------------------------------------------------------------------------- 4. BUCC threshold
@@ -113,8 +116,13 @@ def test_bucc_threshold_is_zero_when_no_dev_candidate_is_correct():
 # ------------------------------------------------------------------------------------------- 5. PAN-X prefix
 def test_panx_hub_tokens_are_not_stripped_again(monkeypatch):
     """The hub copy has the language prefix cut already: its tokens are kept as they are."""
-    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.Dataset.from_dict(
-        {"tokens": [["10:30", "St:Moritz", "Zürich"]], "ner_tags": [[0, 5, 5]]}))
+    monkeypatch.setattr(
+        datasets,
+        "load_dataset",
+        lambda *a, **k: datasets.Dataset.from_dict(
+            {"tokens": [["10:30", "St:Moritz", "Zürich"]], "ner_tags": [[0, 5, 5]]}
+        ),
+    )
     assert load_split(get_task("panx"), "test", "de")["tokens"] == [["10:30", "St:Moritz", "Zürich"]]
 
 

@@ -8,7 +8,7 @@ forms of their own (other specs, library-free fast paths) build them with the he
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -19,7 +19,7 @@ from adapterx.core.errors import AdapterxError
 from adapterx.core.model import AdaptedModel
 from adapterx.methods import AdapterSpec, get_method
 
-Weights = Callable[[AdaptedModel, str, int], None]   # (model, adapter name, adapter number) -> set its weights
+Weights = Callable[[AdaptedModel, str, int], None]  # (model, adapter name, adapter number) -> set its weights
 
 
 def adapter_name(i: int) -> str:
@@ -27,8 +27,9 @@ def adapter_name(i: int) -> str:
     return f"a{i}"
 
 
-def adapted_model(ctx: FormContext, spec: AdapterSpec, n: int, weights: Weights | None,
-                  base: torch.nn.Module | None = None) -> AdaptedModel:
+def adapted_model(
+    ctx: FormContext, spec: AdapterSpec, n: int, weights: Weights | None, base: torch.nn.Module | None = None
+) -> AdaptedModel:
     """An AdaptedModel over a share-copy of the base (or `base`) carrying adapters a0..a{n-1} of `spec`, each
     given its weights by ``weights(model, name, i)`` (None: the kind's own initialisation), all active
     together, on the base's device and dtype."""
@@ -47,12 +48,16 @@ def adapted_model(ctx: FormContext, spec: AdapterSpec, n: int, weights: Weights 
 def random_weights(seed: int) -> Weights:
     """Adapter number i: every matrix N(0, 0.02²), every vector zero, drawn in float32 from (seed, i) in the
     order of the adapter's own tensors, so that the adapter changes the output a little."""
+
     def give(model: AdaptedModel, name: str, i: int) -> None:
         method = model.adapters[name].method
         gen = torch.Generator().manual_seed(seed + i)
-        state = {k: torch.randn(t.shape, generator=gen) * 0.02 if t.dim() > 1 else torch.zeros(t.shape)
-                 for k, t in method.adapter_state(model, name).items()}
+        state = {
+            k: torch.randn(t.shape, generator=gen) * 0.02 if t.dim() > 1 else torch.zeros(t.shape)
+            for k, t in method.adapter_state(model, name).items()
+        }
         method.load_adapter_state(model, name, state)
+
     return give
 
 
@@ -76,5 +81,6 @@ def _generic(ctx: FormContext, kind: str, k: int) -> Form:
         raise AdapterxError(f"bench form {kind}-stack-{k}: {kind} adapters run alone, never stacked")
     model = adapted_model(ctx, method.spec_type(), k, random_weights(ctx.seed * 1000 + 900))
     what = f"{k} {kind} adapters active together" if k > 1 else f"one {kind} adapter"
-    return adapter_form(f"{kind}-stack-{k}" if k > 1 else kind, f"{what} (default spec, random weights), through "
-                        f"adapterx.store", model)
+    return adapter_form(
+        f"{kind}-stack-{k}" if k > 1 else kind, f"{what} (default spec, random weights), through adapterx.store", model
+    )

@@ -17,18 +17,20 @@ def _bottleneck_model(ctx: FormContext, depth: int) -> AdaptedModel:
     return adapted_model(ctx, spec, depth, random_weights(ctx.seed * 1000 + 500))
 
 
-@form("bottleneck",
-      help="one bottleneck adapter (adapters SeqBnConfig) on a copy of the base")
+@form("bottleneck", help="one bottleneck adapter (adapters SeqBnConfig) on a copy of the base")
 def _bottleneck(ctx: FormContext) -> Form:
-    return adapter_form("bottleneck", f"one bottleneck adapter (SeqBn, reduction {ctx.reduction_factor}), adapters "
-                        f"library", _bottleneck_model(ctx, 1))
+    return adapter_form(
+        "bottleneck",
+        f"one bottleneck adapter (SeqBn, reduction {ctx.reduction_factor}), adapters library",
+        _bottleneck_model(ctx, 1),
+    )
 
 
-@form(r"bottleneck-stack-(?P<k>\d+)",
-      help="K bottleneck adapters in an adapters Stack")
+@form(r"bottleneck-stack-(?P<k>\d+)", help="K bottleneck adapters in an adapters Stack")
 def _bottleneck_stack(ctx: FormContext, k: int) -> Form:
-    return adapter_form(f"bottleneck-stack-{k}", f"{k} bottleneck adapters in an adapters Stack",
-                        _bottleneck_model(ctx, k))
+    return adapter_form(
+        f"bottleneck-stack-{k}", f"{k} bottleneck adapters in an adapters Stack", _bottleneck_model(ctx, k)
+    )
 
 
 def _fast_model(ctx: FormContext, depth: int):
@@ -39,15 +41,29 @@ def _fast_model(ctx: FormContext, depth: int):
     return fastbottleneck.apply_fast_bottleneck(share_copy(ctx.base), weights)
 
 
-@form("bottleneck-fast",
-      help="the same adapter as plain modules in a plain model (adapterx.deploy.fastbottleneck, no library hooks)")
+@form(
+    "bottleneck-fast",
+    help="the same adapter as plain modules in a plain model (adapterx.deploy.fastbottleneck, no library hooks)",
+)
 def _bottleneck_fast(ctx: FormContext) -> Form:
-    return Form("bottleneck-fast", "the same bottleneck adapter as plain modules (adapterx.deploy.fastbottleneck, "
-                "no library hooks)", _fast_model(ctx, 1), plain_run, reference="bottleneck")
+    return Form(
+        "bottleneck-fast",
+        "the same bottleneck adapter as plain modules (adapterx.deploy.fastbottleneck, no library hooks)",
+        _fast_model(ctx, 1),
+        plain_run,
+        reference="bottleneck",
+    )
 
 
-@form(r"bottleneck-stack-(?P<k>\d+)-fast",
-      help="the same K adapters as one plain module per sub-layer, applied in order (fastbottleneck)")
+@form(
+    r"bottleneck-stack-(?P<k>\d+)-fast",
+    help="the same K adapters as one plain module per sub-layer, applied in order (fastbottleneck)",
+)
 def _bottleneck_stack_fast(ctx: FormContext, k: int) -> Form:
-    return Form(f"bottleneck-stack-{k}-fast", f"the same {k} stacked adapters as one plain module per sub-layer "
-                f"(adapterx.deploy.fastbottleneck)", _fast_model(ctx, k), plain_run, reference=f"bottleneck-stack-{k}")
+    return Form(
+        f"bottleneck-stack-{k}-fast",
+        f"the same {k} stacked adapters as one plain module per sub-layer (adapterx.deploy.fastbottleneck)",
+        _fast_model(ctx, k),
+        plain_run,
+        reference=f"bottleneck-stack-{k}",
+    )

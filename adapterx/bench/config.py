@@ -8,15 +8,41 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from adapterx.core.errors import AdapterxError
 
 DEFAULT_FORMS = (
-    "base", "lora", "lora-fast", "lora-merged",
-    "lora-stack-2", "lora-stack-2-fused", "lora-stack-3", "lora-stack-3-fused", "lora-stack-4", "lora-stack-4-fused",
-    "bottleneck", "bottleneck-fast", "bottleneck-stack-2", "bottleneck-stack-2-fast", "bottleneck-stack-3",
-    "bottleneck-stack-3-fast", "bottleneck-stack-4", "bottleneck-stack-4-fast",
-    "lora-mixed-8", "lora-mixed-8-gathered",
+    "base",
+    "lora",
+    "lora-fast",
+    "lora-merged",
+    "lora-stack-2",
+    "lora-stack-2-fused",
+    "lora-stack-3",
+    "lora-stack-3-fused",
+    "lora-stack-4",
+    "lora-stack-4-fused",
+    "bottleneck",
+    "bottleneck-fast",
+    "bottleneck-stack-2",
+    "bottleneck-stack-2-fast",
+    "bottleneck-stack-3",
+    "bottleneck-stack-3-fast",
+    "bottleneck-stack-4",
+    "bottleneck-stack-4-fast",
+    "lora-mixed-8",
+    "lora-mixed-8-gathered",
 )
-QUICK_FORMS = ("base", "lora", "lora-fast", "lora-merged", "lora-stack-2", "lora-stack-2-fused", "bottleneck",
-               "bottleneck-fast", "bottleneck-stack-2", "bottleneck-stack-2-fast", "lora-mixed-4",
-               "lora-mixed-4-gathered")
+QUICK_FORMS = (
+    "base",
+    "lora",
+    "lora-fast",
+    "lora-merged",
+    "lora-stack-2",
+    "lora-stack-2-fused",
+    "bottleneck",
+    "bottleneck-fast",
+    "bottleneck-stack-2",
+    "bottleneck-stack-2-fast",
+    "lora-mixed-4",
+    "lora-mixed-4-gathered",
+)
 DTYPES = ("fp32", "bf16", "fp16")
 CLOCKS = ("wall", "cpu", "instructions")
 TRAIN_KINDS = ("full", "lora", "bottleneck", "prompt", "prefix")
@@ -31,55 +57,75 @@ def _help(text: str, **kw):
 class BenchConfig:
     """What to measure and how. Every field is one CLI option (``--batch-sizes`` for ``batch_sizes``)."""
 
-    shape: str = _help("Backbone: 'xlm-roberta-base' / 'xlm-roberta-large' / 'multilingual-e5-small' (alias "
-                       "'e5-small'; BERT) (real shapes; pretrained weights if they are at hand, else RANDOM "
-                       "weights via 'random:<arch>'), 'builtin:tiny-xlmr' or 'builtin:multilingual-e5-small'. "
-                       "The output says which weights were used.",
-                       default="xlm-roberta-base")
-    forms: tuple[str, ...] = _help("Deployment forms to time, comma-separated (see the list above).",
-                                   default=DEFAULT_FORMS)
-    batch_sizes: tuple[int, ...] = _help("Batch sizes (1 = online serving, >=32 = offline scoring).",
-                                         default=(1, 32))
+    shape: str = _help(
+        "Backbone: 'xlm-roberta-base' / 'xlm-roberta-large' / 'multilingual-e5-small' (alias "
+        "'e5-small'; BERT) (real shapes; pretrained weights if they are at hand, else RANDOM "
+        "weights via 'random:<arch>'), 'builtin:tiny-xlmr' or 'builtin:multilingual-e5-small'. "
+        "The output says which weights were used.",
+        default="xlm-roberta-base",
+    )
+    forms: tuple[str, ...] = _help(
+        "Deployment forms to time, comma-separated (see the list above).", default=DEFAULT_FORMS
+    )
+    batch_sizes: tuple[int, ...] = _help("Batch sizes (1 = online serving, >=32 = offline scoring).", default=(1, 32))
     seq_lens: tuple[int, ...] = _help("Sequence lengths in tokens (every row full length).", default=(128, 512))
-    dtypes: tuple[str, ...] = _help("Weight/activation dtypes: fp32, bf16, fp16 (fp16 on CUDA only).",
-                                    default=("fp32",))
+    dtypes: tuple[str, ...] = _help(
+        "Weight/activation dtypes: fp32, bf16, fp16 (fp16 on CUDA only).", default=("fp32",)
+    )
     devices: tuple[str, ...] = _help("Devices: cpu, cuda.", default=("cpu",))
     threads: tuple[int, ...] = _help("torch CPU thread counts (0 = torch's current default).", default=(0,))
-    compile: str = _help("torch.compile the forms: off, on, or both (eager and compiled, as two modes).",
-                         default="off")
-    compile_mode: str = _help("torch.compile mode; 'default' on CPU, 'reduce-overhead' (CUDA graphs) is the "
-                              "usual choice on CUDA. 'auto' picks that per device.", default="auto")
+    compile: str = _help("torch.compile the forms: off, on, or both (eager and compiled, as two modes).", default="off")
+    compile_mode: str = _help(
+        "torch.compile mode; 'default' on CPU, 'reduce-overhead' (CUDA graphs) is the "
+        "usual choice on CUDA. 'auto' picks that per device.",
+        default="auto",
+    )
     attention: str = _help("Attention implementation: sdpa or eager.", default="sdpa")
-    clock: str = _help("What a CPU timing measures: 'wall' (wall clock), 'cpu' (process CPU time: robust when "
-                       "other processes share the cores; use with --threads 1), or 'instructions' (instructions "
-                       "executed, counted by callgrind through torch.utils.benchmark: deterministic, so a 1%% "
-                       "difference can be decided on a busy machine, but NOT time: memory stalls and vector width "
-                       "do not show; needs valgrind; slow). CUDA always uses CUDA events.", default="wall")
-    iterations: int = _help("Timed rounds; each round runs every form once, interleaved (A B C A B C ...).",
-                            default=30)
+    clock: str = _help(
+        "What a CPU timing measures: 'wall' (wall clock), 'cpu' (process CPU time: robust when "
+        "other processes share the cores; use with --threads 1), or 'instructions' (instructions "
+        "executed, counted by callgrind through torch.utils.benchmark: deterministic, so a 1%% "
+        "difference can be decided on a busy machine, but NOT time: memory stalls and vector width "
+        "do not show; needs valgrind; slow). CUDA always uses CUDA events.",
+        default="wall",
+    )
+    iterations: int = _help("Timed rounds; each round runs every form once, interleaved (A B C A B C ...).", default=30)
     warmup: int = _help("Untimed warm-up rounds before timing.", default=3)
-    target_ci: float = _help("Keep adding rounds until the 95%% bootstrap interval of every ratio's median is within "
-                             "+-TARGET_CI (e.g. 0.01), or --max-seconds is spent; the output says which. 0 = a "
-                             "fixed number of rounds.", default=0.0)
-    max_seconds: float = _help("Time budget of the whole run for --target-ci's extra rounds (shared out over the "
-                               "grid points).", default=600.0)
-    train: bool = _help("Measure TRAINING cost instead of inference: per kind of --train-kinds (and full "
-                        "fine-tuning), step time, tokens/s, peak memory, trainable parameters and checkpoint size, "
-                        "each kind in a fresh process. Defaults then: batch 16, seq 128, 5 timed steps after 1.",
-                        default=False)
-    train_kinds: tuple[str, ...] = _help("Kinds --train measures ('full' = full fine-tuning of the backbone).",
-                                         default=TRAIN_KINDS)
+    target_ci: float = _help(
+        "Keep adding rounds until the 95%% bootstrap interval of every ratio's median is within "
+        "+-TARGET_CI (e.g. 0.01), or --max-seconds is spent; the output says which. 0 = a "
+        "fixed number of rounds.",
+        default=0.0,
+    )
+    max_seconds: float = _help(
+        "Time budget of the whole run for --target-ci's extra rounds (shared out over the grid points).", default=600.0
+    )
+    train: bool = _help(
+        "Measure TRAINING cost instead of inference: per kind of --train-kinds (and full "
+        "fine-tuning), step time, tokens/s, peak memory, trainable parameters and checkpoint size, "
+        "each kind in a fresh process. Defaults then: batch 16, seq 128, 5 timed steps after 1.",
+        default=False,
+    )
+    train_kinds: tuple[str, ...] = _help(
+        "Kinds --train measures ('full' = full fine-tuning of the backbone).", default=TRAIN_KINDS
+    )
     rank: int = _help("LoRA rank r of every LoRA adapter (alpha = 2r, target query+value).", default=8)
     reduction_factor: int = _help("Bottleneck adapter reduction factor (SeqBnConfig).", default=16)
     seed: int = _help("Seed for random weights, adapters and inputs.", default=0)
     output: str = _help("Output directory (default artifacts/bench/<timestamp>).", default="")
-    readme: str = _help("Markdown file (the tables live in docs/benchmarks.md) whose section between "
-                        "<!-- bench:SECTION:start --> and <!-- bench:SECTION:end --> is replaced by the generated "
-                        "table.", default="")
+    readme: str = _help(
+        "Markdown file (the tables live in docs/benchmarks.md) whose section between "
+        "<!-- bench:SECTION:start --> and <!-- bench:SECTION:end --> is replaced by the generated "
+        "table.",
+        default="",
+    )
     readme_section: str = _help("SECTION name of the markers --readme rewrites.", default="cpu")
-    quick: bool = _help("Small CI grid: builtin:tiny-xlmr, batch 1,4, seq 16,64, 1 thread (robust on shared CI "
-                        "cores), few forms and iterations; "
-                        "well under a minute. Explicit options still override it.", default=False)
+    quick: bool = _help(
+        "Small CI grid: builtin:tiny-xlmr, batch 1,4, seq 16,64, 1 thread (robust on shared CI "
+        "cores), few forms and iterations; "
+        "well under a minute. Explicit options still override it.",
+        default=False,
+    )
     progress: bool = _help("Show a progress bar over the timed rounds.", default=True)
     command: str = field(default="", metadata={"help": "The command line that produced this config (recorded)."})
 
@@ -101,16 +147,18 @@ class BenchConfig:
         if self.clock not in CLOCKS:
             raise AdapterxError(f"bench: --clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
         if self.clock == "instructions" and (set(self.devices) != {"cpu"} or self.compile != "off"):
-            raise AdapterxError("bench: --clock instructions counts CPU instructions: use --devices cpu and "
-                                "--compile off")
+            raise AdapterxError(
+                "bench: --clock instructions counts CPU instructions: use --devices cpu and --compile off"
+            )
         if self.clock == "instructions" and self.target_ci:
             raise AdapterxError("bench: instruction counts are deterministic; --target-ci is for timings")
         if self.target_ci < 0 or self.max_seconds <= 0:
             raise AdapterxError("bench: --target-ci must be >= 0 and --max-seconds > 0")
         bad = [k for k in self.train_kinds if k not in TRAIN_KINDS]
         if bad or not self.train_kinds:
-            raise AdapterxError(f"bench: --train-kinds {list(self.train_kinds)}: unknown or empty; known: "
-                                f"{', '.join(TRAIN_KINDS)}")
+            raise AdapterxError(
+                f"bench: --train-kinds {list(self.train_kinds)}: unknown or empty; known: {', '.join(TRAIN_KINDS)}"
+            )
         if self.attention not in ("sdpa", "eager"):
             raise AdapterxError(f"bench: --attention must be sdpa or eager, got {self.attention!r}")
         if any(b < 1 for b in self.batch_sizes) or any(s < 2 for s in self.seq_lens):
@@ -129,8 +177,14 @@ class BenchConfig:
         return {"off": ("eager",), "on": ("compile",), "both": ("eager", "compile")}[self.compile]
 
     def grid_size(self) -> int:
-        return (len(self.devices) * len(self.dtypes) * len(self.threads) * len(self.modes)
-                * len(self.batch_sizes) * len(self.seq_lens))
+        return (
+            len(self.devices)
+            * len(self.dtypes)
+            * len(self.threads)
+            * len(self.modes)
+            * len(self.batch_sizes)
+            * len(self.seq_lens)
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -138,8 +192,15 @@ class BenchConfig:
 
 
 TRAIN_OVERRIDES = dict(batch_sizes=(16,), seq_lens=(128,), iterations=5, warmup=1)
-QUICK_OVERRIDES = dict(shape="builtin:tiny-xlmr", forms=QUICK_FORMS, batch_sizes=(1, 4), seq_lens=(16, 64), threads=(1,),
-                       iterations=6, warmup=1)
+QUICK_OVERRIDES = dict(
+    shape="builtin:tiny-xlmr",
+    forms=QUICK_FORMS,
+    batch_sizes=(1, 4),
+    seq_lens=(16, 64),
+    threads=(1,),
+    iterations=6,
+    warmup=1,
+)
 
 
 def field_help(name: str) -> str:

@@ -38,8 +38,13 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
     cwd = cwd or Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if sha.returncode != 0:
@@ -57,11 +62,13 @@ def machine() -> dict:
         "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "cuda_available": torch.cuda.is_available(),
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        if torch.cuda.is_available() else [],
+        if torch.cuda.is_available()
+        else [],
         "argv0": Path(sys.argv[0]).name,
     }
     try:
         import psutil
+
         info["memory_total_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
     except ImportError:  # psutil is a dependency, but the record should not fail without it
         pass
@@ -77,6 +84,7 @@ def peak_rss_mb() -> float:
 def current_rss_mb() -> float | None:
     try:
         import psutil
+
         return psutil.Process().memory_info().rss / 2**20
     except ImportError:
         return None

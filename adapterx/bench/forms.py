@@ -16,8 +16,8 @@ import functools
 import importlib
 import re
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -124,9 +124,12 @@ def plain_run(module: nn.Module, batch: Batch) -> torch.Tensor:
 Builder = Callable[..., Form]
 _GENERIC: list[Builder] = []
 _GENERIC_NAME = re.compile(r"(?P<kind>.+?)(?:-stack-(?P<k>\d+))?\Z")
-GENERIC_HELP = ("KIND, KIND-stack-K", "any adapter kind (e.g. one registered by a plugin): one adapter of its "
-                                      "default spec, or K of them stacked, with small random weights, served "
-                                      "through adapterx.store")
+GENERIC_HELP = (
+    "KIND, KIND-stack-K",
+    "any adapter kind (e.g. one registered by a plugin): one adapter of its "
+    "default spec, or K of them stacked, with small random weights, served "
+    "through adapterx.store",
+)
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,7 @@ def form(pattern: str, help: str = "") -> Callable[[Builder], Builder]:
     def register(fn: Builder) -> Builder:
         BENCH_FORMS.register(name, BenchForm(name, re.compile(pattern + r"\Z"), fn, help))
         return fn
+
     return register
 
 
@@ -179,8 +183,10 @@ def form_help() -> str:
     _import_builders()
     entries = [(e.name, e.help) for e in BENCH_FORMS.values()] + [GENERIC_HELP]
     width = max(len(name) for name, _ in entries) + 2
-    return "\n".join(textwrap.fill(text, 116, initial_indent=f"  {name:<{width}}", subsequent_indent=" " * (width + 2))
-                     for name, text in entries)
+    return "\n".join(
+        textwrap.fill(text, 116, initial_indent=f"  {name:<{width}}", subsequent_indent=" " * (width + 2))
+        for name, text in entries
+    )
 
 
 def _lookup(name: str) -> tuple[Builder, dict[str, int]]:
@@ -192,8 +198,9 @@ def _lookup(name: str) -> tuple[Builder, dict[str, int]]:
     m = _GENERIC_NAME.match(name)
     if m and m["kind"] in kinds() and _GENERIC:
         return functools.partial(_GENERIC[0], kind=m["kind"]), {"k": int(m["k"] or 1)}
-    raise UnknownNameError(f"unknown bench form {name!r}{did_you_mean(name, BENCH_FORMS.names() + kinds())}; "
-                           f"known forms:\n{form_help()}")
+    raise UnknownNameError(
+        f"unknown bench form {name!r}{did_you_mean(name, BENCH_FORMS.names() + kinds())}; known forms:\n{form_help()}"
+    )
 
 
 def check_form_names(names) -> None:
@@ -214,5 +221,3 @@ def build_form(name: str, ctx: FormContext) -> Form:
 @form("base", help="the plain transformers model (no adapter code at all)")
 def _base(ctx: FormContext) -> Form:
     return Form("base", "plain transformers model", ctx.base, plain_run)
-
-

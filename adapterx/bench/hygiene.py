@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -21,8 +21,9 @@ CI_LEVEL = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 
 
-def bootstrap_ci(ratios: Sequence[float], *, level: float = CI_LEVEL, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    ratios: Sequence[float], *, level: float = CI_LEVEL, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
     """Percentile-bootstrap `level` interval of the median of `ratios` (one per round), resampling rounds."""
     values = np.asarray(ratios, dtype=np.float64)
     if values.size < 2:
@@ -48,14 +49,20 @@ class LoadMonitor:
     sample before the run is taken before it computes anything). Use as a context manager, then `record()`.
     """
 
-    def __init__(self, own_threads: int, *, interval: float = 5.0, cores: int | None = None,
-                 read: Callable[[], float | None] = _loadavg):
+    def __init__(
+        self,
+        own_threads: int,
+        *,
+        interval: float = 5.0,
+        cores: int | None = None,
+        read: Callable[[], float | None] = _loadavg,
+    ):
         self.own_threads = max(0, int(own_threads))
         self.cores = cores or os.cpu_count() or 1
         self.interval = interval
         self._read = read
         self._t0 = time.monotonic()
-        self.samples: list[tuple[str, float, float]] = []   # (phase, seconds since start, load)
+        self.samples: list[tuple[str, float, float]] = []  # (phase, seconds since start, load)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -95,14 +102,22 @@ class LoadMonitor:
         busy = worst is not None and worst > self.threshold
         warning = None
         if busy:
-            warning = (f"the machine was busy: the 1-minute load average from other processes reached {worst:.2f} "
-                       f"(> half of the {self.cores} cores) while the bench ran; its timings drift and spread. Rerun "
-                       f"with nothing else running, or compare ratios only (forms are interleaved), or use "
-                       f"--clock cpu / --clock instructions")
+            warning = (
+                f"the machine was busy: the 1-minute load average from other processes reached {worst:.2f} "
+                f"(> half of the {self.cores} cores) while the bench ran; its timings drift and spread. Rerun "
+                f"with nothing else running, or compare ratios only (forms are interleaved), or use "
+                f"--clock cpu / --clock instructions"
+            )
         elif worst is None:
             warning = "the load average could not be read on this platform; the machine's load is unknown"
-        return {"samples": [{"phase": p, "t_s": t, "load_1m": v} for p, t, v in self.samples],
-                "cores": self.cores, "own_threads": self.own_threads, "threshold": self.threshold,
-                "max_other_load": worst, "busy": busy, "warning": warning,
-                "rule": "busy when the load before the run, or any later sample minus the bench's own compute "
-                        "threads, exceeds half the cores"}
+        return {
+            "samples": [{"phase": p, "t_s": t, "load_1m": v} for p, t, v in self.samples],
+            "cores": self.cores,
+            "own_threads": self.own_threads,
+            "threshold": self.threshold,
+            "max_other_load": worst,
+            "busy": busy,
+            "warning": warning,
+            "rule": "busy when the load before the run, or any later sample minus the bench's own compute "
+            "threads, exceeds half the cores",
+        }

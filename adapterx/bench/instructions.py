@@ -18,9 +18,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -29,15 +29,17 @@ from torch import nn
 from adapterx.bench.forms import FormContext, build_form, make_batch
 from adapterx.core.errors import AdapterxError
 
-REPEATS = 3   # measurements per form; deterministic counts make more unnecessary
-NUMBER = 1    # forward passes per measurement
+REPEATS = 3  # measurements per form; deterministic counts make more unnecessary
+NUMBER = 1  # forward passes per measurement
 
 
 def check_valgrind() -> None:
     missing = [tool for tool in ("valgrind", "callgrind_control", "callgrind_annotate") if shutil.which(tool) is None]
     if missing:
-        raise AdapterxError(f"bench: --clock instructions needs valgrind ({', '.join(missing)} not found); on "
-                            f"Debian/Ubuntu: apt-get install valgrind")
+        raise AdapterxError(
+            f"bench: --clock instructions needs valgrind ({', '.join(missing)} not found); on "
+            f"Debian/Ubuntu: apt-get install valgrind"
+        )
 
 
 def save_base(base: nn.Module, directory: Path) -> dict:
@@ -45,8 +47,7 @@ def save_base(base: nn.Module, directory: Path) -> dict:
     state = {name: t.detach().contiguous() for name, t in list(base.named_parameters()) + list(base.named_buffers())}
     path = directory / "base.safetensors"
     save_file(state, str(path))
-    return {"weights": str(path), "config": base.config.to_dict(),
-            "attention": base.config._attn_implementation}
+    return {"weights": str(path), "config": base.config.to_dict(), "attention": base.config._attn_implementation}
 
 
 def load_base(spec: dict) -> nn.Module:
@@ -119,8 +120,9 @@ def _child_environment() -> Iterator[None]:
                 os.environ[k] = v
 
 
-def count_instructions(form_names: list[str], base: nn.Module, cfg, bs: int, seq: int,
-                       threads: int) -> dict[str, list[float]]:
+def count_instructions(
+    form_names: list[str], base: nn.Module, cfg, bs: int, seq: int, threads: int
+) -> dict[str, list[float]]:
     """Instructions per forward pass of each form, `REPEATS` measurements each (callgrind, denoised), all forms
     in one valgrind process (starting one costs minutes: Python and torch are imported under instrumentation),
     measured interleaved: form 1, form 2, ..., form 1, form 2, ..."""
@@ -129,17 +131,29 @@ def count_instructions(form_names: list[str], base: nn.Module, cfg, bs: int, seq
     check_valgrind()
     n = len(form_names)
     with tempfile.TemporaryDirectory(prefix="adapterx-callgrind-") as tmp, _child_environment():
-        payload = json.dumps({"base": save_base(base, Path(tmp)), "forms": list(form_names), "rank": cfg.rank,
-                              "seed": cfg.seed, "reduction_factor": cfg.reduction_factor, "batch_size": bs,
-                              "seq_len": seq})
-        timer = Timer(stmt="run()", num_threads=threads,
-                      setup=f"from adapterx.bench.instructions import callgrind_setup\n"
-                            f"run = callgrind_setup({payload!r})")
+        payload = json.dumps(
+            {
+                "base": save_base(base, Path(tmp)),
+                "forms": list(form_names),
+                "rank": cfg.rank,
+                "seed": cfg.seed,
+                "reduction_factor": cfg.reduction_factor,
+                "batch_size": bs,
+                "seq_len": seq,
+            }
+        )
+        timer = Timer(
+            stmt="run()",
+            num_threads=threads,
+            setup=f"from adapterx.bench.instructions import callgrind_setup\nrun = callgrind_setup({payload!r})",
+        )
         stats = timer.collect_callgrind(number=NUMBER, repeats=n * REPEATS, collect_baseline=False)
     counts = [float(s.counts(denoise=True)) / NUMBER for s in stats]
     out = {name: counts[i::n] for i, name in enumerate(form_names)}
-    for name, values in out.items():   # a misaligned cycle would mix forms: their counts would disagree
+    for name, values in out.items():  # a misaligned cycle would mix forms: their counts would disagree
         if max(values) > 1.05 * min(values):
-            raise AdapterxError(f"bench: instruction counts of form {name!r} disagree across repeats ({values}); "
-                                f"the measurements did not line up with the forms")
+            raise AdapterxError(
+                f"bench: instruction counts of form {name!r} disagree across repeats ({values}); "
+                f"the measurements did not line up with the forms"
+            )
     return out

@@ -4,7 +4,7 @@ bootstrap interval to be that narrow, within the point's share of the time budge
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from adapterx.bench.config import BenchConfig
 from adapterx.bench.timing import Clock, Timed, ci_half_width, paired_ratio, run_interleaved
@@ -23,9 +23,15 @@ def widest_interval(times: dict[str, list[float]], references: dict[str, str | N
     return widest
 
 
-def measure_rounds(fns: dict[str, Timed], references: dict[str, str | None], cfg: BenchConfig, clock: Clock,
-                   deadline: float, progress: Callable[[int], None] | None = None,
-                   grow: Callable[[int], None] | None = None) -> tuple[dict[str, list[float]], str, float]:
+def measure_rounds(
+    fns: dict[str, Timed],
+    references: dict[str, str | None],
+    cfg: BenchConfig,
+    clock: Clock,
+    deadline: float,
+    progress: Callable[[int], None] | None = None,
+    grow: Callable[[int], None] | None = None,
+) -> tuple[dict[str, list[float]], str, float]:
     """Time `fns` interleaved: `cfg.iterations` rounds after warm-up, then, with ``cfg.target_ci``, more rounds
     in chunks until the widest ratio interval is within +-target_ci or time.monotonic() passes `deadline`.
 
@@ -65,14 +71,27 @@ def target_ci_summary(cfg: BenchConfig, results: list[dict]) -> dict:
             points[key] = {"stop": r["stop"], "rounds": r["iterations"], "widest": r["widest_half_ci"]}
     short = {k: v for k, v in points.items() if v["stop"] != REACHED}
     if not short:
-        summary = (f"--target-ci {cfg.target_ci:g}: reached at every grid point ({len(points)}): every ratio's 95% "
-                   f"bootstrap interval is within +-{cfg.target_ci:g}.")
+        summary = (
+            f"--target-ci {cfg.target_ci:g}: reached at every grid point ({len(points)}): every ratio's 95% "
+            f"bootstrap interval is within +-{cfg.target_ci:g}."
+        )
     else:
-        where = "; ".join(f"{k[0]} {k[1]} {k[2]} t={k[3]} b={k[4]} s={k[5]}: +-{v['widest']:.4f} after "
-                          f"{v['rounds']} rounds" for k, v in short.items())
-        summary = (f"--target-ci {cfg.target_ci:g}: the time budget (--max-seconds {cfg.max_seconds:g}) ended "
-                   f"before every interval was that narrow at {len(short)} of {len(points)} grid points ({where}).")
-    return {"target": cfg.target_ci, "max_seconds": cfg.max_seconds, "reached": len(points) - len(short),
-            "budget_ended": len(short), "points": [dict(zip(("device", "dtype", "mode", "threads", "batch_size",
-                                                            "seq_len"), k), **v) for k, v in points.items()],
-            "summary": summary}
+        where = "; ".join(
+            f"{k[0]} {k[1]} {k[2]} t={k[3]} b={k[4]} s={k[5]}: +-{v['widest']:.4f} after {v['rounds']} rounds"
+            for k, v in short.items()
+        )
+        summary = (
+            f"--target-ci {cfg.target_ci:g}: the time budget (--max-seconds {cfg.max_seconds:g}) ended "
+            f"before every interval was that narrow at {len(short)} of {len(points)} grid points ({where})."
+        )
+    return {
+        "target": cfg.target_ci,
+        "max_seconds": cfg.max_seconds,
+        "reached": len(points) - len(short),
+        "budget_ended": len(short),
+        "points": [
+            dict(zip(("device", "dtype", "mode", "threads", "batch_size", "seq_len"), k), **v)
+            for k, v in points.items()
+        ],
+        "summary": summary,
+    }

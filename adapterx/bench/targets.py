@@ -57,8 +57,14 @@ def evaluate_targets(results: list[dict]) -> list[dict]:
             for name in ("lora", "lora-fast"):
                 if name in rows:
                     q = rows[name]["ratio_to_base"]
-                    checks.append({"target": f"{name} on GPU at batch 1 costs <= 10% over the base", "where": where,
-                                   "value": _fmt(q), "verdict": "met" if q["median"] <= 1.10 else "not met"})
+                    checks.append(
+                        {
+                            "target": f"{name} on GPU at batch 1 costs <= 10% over the base",
+                            "where": where,
+                            "value": _fmt(q),
+                            "verdict": "met" if q["median"] <= 1.10 else "not met",
+                        }
+                    )
     return checks
 
 
@@ -66,7 +72,7 @@ def _merged_checks(rows: dict[str, dict], where: str) -> list[dict]:
     if "lora-merged" not in rows:
         return []
     q = rows["lora-merged"]["ratio_to_base"]
-    if "ci_low" in q:   # decided by where the median's interval lies against 1.00 +- 0.01
+    if "ci_low" in q:  # decided by where the median's interval lies against 1.00 +- 0.01
         verdict = _at_most(q, 1.01)
         if q["ci_high"] < 0.99:
             verdict = "met (faster than base beyond noise: a measurement artefact, e.g. cache or layout)"
@@ -76,8 +82,14 @@ def _merged_checks(rows: dict[str, dict], where: str) -> list[dict]:
         verdict = "met (faster than base beyond noise: a measurement artefact, e.g. cache or layout)"
     else:
         verdict = "not met"
-    return [{"target": "merged LoRA costs nothing (ratio 1.00 +- noise)", "where": where, "value": _fmt(q),
-             "verdict": verdict}]
+    return [
+        {
+            "target": "merged LoRA costs nothing (ratio 1.00 +- noise)",
+            "where": where,
+            "value": _fmt(q),
+            "verdict": verdict,
+        }
+    ]
 
 
 def _stack_and_mixed_checks(rows: dict[str, dict], where: str) -> list[dict]:
@@ -91,17 +103,28 @@ def _stack_and_mixed_checks(rows: dict[str, dict], where: str) -> list[dict]:
                 verdict = "undecided (naive overhead within noise)"
             else:
                 verdict = "met" if over_f <= 0.5 * over_n else "not met"
-            checks.append({"target": f"stack of {m.group(1)} fused: overhead <= half the naive (peft) one",
-                           "where": where, "verdict": verdict,
-                           "value": f"overhead fused {over_f:+.3f} vs naive {over_n:+.3f} "
-                                    f"(fused/naive time {_fmt(row['ratio_to_reference'])})"})
+            checks.append(
+                {
+                    "target": f"stack of {m.group(1)} fused: overhead <= half the naive (peft) one",
+                    "where": where,
+                    "verdict": verdict,
+                    "value": f"overhead fused {over_f:+.3f} vs naive {over_n:+.3f} "
+                    f"(fused/naive time {_fmt(row['ratio_to_reference'])})",
+                }
+            )
         m = re.fullmatch(r"lora-mixed-(\d+)(-gathered)?", name)
         if m and row.get("ratio_to_reference"):
             q = row["ratio_to_reference"]  # time(mixed) / time(lora on one adapter)
             frac = 1 / q["median"]
             verdict = "met" if frac >= 0.9 else ("undecided (within noise)" if 1 / q["p10"] >= 0.9 else "not met")
-            checks.append({"target": f"{name}: >= 90% of the throughput of one LoRA adapter", "where": where,
-                           "value": f"{frac:.1%} (time ratio {_fmt(q)})", "verdict": verdict})
+            checks.append(
+                {
+                    "target": f"{name}: >= 90% of the throughput of one LoRA adapter",
+                    "where": where,
+                    "value": f"{frac:.1%} (time ratio {_fmt(q)})",
+                    "verdict": verdict,
+                }
+            )
     return checks
 
 
@@ -112,6 +135,12 @@ def _fast_bottleneck_checks(rows: dict[str, dict], where: str) -> list[dict]:
             q = rows[name]["ratio_to_base"]
             library = rows.get(name.removesuffix("-fast"))
             also = f"; library form {_fmt(library['ratio_to_base'])}" if library else ""
-            checks.append({"target": f"{name} on CPU at batch 1 costs <= {bound:.2f} x the base", "where": where,
-                           "value": _fmt(q) + also, "verdict": _at_most(q, bound)})
+            checks.append(
+                {
+                    "target": f"{name} on CPU at batch 1 costs <= {bound:.2f} x the base",
+                    "where": where,
+                    "value": _fmt(q) + also,
+                    "verdict": _at_most(q, bound),
+                }
+            )
     return checks

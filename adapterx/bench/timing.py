@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -43,8 +43,9 @@ class Clock:
         return self.now() - t0
 
 
-def run_interleaved(fns: dict[str, Timed], *, warmup: int, iterations: int, clock: Clock,
-                    progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+def run_interleaved(
+    fns: dict[str, Timed], *, warmup: int, iterations: int, clock: Clock, progress: Callable[[int], None] | None = None
+) -> dict[str, list[float]]:
     """Run every callable `warmup` rounds untimed, then `iterations` timed rounds; each round calls every form
     once, the starting form rotating each round so no form always runs first. Returns seconds per form,
     one entry per round, in round order (so entry i of two forms form a pair)."""
@@ -75,8 +76,13 @@ def summarize(xs: Sequence[float]) -> dict[str, float]:
     """median, p10, p90, mean and coefficient of variation (std / mean)."""
     mean = statistics.fmean(xs)
     std = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return {"median": statistics.median(xs), "p10": quantile(xs, 0.1), "p90": quantile(xs, 0.9),
-            "mean": mean, "cv": std / mean if mean else float("nan")}
+    return {
+        "median": statistics.median(xs),
+        "p10": quantile(xs, 0.1),
+        "p90": quantile(xs, 0.9),
+        "mean": mean,
+        "cv": std / mean if mean else float("nan"),
+    }
 
 
 def paired_ratio(num: Sequence[float], den: Sequence[float], seed: int = 0) -> dict[str, float | bool | str]:
@@ -91,9 +97,18 @@ def paired_ratio(num: Sequence[float], den: Sequence[float], seed: int = 0) -> d
     spread = (p90 - p10) / 2
     within = p10 <= 1.0 <= p90 or abs(med - 1.0) < spread
     low, high = bootstrap_ci(ratios, seed=seed)
-    return {"median": med, "p10": p10, "p90": p90, "spread": spread, "within_noise": within,
-            "label": "within noise" if within else ("slower" if med > 1 else "faster"),
-            "ci_low": low, "ci_high": high, "ci_level": CI_LEVEL, "rounds": len(ratios)}
+    return {
+        "median": med,
+        "p10": p10,
+        "p90": p90,
+        "spread": spread,
+        "within_noise": within,
+        "label": "within noise" if within else ("slower" if med > 1 else "faster"),
+        "ci_low": low,
+        "ci_high": high,
+        "ci_level": CI_LEVEL,
+        "rounds": len(ratios),
+    }
 
 
 def ci_half_width(ratio: dict) -> float:

@@ -26,8 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import save_file
@@ -112,8 +112,10 @@ def _batch(job: dict, vocab: int) -> dict[str, torch.Tensor]:
     ids = torch.randint(5, vocab, (job["batch_size"], job["seq_len"]), generator=gen)
     ids[:, 0], ids[:, -1] = 0, 2
     labels = torch.randint(0, 3, (job["batch_size"],), generator=gen)
-    return {k: v.to(job["device"]) for k, v in
-            {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}.items()}
+    return {
+        k: v.to(job["device"])
+        for k, v in {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}.items()
+    }
 
 
 def _checkpoint_bytes(model, kind: str) -> int:
@@ -121,8 +123,9 @@ def _checkpoint_bytes(model, kind: str) -> int:
         if kind == "full":
             state = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
             state.update({f"head.{k}": v for k, v in model.heads["x"].state_dict().items()})
-            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()},
-                      str(Path(tmp) / "model.safetensors"))
+            save_file(
+                {k: v.detach().contiguous().cpu() for k, v in state.items()}, str(Path(tmp) / "model.safetensors")
+            )
         else:
             store.save_adapter(model, "x", Path(tmp) / "adapter", head="x")
         return sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
@@ -163,21 +166,33 @@ def measure_kind(job: dict) -> dict:
     stats = summarize(times)
     config = backbone.model.config
     return {
-        "kind": job["kind"], "device": job["device"], "dtype": job["dtype"], "threads": torch.get_num_threads(),
-        "batch_size": job["batch_size"], "seq_len": job["seq_len"], "steps": job["iterations"],
+        "kind": job["kind"],
+        "device": job["device"],
+        "dtype": job["dtype"],
+        "threads": torch.get_num_threads(),
+        "batch_size": job["batch_size"],
+        "seq_len": job["seq_len"],
+        "steps": job["iterations"],
         "spec": kind_options(job["kind"], job),
         "step_ms": {k: (v * 1000 if k != "cv" else v) for k, v in stats.items()},
         "tokens_per_s": job["batch_size"] * job["seq_len"] / stats["median"],
-        "memory": {"measure": "cuda_max_allocated" if cuda else ("rss_peak_training" if was_reset else
-                                                                 "rss_peak_process"),
-                   "peak_mb": round(peak, 1), "before_training_mb": round(loaded, 1)},
+        "memory": {
+            "measure": "cuda_max_allocated" if cuda else ("rss_peak_training" if was_reset else "rss_peak_process"),
+            "peak_mb": round(peak, 1),
+            "before_training_mb": round(loaded, 1),
+        },
         "params": {"trainable": counts["trainable"], "total": counts["total"]},
         "checkpoint_bytes": _checkpoint_bytes(model, job["kind"]),
         "final_loss": float(loss.detach()),
-        "backbone": {"name": backbone.name, "weights": "pretrained" if backbone.pretrained else "random",
-                     "description": backbone.description, "hidden_size": config.hidden_size,
-                     "num_hidden_layers": config.num_hidden_layers, "vocab_size": config.vocab_size,
-                     "attn_implementation": config._attn_implementation},
+        "backbone": {
+            "name": backbone.name,
+            "weights": "pretrained" if backbone.pretrained else "random",
+            "description": backbone.description,
+            "hidden_size": config.hidden_size,
+            "num_hidden_layers": config.num_hidden_layers,
+            "vocab_size": config.vocab_size,
+            "attn_implementation": config._attn_implementation,
+        },
         "pid": os.getpid(),
         "error": None,
     }
@@ -190,8 +205,14 @@ def run_worker(job: dict, timeout: float = WORKER_TIMEOUT_S) -> dict:
     with tempfile.TemporaryDirectory(prefix="adapterx-train-cost-") as tmp:
         out = Path(tmp) / "row.json"
         try:
-            proc = subprocess.run([sys.executable, "-m", "adapterx.bench.train_cost", json.dumps(job), str(out)],
-                                  cwd=root, env=environ, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(
+                [sys.executable, "-m", "adapterx.bench.train_cost", json.dumps(job), str(out)],
+                cwd=root,
+                env=environ,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
             return _failed(job, f"timed out after {timeout:.0f} s")
         if proc.returncode != 0 or not out.is_file():
@@ -206,12 +227,29 @@ def _failed(job: dict, why: str) -> dict:
 
 def jobs(cfg, backbone_name: str, pairs: list[tuple[str, str]]) -> list[dict]:
     """One job per (device/dtype, threads, batch size, seq len, kind), kinds innermost."""
-    return [{"backbone": backbone_name, "kind": kind, "device": device, "dtype": dtype, "threads": threads,
-             "batch_size": bs, "seq_len": seq, "warmup": cfg.warmup, "iterations": cfg.iterations,
-             "rank": cfg.rank, "reduction_factor": cfg.reduction_factor, "virtual_tokens": 16, "seed": cfg.seed,
-             "attention": cfg.attention}
-            for device, dtype in pairs for threads in cfg.threads for bs in cfg.batch_sizes
-            for seq in cfg.seq_lens for kind in cfg.train_kinds]
+    return [
+        {
+            "backbone": backbone_name,
+            "kind": kind,
+            "device": device,
+            "dtype": dtype,
+            "threads": threads,
+            "batch_size": bs,
+            "seq_len": seq,
+            "warmup": cfg.warmup,
+            "iterations": cfg.iterations,
+            "rank": cfg.rank,
+            "reduction_factor": cfg.reduction_factor,
+            "virtual_tokens": 16,
+            "seed": cfg.seed,
+            "attention": cfg.attention,
+        }
+        for device, dtype in pairs
+        for threads in cfg.threads
+        for bs in cfg.batch_sizes
+        for seq in cfg.seq_lens
+        for kind in cfg.train_kinds
+    ]
 
 
 def run_train_jobs(job_list: list[dict], log: Callable[[str], None], progress: bool = True) -> list[dict]:
@@ -221,10 +259,15 @@ def run_train_jobs(job_list: list[dict], log: Callable[[str], None], progress: b
     for job in tqdm(job_list, desc="train cost", unit="kind", disable=not show_progress(progress), file=sys.stderr):
         started = time.time()
         row = run_worker(job)
-        log(f"bench --train: {job['kind']} b={job['batch_size']} s={job['seq_len']}: "
-            + (f"{row['step_ms']['median']:.0f} ms/step, peak {row['memory']['peak_mb']:.0f} MB"
-               if row.get("error") is None else f"failed: {row['error']}")
-            + f" ({time.time() - started:.0f} s)")
+        log(
+            f"bench --train: {job['kind']} b={job['batch_size']} s={job['seq_len']}: "
+            + (
+                f"{row['step_ms']['median']:.0f} ms/step, peak {row['memory']['peak_mb']:.0f} MB"
+                if row.get("error") is None
+                else f"failed: {row['error']}"
+            )
+            + f" ({time.time() - started:.0f} s)"
+        )
         rows.append(row)
     return rows
 
@@ -232,8 +275,9 @@ def run_train_jobs(job_list: list[dict], log: Callable[[str], None], progress: b
 def main(argv: list[str]) -> int:
     """Worker entry point: measure the job given as JSON and write its row to the file named second."""
     if len(argv) != 2:
-        raise SystemExit("usage: python -m adapterx.bench.train_cost '<job json>' OUT.json "
-                         "(a worker of `adapterx bench --train`)")
+        raise SystemExit(
+            "usage: python -m adapterx.bench.train_cost '<job json>' OUT.json (a worker of `adapterx bench --train`)"
+        )
     atomic_write_json(Path(argv[1]), measure_kind(json.loads(argv[0])))
     return 0
 

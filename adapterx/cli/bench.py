@@ -9,8 +9,15 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from adapterx.bench.config import (CLOCKS, COMPILE_CHOICES, DTYPES, QUICK_OVERRIDES, TRAIN_OVERRIDES, BenchConfig,
-                                   field_help)
+from adapterx.bench.config import (
+    CLOCKS,
+    COMPILE_CHOICES,
+    DTYPES,
+    QUICK_OVERRIDES,
+    TRAIN_OVERRIDES,
+    BenchConfig,
+    field_help,
+)
 from adapterx.cli.lazy import defer
 from adapterx.core.errors import AdapterxError
 
@@ -51,8 +58,15 @@ Examples:
   adapterx bench ... --readme docs/benchmarks.md           # rewrite its <!-- bench:cpu:start/end --> section
 """
 
-_LISTS = {"forms": str, "batch_sizes": int, "seq_lens": int, "dtypes": str, "devices": str, "threads": int,
-          "train_kinds": str}
+_LISTS = {
+    "forms": str,
+    "batch_sizes": int,
+    "seq_lens": int,
+    "dtypes": str,
+    "devices": str,
+    "threads": int,
+    "train_kinds": str,
+}
 _FLAGS = ("command", "progress", "quick", "train")
 
 
@@ -65,28 +79,35 @@ def _csv(kind):
         if not items:
             raise argparse.ArgumentTypeError("empty list")
         return items
+
     return parse
 
 
 def add_bench_parser(subparsers) -> None:
     """Register the ``bench`` subcommand on an argparse subparsers object; its ``func`` default runs it."""
-    p = subparsers.add_parser("bench", help="inference overhead of merged, unmerged, stacked and mixed adapters",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "bench",
+        help="inference overhead of merged, unmerged, stacked and mixed adapters",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     defer(p, add_bench_arguments)
     p.set_defaults(func=run_from_args)
 
 
 def _description() -> str:
-    from adapterx.bench.forms import form_help   # the registered forms (imports torch: on first use only)
+    from adapterx.bench.forms import form_help  # the registered forms (imports torch: on first use only)
 
     return DESCRIPTION.format(forms=form_help())
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.description = _description()
-    extra = {"dtypes": {"metavar": ",".join(DTYPES)}, "compile": {"choices": COMPILE_CHOICES},
-             "attention": {"choices": ("sdpa", "eager")},
-             "clock": {"choices": CLOCKS}}
+    extra = {
+        "dtypes": {"metavar": ",".join(DTYPES)},
+        "compile": {"choices": COMPILE_CHOICES},
+        "attention": {"choices": ("sdpa", "eager")},
+        "clock": {"choices": CLOCKS},
+    }
     aliases = {"devices": ["--device"]}
     for f in fields(BenchConfig):
         if f.name in _FLAGS:
@@ -108,15 +129,17 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, command: str = "") -> BenchConfig:
-    values = {f.name: getattr(args, f.name) for f in fields(BenchConfig)
-              if getattr(args, f.name, None) is not None and f.name not in _FLAGS}
+    values = {
+        f.name: getattr(args, f.name)
+        for f in fields(BenchConfig)
+        if getattr(args, f.name, None) is not None and f.name not in _FLAGS
+    }
     train = bool(getattr(args, "train", False))
     if args.quick:
         values = {**QUICK_OVERRIDES, **values}
     if train:
         values = {**TRAIN_OVERRIDES, **values}
-    return BenchConfig(**values, quick=bool(args.quick), train=train, progress=bool(args.progress),
-                       command=command)
+    return BenchConfig(**values, quick=bool(args.quick), train=train, progress=bool(args.progress), command=command)
 
 
 def _command_line() -> str:
@@ -136,6 +159,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             raise AdapterxError(f"--readme {cfg.readme}: no such file")
         if cfg.readme:  # fail on missing markers before spending minutes measuring
             from adapterx.bench.report import replace_section
+
             replace_section(Path(cfg.readme).read_text(encoding="utf-8"), cfg.readme_section, "")
         outdir = Path(cfg.output or f"artifacts/bench/{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
         doc = run_train_bench(cfg) if cfg.train else run_bench(cfg)

@@ -113,7 +113,7 @@ def _recorded_backbone(parts: list[tuple[str, Path]]) -> str:
     try:
         name = read_metadata(parts[0][1]).get("base_model", {}).get("name") if parts else None
     except AdapterxError:
-        name = None   # the composition step names the unreadable file
+        name = None  # the composition step names the unreadable file
     return name if isinstance(name, str) and name and "+" not in name else "builtin:tiny-xlmr"
 
 
@@ -130,12 +130,15 @@ def cmd_compose(args) -> int:
         print(f"loaded composition {args.manifest}")
     else:
         if not args.adapter:
-            raise AdapterxError("name the adapters to compose: --adapter NAME=DIR (repeat, bottom first), or "
-                                "--manifest to reload a saved composition")
+            raise AdapterxError(
+                "name the adapters to compose: --adapter NAME=DIR (repeat, bottom first), or "
+                "--manifest to reload a saved composition"
+            )
         parts = _parse_adapters(args.adapter)
         backbone = load_backbone(args.backbone or _recorded_backbone(parts))
-        composed = compose(backbone, parts, args.mode, weights=_weights(args.weights), density=args.density,
-                           head=args.head)
+        composed = compose(
+            backbone, parts, args.mode, weights=_weights(args.weights), density=args.density, head=args.head
+        )
     print("composed " + composed.describe())
     if args.check:
         input_ids, mask = _encode(composed.backbone, [args.check])
@@ -169,8 +172,10 @@ def _check_fused(composed, text: str | None) -> None:
 
     fused = composed.fused()
     if fused is None:
-        raise AdapterxError(f"--fused: {composed.composition} has no fused form (it needs LoRA adapters or a plain "
-                            f"stack of bottleneck adapters; a mixed batch or a bottleneck average has none)")
+        raise AdapterxError(
+            f"--fused: {composed.composition} has no fused form (it needs LoRA adapters or a plain "
+            f"stack of bottleneck adapters; a mixed batch or a bottleneck average has none)"
+        )
     replaced = sum(isinstance(m, (FastBottleneckOutput, FusedLoraLinear)) for m in fused.encoder.modules())
     print(f"fused form: {replaced} sub-layers run the adapters as plain modules (no adapter library)")
     if not text:
@@ -192,20 +197,28 @@ def cmd_merge(args) -> int:
 
     if bool(args.adapter) == bool(args.manifest):
         raise AdapterxError("give the LoRA adapters to merge with --adapter DIR (repeat), or --manifest FILE")
-    backbone = (load_backbone(args.backbone or _recorded_backbone(_parse_adapters(args.adapter)))
-                if (args.backbone or args.adapter) else None)
+    backbone = (
+        load_backbone(args.backbone or _recorded_backbone(_parse_adapters(args.adapter)))
+        if (args.backbone or args.adapter)
+        else None
+    )
     if args.manifest:
         report = merge(load_manifest(args.manifest, backbone), args.output, tolerance=args.tolerance)
     else:
-        report = merge_adapters(backbone, _parse_adapters(args.adapter), args.output, head=args.head,
-                                tolerance=args.tolerance)
+        report = merge_adapters(
+            backbone, _parse_adapters(args.adapter), args.output, head=args.head, tolerance=args.tolerance
+        )
     print(f"merged LoRA {', '.join(report.merged)} into {backbone.name if backbone else 'the base'} weights")
-    print(f"max |merged - unmerged| {report.compared} on the probe batch: {report.max_abs_diff:.3g} "
-          f"(tolerance {report.tolerance:g}) ok")
+    print(
+        f"max |merged - unmerged| {report.compared} on the probe batch: {report.max_abs_diff:.3g} "
+        f"(tolerance {report.tolerance:g}) ok"
+    )
     for note in report.notes:
         print(f"note: {note}")
-    print(f"wrote {report.directory} ({report.parameters:,} parameters; load with "
-          f"transformers.{report.loader}.from_pretrained)")
+    print(
+        f"wrote {report.directory} ({report.parameters:,} parameters; load with "
+        f"transformers.{report.loader}.from_pretrained)"
+    )
     return 0
 
 
@@ -214,11 +227,13 @@ def add_compose_parsers(subparsers) -> None:
     """Register `compose` and `merge` on the main parser's subparsers."""
 
     p = subparsers.add_parser(
-        "compose", help="attach several saved adapters to one frozen base: stack, sum, weighted/TIES/DARE, mixed",
+        "compose",
+        help="attach several saved adapters to one frozen base: stack, sum, weighted/TIES/DARE, mixed",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Load the frozen base once and attach any number of saved adapters, combined as --mode;\n"
-                    "print what was composed and its parameter counts, optionally the logits for a test input,\n"
-                    "and optionally save the composition as a manifest.")
+        "print what was composed and its parameter counts, optionally the logits for a test input,\n"
+        "and optionally save the composition as a manifest.",
+    )
     p.set_defaults(func=cmd_compose)
     defer(p, _compose_arguments)
     _add_merge_parser(subparsers)
@@ -229,45 +244,88 @@ def _compose_arguments(p: argparse.ArgumentParser) -> None:
 
     density = ", ".join(name for name, method in WEIGHTED_METHODS.items() if method.needs_density)
     modes = [(mode.name, mode.about) for mode in MODES.values()]
-    p.epilog = COMPOSE_MODES + "\n".join(textwrap.fill(about, 110, initial_indent=f"  {name:<17}",
-                                                       subsequent_indent=" " * 19) for name, about in modes) \
-        + "\n\n" + COMPOSE_EXAMPLES
-    p.add_argument("--backbone", help="hub id, local dir or builtin:<name> (default: the backbone the first "
-                                      "adapter was trained on; with --manifest, the one recorded there)")
-    p.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR",
-                   help="a saved adapter directory, named NAME in the composition; repeat, bottom (intermediate) "
-                        "first, target last")
-    p.add_argument("--mode", default="stack", choices=MODES.names(), metavar="MODE",
-                   help="how to combine them: %(choices)s (see below; default stack)")
-    p.add_argument("--weights", metavar="W1,W2,...", help="one weight per adapter for the weighted modes "
-                                                          "(default: equal shares summing to 1)")
+    p.epilog = (
+        COMPOSE_MODES
+        + "\n".join(
+            textwrap.fill(about, 110, initial_indent=f"  {name:<17}", subsequent_indent=" " * 19)
+            for name, about in modes
+        )
+        + "\n\n"
+        + COMPOSE_EXAMPLES
+    )
+    p.add_argument(
+        "--backbone",
+        help="hub id, local dir or builtin:<name> (default: the backbone the first "
+        "adapter was trained on; with --manifest, the one recorded there)",
+    )
+    p.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a saved adapter directory, named NAME in the composition; repeat, bottom (intermediate) "
+        "first, target last",
+    )
+    p.add_argument(
+        "--mode",
+        default="stack",
+        choices=MODES.names(),
+        metavar="MODE",
+        help="how to combine them: %(choices)s (see below; default stack)",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="W1,W2,...",
+        help="one weight per adapter for the weighted modes (default: equal shares summing to 1)",
+    )
     p.add_argument("--density", type=float, help=f"share of each delta kept, for {density} (default 0.5)")
     p.add_argument("--head", metavar="NAME", help="use this part's head instead of the last part's")
     p.add_argument("--manifest", metavar="FILE|DIR", help="reload a composition saved with --output")
     p.add_argument("--check", metavar="TEXT", help="print the logits for this input ('A ||| B' for a pair)")
-    p.add_argument("--fused", action="store_true",
-                   help="also build the fused form (plain modules, no adapter library at inference: LoRA as one "
-                        "low-rank product per layer, a bottleneck stack as one module per sub-layer); with --check, "
-                        "print its largest difference from the library form")
-    p.add_argument("--output", metavar="FILE.json|DIR",
-                   help="save the composition: FILE.json = a manifest pointing at the parts where they are; "
-                        "DIR = a self-contained copy (DIR/composition.json + DIR/parts/<name>/)")
+    p.add_argument(
+        "--fused",
+        action="store_true",
+        help="also build the fused form (plain modules, no adapter library at inference: LoRA as one "
+        "low-rank product per layer, a bottleneck stack as one module per sub-layer); with --check, "
+        "print its largest difference from the library form",
+    )
+    p.add_argument(
+        "--output",
+        metavar="FILE.json|DIR",
+        help="save the composition: FILE.json = a manifest pointing at the parts where they are; "
+        "DIR = a self-contained copy (DIR/composition.json + DIR/parts/<name>/)",
+    )
 
 
 def _add_merge_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "merge", help="fold LoRA adapters into the base weights; write a plain transformers checkpoint",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=MERGE_EPILOG,
+        "merge",
+        help="fold LoRA adapters into the base weights; write a plain transformers checkpoint",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=MERGE_EPILOG,
         description="Fold the LoRA deltas into the base's linear weights (zero inference overhead) and save\n"
-                    "a checkpoint that plain transformers loads, after checking it against the unmerged model.")
-    p.add_argument("--backbone", help="the backbone the adapters were trained on (default: the one the first "
-                                      "adapter records; with --manifest, the one recorded there)")
-    p.add_argument("--adapter", action="append", default=[], metavar="[NAME=]DIR",
-                   help="a saved LoRA adapter directory; repeat to merge several (their deltas add up); the "
-                        "last one's head is saved")
+        "a checkpoint that plain transformers loads, after checking it against the unmerged model.",
+    )
+    p.add_argument(
+        "--backbone",
+        help="the backbone the adapters were trained on (default: the one the first "
+        "adapter records; with --manifest, the one recorded there)",
+    )
+    p.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="[NAME=]DIR",
+        help="a saved LoRA adapter directory; repeat to merge several (their deltas add up); the "
+        "last one's head is saved",
+    )
     p.add_argument("--manifest", metavar="FILE|DIR", help="merge a composition saved by `adapterx compose`")
     p.add_argument("--head", metavar="NAME", help="save this part's head instead of the last one's")
     p.add_argument("--output", required=True, metavar="DIR", help="checkpoint directory (replaced atomically)")
-    p.add_argument("--tolerance", type=float, default=1e-4,
-                   help="largest allowed max |merged - unmerged| logit difference (fp32; default 1e-4)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="largest allowed max |merged - unmerged| logit difference (fp32; default 1e-4)",
+    )
     p.set_defaults(func=cmd_merge)

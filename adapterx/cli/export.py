@@ -26,29 +26,41 @@ def cmd_export_backbone(args: argparse.Namespace) -> int:
     directory = Path(args.directory)
     if directory.is_dir() and any(directory.iterdir()) and not args.overwrite:
         raise AdapterxError(f"{directory}: is not empty; pass --overwrite to replace it")
-    if args.backbone.startswith("random:"):   # refused before building a large random model
-        raise AdapterxError(f"backbone {args.backbone!r} has no tokenizer (random weights, for latency only); "
-                            f"export a backbone with one")
+    if args.backbone.startswith("random:"):  # refused before building a large random model
+        raise AdapterxError(
+            f"backbone {args.backbone!r} has no tokenizer (random weights, for latency only); "
+            f"export a backbone with one"
+        )
     backbone = load_backbone(args.backbone)
     if backbone.tokenizer is None:
-        raise AdapterxError(f"backbone {args.backbone!r} has no tokenizer (random weights, for latency only); "
-                            f"export a backbone with one")
+        raise AdapterxError(
+            f"backbone {args.backbone!r} has no tokenizer (random weights, for latency only); "
+            f"export a backbone with one"
+        )
     save_backbone(backbone, directory)
     reloaded = load_backbone(str(directory))
-    if reloaded.fingerprint != backbone.fingerprint:   # the same weights, or the export is useless
-        raise AdapterxError(f"{directory}: reloaded weights have fingerprint {reloaded.fingerprint}, not "
-                            f"{backbone.fingerprint}; this is a bug in adapterx, please report")
+    if reloaded.fingerprint != backbone.fingerprint:  # the same weights, or the export is useless
+        raise AdapterxError(
+            f"{directory}: reloaded weights have fingerprint {reloaded.fingerprint}, not "
+            f"{backbone.fingerprint}; this is a bug in adapterx, please report"
+        )
     print(f"wrote {directory}: {backbone.name} ({backbone.description}), fingerprint {backbone.fingerprint}")
-    print(f"load it with transformers.AutoModel.from_pretrained({str(directory)!r}, add_pooling_layer=False), "
-          f"or as --backbone {directory}")
+    print(
+        f"load it with transformers.AutoModel.from_pretrained({str(directory)!r}, add_pooling_layer=False), "
+        f"or as --backbone {directory}"
+    )
     return 0
 
 
 def add_export_parser(subparsers) -> None:
-    p = subparsers.add_parser("export-backbone", help="write a backbone as a plain transformers checkpoint",
-                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-                              description="Write BACKBONE's weights (safetensors), config and tokenizer to DIR, "
-                                          "atomically, and check that they load back with the same fingerprint.")
+    p = subparsers.add_parser(
+        "export-backbone",
+        help="write a backbone as a plain transformers checkpoint",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        description="Write BACKBONE's weights (safetensors), config and tokenizer to DIR, "
+        "atomically, and check that they load back with the same fingerprint.",
+    )
     p.add_argument("backbone", metavar="BACKBONE", help="builtin:tiny-xlmr[@seed], a hub id or a local directory")
     p.add_argument("directory", metavar="DIR", help="output directory (replaced atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")

@@ -9,7 +9,7 @@ A `LazyParser` adds a sub-command's arguments only when that sub-command is pars
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 AddArguments = Callable[[argparse.ArgumentParser], None]
 

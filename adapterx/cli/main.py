@@ -47,8 +47,9 @@ def _parse_options(text: str, what: str) -> dict:
             raise AdapterxError(f"{what}: expected key=value, got {item!r} in {text!r}")
         key, value = item.split("=", 1)
         try:
-            options[key.strip()] = ([yaml.safe_load(v) for v in value.split("+")] if "+" in value
-                                    else yaml.safe_load(value))
+            options[key.strip()] = (
+                [yaml.safe_load(v) for v in value.split("+")] if "+" in value else yaml.safe_load(value)
+            )
         except yaml.YAMLError as exc:
             raise AdapterxError(f"{what}: {key.strip()}={value}: not a value ({exc.problem or exc})") from exc
     return options
@@ -89,28 +90,46 @@ def cmd_train(args) -> int:
     backbone = load_backbone(args.backbone)
     if args.strategy != "none" and not args.on_top_of:
         raise AdapterxError(f"--strategy {args.strategy} needs --on-top-of <intermediate adapter dir>")
-    trained = train_task(backbone, task, spec, config, Path(args.output), strategy=args.strategy,
-                         intermediates=[Path(p) for p in args.on_top_of] if args.on_top_of else None,
-                         data_dir=args.data_dir, train_limit=args.train_limit, resume=args.resume,
-                         overwrite=args.overwrite)
+    trained = train_task(
+        backbone,
+        task,
+        spec,
+        config,
+        Path(args.output),
+        strategy=args.strategy,
+        intermediates=[Path(p) for p in args.on_top_of] if args.on_top_of else None,
+        data_dir=args.data_dir,
+        train_limit=args.train_limit,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
     p = trained.result.parameters
-    print(f"trained {task.name} adapter ({spec.kind}, strategy {args.strategy}) in {trained.result.steps} steps, "
-          f"{trained.result.seconds:.1f} s")
+    print(
+        f"trained {task.name} adapter ({spec.kind}, strategy {args.strategy}) in {trained.result.steps} steps, "
+        f"{trained.result.seconds:.1f} s"
+    )
     print(f"parameters: trainable {p['trainable']:,} of {p['total']:,} ({100 * p['trainable'] / p['total']:.2f}%)")
     chosen = trained.result.selected
-    print(f"kept the weights of step {chosen['step']} ({chosen['rule']}"
-          + (f", dev {chosen['metric']} {chosen['score']:.2f}" if chosen.get("score") is not None else "")
-          + (f"; stopped early at step {chosen['stopped_early_at']}" if chosen.get("stopped_early_at") else "") + ")")
+    print(
+        f"kept the weights of step {chosen['step']} ({chosen['rule']}"
+        + (f", dev {chosen['metric']} {chosen['score']:.2f}" if chosen.get("score") is not None else "")
+        + (f"; stopped early at step {chosen['stopped_early_at']}" if chosen.get("stopped_early_at") else "")
+        + ")"
+    )
     print("validation: " + ", ".join(f"{k} {v:.2f}" for k, v in trained.validation.items()))
     print(f"saved to {trained.directory}")
     return 0
 
 
 def _add_train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train one adapter (and its head) on one task", formatter_class=_Formatter,
-                       description="Train an adapter on a task's English training data; only the adapter and its "
-                                   "task head train, the backbone stays frozen. With --strategy the adapter builds "
-                                   "on an intermediate-task adapter (--on-top-of).")
+    p = sub.add_parser(
+        "train",
+        help="train one adapter (and its head) on one task",
+        formatter_class=_Formatter,
+        description="Train an adapter on a task's English training data; only the adapter and its "
+        "task head train, the backbone stays frozen. With --strategy the adapter builds "
+        "on an intermediate-task adapter (--on-top-of).",
+    )
     p.set_defaults(func=cmd_train)
     defer(p, _train_arguments)
 
@@ -125,31 +144,55 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     from adapterx.training.selection import SELECT_RULES
     from adapterx.training.strategies import STRATEGIES
 
-    kinds = "; ".join(f"{name} ({', '.join(f.name for f in dataclasses.fields(method.spec_type))})"
-                      for name, method in sorted(METHODS.items()))
+    kinds = "; ".join(
+        f"{name} ({', '.join(f.name for f in dataclasses.fields(method.spec_type))})"
+        for name, method in sorted(METHODS.items())
+    )
     p.add_argument("--task", required=True, help=f"task name: {', '.join(task_names())} (see `adapterx tasks`)")
-    p.add_argument("--backbone", default="builtin:tiny-xlmr",
-                   help="hub id, local dir, builtin:tiny-xlmr or builtin:multilingual-e5-small")
-    p.add_argument("--adapter", default="kind=lora,r=8,alpha=16",
-                   help=f"adapter spec as key=value pairs; lists with '+': target_modules=query+value; kinds: {kinds}")
+    p.add_argument(
+        "--backbone",
+        default="builtin:tiny-xlmr",
+        help="hub id, local dir, builtin:tiny-xlmr or builtin:multilingual-e5-small",
+    )
+    p.add_argument(
+        "--adapter",
+        default="kind=lora,r=8,alpha=16",
+        help=f"adapter spec as key=value pairs; lists with '+': target_modules=query+value; kinds: {kinds}",
+    )
     p.add_argument("--output", required=True, help="run directory; the adapter is saved to OUTPUT/adapter")
-    p.add_argument("--strategy", default="none", choices=STRATEGIES.names(), metavar="STRATEGY",
-                   help="how to build on --on-top-of (see below)")
-    p.add_argument("--on-top-of", action="append", metavar="DIR",
-                   help="intermediate adapter directory (repeat for strategies that take several, e.g. fuse)")
+    p.add_argument(
+        "--strategy",
+        default="none",
+        choices=STRATEGIES.names(),
+        metavar="STRATEGY",
+        help="how to build on --on-top-of (see below)",
+    )
+    p.add_argument(
+        "--on-top-of",
+        action="append",
+        metavar="DIR",
+        help="intermediate adapter directory (repeat for strategies that take several, e.g. fuse)",
+    )
     hints = typing.get_type_hints(TrainConfig)
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for name, (flag, text) in TRAIN_FLAGS.items():
         kind = next((t for t in typing.get_args(hints[name]) if t is not type(None)), hints[name])
         choices = {"schedule": SCHEDULES, "select": SELECT_RULES}.get(name)
-        p.add_argument(flag, dest=name, type=kind, default=defaults[name], help=text,
-                       **({"choices": choices} if choices else {}))
+        p.add_argument(
+            flag, dest=name, type=kind, default=defaults[name], help=text, **({"choices": choices} if choices else {})
+        )
     p.add_argument("--data-dir", help="local copies of the task data (<dir>/<task>/<split>.<lang>.<ext>)")
     p.add_argument("--train-limit", type=int, help="use only the first N training rows")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run whose checkpoints are in OUTPUT (refused if its settings differ)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace what OUTPUT holds (a fresh run refuses a non-empty OUTPUT otherwise)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run whose checkpoints are in OUTPUT (refused if its settings differ)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace what OUTPUT holds (a fresh run refuses a non-empty OUTPUT otherwise)",
+    )
     p.epilog = "strategies:\n" + listing([(s.name, s.about) for s in STRATEGIES.values()])
 
 
@@ -168,14 +211,20 @@ def cmd_evaluate(args) -> int:
             check_evaluable(form)
         except AdapterxError as exc:
             raise AdapterxError(f"--forms: {exc}") from exc
-    evaluation = Evaluation(split=args.split, languages=args.languages.split(",") if args.languages else None,
-                            data_dir=args.data_dir, limit=args.limit, bootstrap=args.bootstrap,
-                            confidence=args.confidence)
-    table = compare_setups(load_backbone(args.backbone), get_task(args.task), _setups(args.adapter), forms,
-                           evaluation)
+    evaluation = Evaluation(
+        split=args.split,
+        languages=args.languages.split(",") if args.languages else None,
+        data_dir=args.data_dir,
+        limit=args.limit,
+        bootstrap=args.bootstrap,
+        confidence=args.confidence,
+    )
+    table = compare_setups(load_backbone(args.backbone), get_task(args.task), _setups(args.adapter), forms, evaluation)
     label, form = table["baseline"]
-    print(f"{table['task']}: {table['metric']} on {args.split}; mean ± std over seeds; Δ vs {label} ({form}) with "
-          f"its {args.confidence:.0%} bootstrap interval")
+    print(
+        f"{table['task']}: {table['metric']} on {args.split}; mean ± std over seeds; Δ vs {label} ({form}) with "
+        f"its {args.confidence:.0%} bootstrap interval"
+    )
     print(benefit_table(table))
     if args.output:
         atomic_write_json(args.output, {k: table[k] for k in ("task", "split", "metric", "baseline", "rows", "runs")})
@@ -194,8 +243,11 @@ def _setups(items: list[str]) -> dict[str, list[Path]]:
 
 
 def _add_evaluate_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="zero-shot evaluation of saved adapters in every language of a task",
-                       formatter_class=_Formatter)
+    p = sub.add_parser(
+        "evaluate",
+        help="zero-shot evaluation of saved adapters in every language of a task",
+        formatter_class=_Formatter,
+    )
     p.set_defaults(func=cmd_evaluate)
     defer(p, _evaluate_arguments)
 
@@ -205,11 +257,19 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--task", required=True)
     p.add_argument("--backbone", default="builtin:tiny-xlmr")
-    p.add_argument("--adapter", action="append", required=True, metavar="[LABEL=]DIR[,DIR...]",
-                   help="a saved adapter; several comma-separated directories are seeds of one setup (mean ± std, "
-                        "bootstrap interval); repeat to compare; the first is the baseline")
-    p.add_argument("--forms", default="unmerged", help="deployment forms to evaluate, comma-separated (see below); "
-                                                       "the same predictions up to float error")
+    p.add_argument(
+        "--adapter",
+        action="append",
+        required=True,
+        metavar="[LABEL=]DIR[,DIR...]",
+        help="a saved adapter; several comma-separated directories are seeds of one setup (mean ± std, "
+        "bootstrap interval); repeat to compare; the first is the baseline",
+    )
+    p.add_argument(
+        "--forms",
+        default="unmerged",
+        help="deployment forms to evaluate, comma-separated (see below); the same predictions up to float error",
+    )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval over seeds")
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--languages", help="comma-separated subset (default: all of the task's)")
@@ -230,12 +290,16 @@ def cmd_run(args) -> int:
         recipe.data_dir = args.data_dir
     if args.dry_run or args.list_jobs:
         from adapterx.study.runner import describe_jobs
-        print(f"{args.recipe}: valid. backbone {recipe.backbone}, adapter {recipe.adapter}, "
-              f"intermediate {recipe.intermediate.tasks}{' + multitask' if recipe.intermediate.multitask else ''}, "
-              f"targets {recipe.target.tasks} ({', '.join(recipe.target.strategies)}), seeds {recipe.seeds}; "
-              f"output {recipe.output}")
+
+        print(
+            f"{args.recipe}: valid. backbone {recipe.backbone}, adapter {recipe.adapter}, "
+            f"intermediate {recipe.intermediate.tasks}{' + multitask' if recipe.intermediate.multitask else ''}, "
+            f"targets {recipe.target.tasks} ({', '.join(recipe.target.strategies)}), seeds {recipe.seeds}; "
+            f"output {recipe.output}"
+        )
         if args.dry_run:
             from adapterx.study.plan import describe_plan
+
             print("\n".join(describe_plan(recipe)))
         if args.list_jobs:
             print("jobs (run each with --job N, in any order or in parallel; then once without --job):")
@@ -246,46 +310,67 @@ def cmd_run(args) -> int:
         return 0
     from adapterx.study.reading import controls_table
     from adapterx.study.report import benefit_table, readme_summary
+
     for name, target in results["targets"].items():
         print(f"{name} ({target['metric']}, unmerged; report.md has every form, the controls and expectations):")
         print(benefit_table(target, ("unmerged",)))
         print(controls_table(target))
     if args.readme:
         from adapterx.bench.report import update_readme
-        update_readme(args.readme, recipe.name, readme_summary(
-            results, f"adapterx run {args.recipe}" + (" --force" if args.force else "")))
+
+        update_readme(
+            args.readme,
+            recipe.name,
+            readme_summary(results, f"adapterx run {args.recipe}" + (" --force" if args.force else "")),
+        )
         print(f"updated the {recipe.name!r} section of {args.readme}")
     return 0
 
 
 def _add_run_parser(sub) -> None:
-    p = sub.add_parser("run", help="run a recipe: train intermediate + target adapters, evaluate, report",
-                       description="Run the phases of a recipe (YAML). Phases whose outputs exist for the same "
-                                   "configuration are reused; --force redoes them.")
+    p = sub.add_parser(
+        "run",
+        help="run a recipe: train intermediate + target adapters, evaluate, report",
+        description="Run the phases of a recipe (YAML). Phases whose outputs exist for the same "
+        "configuration are reused; --force redoes them.",
+    )
     p.add_argument("recipe", help="recipe YAML, e.g. recipes/quickstart.yaml")
     p.add_argument("--force", action="store_true", help="ignore cached phases")
-    p.add_argument("--dry-run", action="store_true",
-                   help="validate the recipe, print the splits, selection and metric of every target, and stop")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the recipe, print the splits, selection and metric of every target, and stop",
+    )
     p.add_argument("--data-dir", help="local copies of the task data (overrides the recipe's data_dir)")
     p.add_argument("--list-jobs", action="store_true", help="print the independent jobs of the recipe and stop")
     p.add_argument("--job", type=int, metavar="N", help="run only job N (for a cluster; see --list-jobs)")
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                   help="if another `adapterx run` is using the artifacts directory, wait up to SECONDS for it "
-                        "(default: refuse at once); its finished phases are then reused")
-    p.add_argument("--readme", metavar="FILE",
-                   help="also write the benefit table between the '<!-- bench:<recipe name>:start/end -->' markers")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="if another `adapterx run` is using the artifacts directory, wait up to SECONDS for it "
+        "(default: refuse at once); its finished phases are then reused",
+    )
+    p.add_argument(
+        "--readme",
+        metavar="FILE",
+        help="also write the benefit table between the '<!-- bench:<recipe name>:start/end -->' markers",
+    )
     p.set_defaults(func=cmd_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="adapterx", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        prog="adapterx",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
         description="Train small adapters per task on a frozen XLM-R, compose them at load time, and measure "
-                    "both the accuracy an English intermediate task buys on a cross-lingual target and what "
-                    "the adapters cost at inference.")
+        "both the accuracy an English intermediate task buys on a cross-lingual target and what "
+        "the adapters cost at inference.",
+    )
     volume = parser.add_mutually_exclusive_group()
-    volume.add_argument("--verbose", "-v", action="store_true",
-                        help="debug messages, library warnings and tracebacks")
+    volume.add_argument("--verbose", "-v", action="store_true", help="debug messages, library warnings and tracebacks")
     volume.add_argument("--quiet", "-q", action="store_true", help="warnings and errors only, no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command", parser_class=LazyParser)
     _add_train_parser(sub)
@@ -301,11 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import warnings
+
     warnings.filterwarnings("ignore", module=r"(peft|adapters|transformers|torch|accelerate)(\.|$)")
     for name in ("adapters", "transformers", "peft", "accelerate", "datasets"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
         import datasets
+
         datasets.disable_progress_bars()
     except ImportError:
         pass
@@ -320,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_args(args)
         return args.func(args)
-    except HANDLED as exc:   # bad input or the file system (full, read-only, ...): one line, exit 2
+    except HANDLED as exc:  # bad input or the file system (full, read-only, ...): one line, exit 2
         if args.verbose:
             raise
         return report(exc)

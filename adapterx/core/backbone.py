@@ -26,9 +26,19 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import (AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, PretrainedConfig,
-                          PreTrainedModel, PreTrainedTokenizerBase, XLMRobertaConfig, XLMRobertaModel,
-                          XLMRobertaTokenizerFast)
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    XLMRobertaConfig,
+    XLMRobertaModel,
+    XLMRobertaTokenizerFast,
+)
 
 from adapterx.core import e5small, tinyworld
 from adapterx.core.errors import AdapterxError
@@ -39,27 +49,51 @@ TINY_BERT_NAME = "builtin:tiny-bert"
 E5_NAME = e5small.NAME
 # model types whose encoders adapterx drives (layer names query/key/value/dense, pooler optional, heads)
 ARCHITECTURES = ("xlm-roberta", "roberta", "bert")
-EXPORT_INFO_FILE = "adapterx_backbone.json"   # written by save_backbone: where the weights came from
+EXPORT_INFO_FILE = "adapterx_backbone.json"  # written by save_backbone: where the weights came from
 
 # Architectures of the public checkpoints (from their config.json), so that benchmarks of the real shapes
 # need no download.
-_XLMR_COMMON = dict(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
-                    pad_token_id=1, bos_token_id=0, eos_token_id=2)
+_XLMR_COMMON = dict(
+    vocab_size=250002,
+    max_position_embeddings=514,
+    type_vocab_size=1,
+    layer_norm_eps=1e-5,
+    pad_token_id=1,
+    bos_token_id=0,
+    eos_token_id=2,
+)
 REAL_SHAPES: dict[str, tuple[type[PretrainedConfig], dict]] = {
-    "xlm-roberta-base": (XLMRobertaConfig, dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                                                intermediate_size=3072, **_XLMR_COMMON)),
-    "xlm-roberta-large": (XLMRobertaConfig, dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                                                 intermediate_size=4096, **_XLMR_COMMON)),
+    "xlm-roberta-base": (
+        XLMRobertaConfig,
+        dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, **_XLMR_COMMON),
+    ),
+    "xlm-roberta-large": (
+        XLMRobertaConfig,
+        dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, **_XLMR_COMMON),
+    ),
     # intfloat/multilingual-e5-small: BERT on XLM-R's vocabulary (250,037 embedding rows), no position offset
-    "multilingual-e5-small": (BertConfig, dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
-                                               intermediate_size=1536, vocab_size=250037, max_position_embeddings=512,
-                                               type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=1)),
+    "multilingual-e5-small": (
+        BertConfig,
+        dict(
+            hidden_size=384,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=1536,
+            vocab_size=250037,
+            max_position_embeddings=512,
+            type_vocab_size=2,
+            layer_norm_eps=1e-12,
+            pad_token_id=1,
+        ),
+    ),
 }
 # where each shape's pretrained weights may be found without a download: a hub id in the local HF cache, or
 # a built-in backbone
-PRETRAINED_SOURCES = {"xlm-roberta-base": "FacebookAI/xlm-roberta-base",
-                      "xlm-roberta-large": "FacebookAI/xlm-roberta-large",
-                      "multilingual-e5-small": E5_NAME}
+PRETRAINED_SOURCES = {
+    "xlm-roberta-base": "FacebookAI/xlm-roberta-base",
+    "xlm-roberta-large": "FacebookAI/xlm-roberta-large",
+    "multilingual-e5-small": E5_NAME,
+}
 
 
 def position_offset(config: PretrainedConfig) -> int:
@@ -77,7 +111,7 @@ def usable_positions(config: PretrainedConfig) -> int:
 class Backbone:
     """A frozen encoder with its tokenizer, name and weight fingerprint."""
 
-    model: PreTrainedModel            # XLMRobertaModel, BertModel, ... (see ARCHITECTURES); no pooler
+    model: PreTrainedModel  # XLMRobertaModel, BertModel, ... (see ARCHITECTURES); no pooler
     tokenizer: PreTrainedTokenizerBase | None
     name: str
     pretrained: bool
@@ -95,15 +129,23 @@ class Backbone:
         if self.claimed:
             raise AdapterxError(f"backbone {self.name!r} already carries adapters; copy it before attaching any")
         model = copy.deepcopy(self.model)
-        return Backbone(model, self.tokenizer, self.name, self.pretrained, self.description, self.fingerprint,
-                        dict(model.named_parameters()))
+        return Backbone(
+            model,
+            self.tokenizer,
+            self.name,
+            self.pretrained,
+            self.description,
+            self.fingerprint,
+            dict(model.named_parameters()),
+        )
 
     def claim(self) -> None:
         """Mark the backbone as owned by one AdaptedModel (called by AdaptedModel)."""
         if self.claimed:
             raise AdapterxError(
                 f"backbone {self.name!r} is already used by another AdaptedModel (adapter libraries change it in "
-                f"place); pass backbone.fresh_copy() instead")
+                f"place); pass backbone.fresh_copy() instead"
+            )
         self.claimed = True
 
     def current_fingerprint(self) -> str:
@@ -131,8 +173,9 @@ def freeze(model: nn.Module) -> None:
         p.requires_grad_(False)
 
 
-def load_backbone(name_or_path: str, *, seed: int = 0, dtype: torch.dtype | None = None,
-                  fingerprint: bool = True) -> Backbone:
+def load_backbone(
+    name_or_path: str, *, seed: int = 0, dtype: torch.dtype | None = None, fingerprint: bool = True
+) -> Backbone:
     """Load and freeze the encoder named by `name_or_path` (see the module docstring for the forms)."""
     check_builtin_name(name_or_path)
     if any(name_or_path == n or name_or_path.startswith(n + "@") for n in (TINY_NAME, TINY_BERT_NAME)):
@@ -156,15 +199,17 @@ def load_backbone(name_or_path: str, *, seed: int = 0, dtype: torch.dtype | None
 def check_builtin_name(name: str) -> None:
     """Refuse a misspelt built-in name (it would otherwise be tried as a hub id) and a non-integer seed."""
     tiny = (TINY_NAME, TINY_BERT_NAME)
-    if name.startswith("builtin:") and name != E5_NAME and not any(name == n or name.startswith(n + "@")
-                                                                   for n in tiny):
-        raise AdapterxError(f"backbone {name!r}: unknown built-in backbone; built in: {', '.join(tiny)} (each "
-                            f"also as NAME@<seed>), {E5_NAME}")
+    if name.startswith("builtin:") and name != E5_NAME and not any(name == n or name.startswith(n + "@") for n in tiny):
+        raise AdapterxError(
+            f"backbone {name!r}: unknown built-in backbone; built in: {', '.join(tiny)} (each "
+            f"also as NAME@<seed>), {E5_NAME}"
+        )
     if any(name.startswith(n + "@") for n in tiny):
         tiny_seed(name)
     if name.startswith("random:") and _arch(name) not in REAL_SHAPES:
-        raise AdapterxError(f"backbone {name!r}: unknown architecture; known: "
-                            f"{', '.join('random:' + a for a in REAL_SHAPES)}")
+        raise AdapterxError(
+            f"backbone {name!r}: unknown architecture; known: {', '.join('random:' + a for a in REAL_SHAPES)}"
+        )
 
 
 def _arch(random_name: str) -> str:
@@ -177,8 +222,10 @@ def tiny_seed(name: str, default: int = 0) -> int:
         return default
     text = name.split("@", 1)[1]
     if not text.isdigit():
-        raise AdapterxError(f"backbone {name!r}: the part after '@' is the seed of the built-in weights, a "
-                            f"non-negative integer, got {text!r}")
+        raise AdapterxError(
+            f"backbone {name!r}: the part after '@' is the seed of the built-in weights, a "
+            f"non-negative integer, got {text!r}"
+        )
     return int(text)
 
 
@@ -189,14 +236,18 @@ def _pretrained(name_or_path: str) -> Backbone:
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
         if config.model_type not in ARCHITECTURES:
-            raise AdapterxError(f"backbone {name_or_path!r} is a {config.model_type!r} model; adapterx drives "
-                                f"encoders of types {', '.join(ARCHITECTURES)}")
-        model = AutoModel.from_pretrained(name_or_path, config=config, add_pooling_layer=False, use_safetensors=True,
-                                          trust_remote_code=False)
+            raise AdapterxError(
+                f"backbone {name_or_path!r} is a {config.model_type!r} model; adapterx drives "
+                f"encoders of types {', '.join(ARCHITECTURES)}"
+            )
+        model = AutoModel.from_pretrained(
+            name_or_path, config=config, add_pooling_layer=False, use_safetensors=True, trust_remote_code=False
+        )
         # fix_mistral_regex=False: transformers 4.57 wrongly warns about a Mistral regex on local directories
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, trust_remote_code=False,
-                                                  fix_mistral_regex=False)
-    except (OSError, ValueError) as exc:   # ValueError: not a valid hub id (huggingface_hub's HFValidationError)
+        tokenizer = AutoTokenizer.from_pretrained(
+            name_or_path, use_fast=True, trust_remote_code=False, fix_mistral_regex=False
+        )
+    except (OSError, ValueError) as exc:  # ValueError: not a valid hub id (huggingface_hub's HFValidationError)
         raise AdapterxError(
             f"cannot load backbone {name_or_path!r}: {_first_line(exc)}. Offline? Use a local directory or "
             f"{TINY_NAME!r} (built in, no network)."
@@ -216,9 +267,13 @@ def _random_real_shape(name: str, seed: int) -> Backbone:
     config = config_class(**sizes)
     torch.manual_seed(seed)
     model = AutoModel.from_config(config, add_pooling_layer=False)
-    return Backbone(model, None, name, pretrained=False,
-                    description=f"{arch} architecture ({config.model_type}), RANDOM weights (seed {seed}); for "
-                                f"latency only")
+    return Backbone(
+        model,
+        None,
+        name,
+        pretrained=False,
+        description=f"{arch} architecture ({config.model_type}), RANDOM weights (seed {seed}); for latency only",
+    )
 
 
 def _e5_backbone() -> Backbone:
@@ -227,9 +282,18 @@ def _e5_backbone() -> Backbone:
 
 
 # ---------------------------------------------------------------------------------------------- built-in
-TINY_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-                   max_position_embeddings=130, type_vocab_size=1, layer_norm_eps=1e-5,
-                   pad_token_id=1, bos_token_id=0, eos_token_id=2)
+TINY_CONFIG = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=128,
+    max_position_embeddings=130,
+    type_vocab_size=1,
+    layer_norm_eps=1e-5,
+    pad_token_id=1,
+    bos_token_id=0,
+    eos_token_id=2,
+)
 
 
 def tiny_tokenizer() -> XLMRobertaTokenizerFast:
@@ -249,12 +313,21 @@ def tiny_tokenizer() -> XLMRobertaTokenizerFast:
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
         special_tokens=[("<s>", 0), ("</s>", 2)],
     )
-    return XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-                                   cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
-                                   model_max_length=TINY_CONFIG["max_position_embeddings"] - 2)
+    return XLMRobertaTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        model_max_length=TINY_CONFIG["max_position_embeddings"] - 2,
+    )
 
 
 def _tiny_backbone(name: str, seed: int) -> Backbone:
@@ -263,17 +336,26 @@ def _tiny_backbone(name: str, seed: int) -> Backbone:
     bert = name.startswith(TINY_BERT_NAME)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
-    if bert:   # BERT numbers positions from 0: as many positions as the XLM-R twin has usable ones
+    if bert:  # BERT numbers positions from 0: as many positions as the XLM-R twin has usable ones
         positions = TINY_CONFIG["max_position_embeddings"] - 2
-        model = BertModel(BertConfig(vocab_size=len(tokenizer), **{**TINY_CONFIG, "max_position_embeddings": positions,
-                                                                    "type_vocab_size": 2}), add_pooling_layer=False)
+        model = BertModel(
+            BertConfig(
+                vocab_size=len(tokenizer), **{**TINY_CONFIG, "max_position_embeddings": positions, "type_vocab_size": 2}
+            ),
+            add_pooling_layer=False,
+        )
     else:
         model = XLMRobertaModel(XLMRobertaConfig(vocab_size=len(tokenizer), **TINY_CONFIG), add_pooling_layer=False)
     _align_translations(model, tokenizer, seed)
     torch.random.set_rng_state(generator_state)
-    return Backbone(model, tokenizer, name, pretrained=False,
-                    description=f"built-in tiny {'BERT' if bert else 'XLM-R'} (seed {seed}): random weights, "
-                                f"translation embeddings aligned by language (0.6-0.8); synthetic, not pretrained")
+    return Backbone(
+        model,
+        tokenizer,
+        name,
+        pretrained=False,
+        description=f"built-in tiny {'BERT' if bert else 'XLM-R'} (seed {seed}): random weights, "
+        f"translation embeddings aligned by language (0.6-0.8); synthetic, not pretrained",
+    )
 
 
 @torch.no_grad()
@@ -286,7 +368,7 @@ def _align_translations(model: PreTrainedModel, tokenizer: XLMRobertaTokenizerFa
         shared = torch.randn(emb.shape[1], generator=gen) * 0.02
         for piece, strength in group:
             noise = torch.randn(emb.shape[1], generator=gen) * 0.02
-            emb[tokenizer.convert_tokens_to_ids(piece)] = strength * shared + (1 - strength ** 2) ** 0.5 * noise
+            emb[tokenizer.convert_tokens_to_ids(piece)] = strength * shared + (1 - strength**2) ** 0.5 * noise
 
 
 def save_backbone(backbone: Backbone, directory: str | os.PathLike) -> Path:
@@ -298,7 +380,13 @@ def save_backbone(backbone: Backbone, directory: str | os.PathLike) -> Path:
         backbone.model.save_pretrained(tmp, safe_serialization=True)
         if backbone.tokenizer is not None:
             backbone.tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / EXPORT_INFO_FILE, {"name": backbone.name, "fingerprint": backbone.fingerprint,
-                                                   "pretrained": backbone.pretrained,
-                                                   "description": backbone.description})
+        atomic_write_json(
+            tmp / EXPORT_INFO_FILE,
+            {
+                "name": backbone.name,
+                "fingerprint": backbone.fingerprint,
+                "pretrained": backbone.pretrained,
+                "description": backbone.description,
+            },
+        )
     return Path(directory)

@@ -32,9 +32,9 @@ class BottleneckWeights:
     flags that decide where its residual and layer norms go."""
 
     name: str
-    down_weight: torch.Tensor            # (bottleneck, hidden)
+    down_weight: torch.Tensor  # (bottleneck, hidden)
     down_bias: torch.Tensor
-    up_weight: torch.Tensor              # (hidden, bottleneck)
+    up_weight: torch.Tensor  # (hidden, bottleneck)
     up_bias: torch.Tensor
     non_linearity: str
     scaling: float | torch.Tensor = 1.0  # a float, or a learned tensor ("learned" / "channel" scaling)
@@ -51,13 +51,18 @@ class BottleneckWeights:
         if d != (m, h) or self.down_bias.shape != (m,) or self.up_bias.shape != (h,):
             raise CompositionError(
                 f"bottleneck adapter {self.name!r}: projections must be down (m, d) and up (d, m) with biases; got "
-                f"down {d}, up {u}, biases {tuple(self.down_bias.shape)}, {tuple(self.up_bias.shape)}")
+                f"down {d}, up {u}, biases {tuple(self.down_bias.shape)}, {tuple(self.up_bias.shape)}"
+            )
         if self.residual_before_ln not in (True, False, "post_add"):
-            raise CompositionError(f"bottleneck adapter {self.name!r}: residual_before_ln must be True, False or "
-                                   f"'post_add', got {self.residual_before_ln!r}")
+            raise CompositionError(
+                f"bottleneck adapter {self.name!r}: residual_before_ln must be True, False or "
+                f"'post_add', got {self.residual_before_ln!r}"
+            )
         if self.residual_before_ln == "post_add" and not self.original_ln_before:
-            raise CompositionError(f"bottleneck adapter {self.name!r}: residual_before_ln='post_add' needs "
-                                   f"original_ln_before (the library has no residual otherwise)")
+            raise CompositionError(
+                f"bottleneck adapter {self.name!r}: residual_before_ln='post_add' needs "
+                f"original_ln_before (the library has no residual otherwise)"
+            )
 
     @property
     def hidden_size(self) -> int:

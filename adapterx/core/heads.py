@@ -13,9 +13,9 @@ layer's; given as an object or as a lazy ``"module:attr"``), and optionally its 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -59,10 +59,10 @@ class TransformersTwin:
     """A transformers model class with the same math as an adapterx head on one architecture: a merged checkpoint
     with this head loads with plain transformers (``loader.from_pretrained``)."""
 
-    model_class: str                 # e.g. "XLMRobertaForSequenceClassification" (an attribute of transformers)
-    loader: str                      # the Auto class that loads it
-    names: Mapping[str, str]         # head state-dict prefix -> where it goes in the transformers state dict
-    fits: Callable[[HeadSpec], str] = lambda spec: ""   # "" if the head's options have that math, else why not
+    model_class: str  # e.g. "XLMRobertaForSequenceClassification" (an attribute of transformers)
+    loader: str  # the Auto class that loads it
+    names: Mapping[str, str]  # head state-dict prefix -> where it goes in the transformers state dict
+    fits: Callable[[HeadSpec], str] = lambda spec: ""  # "" if the head's options have that math, else why not
     problem_type: str | None = None  # config.problem_type to record
 
     def state(self, head_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -70,7 +70,7 @@ class TransformersTwin:
         out = {}
         for key, tensor in head_state.items():
             prefix = next(p for p in self.names if key.startswith(p))
-            out[self.names[prefix] + key[len(prefix):]] = tensor
+            out[self.names[prefix] + key[len(prefix) :]] = tensor
         return out
 
 
@@ -80,26 +80,32 @@ class HeadKind:
     beside the encoder when merged)."""
 
     module: type[Head]
-    processor_ref: object            # a Processor, a Processor class, or "module:attr" naming one
-    transformers: Mapping[str, TransformersTwin] = field(default_factory=dict)   # by config.model_type
+    processor_ref: object  # a Processor, a Processor class, or "module:attr" naming one
+    transformers: Mapping[str, TransformersTwin] = field(default_factory=dict)  # by config.model_type
 
     @cached_property
     def processor(self):
         """The processor object (imported and instantiated on first use)."""
-        obj = resolve(self.processor_ref, f"head kind processor {self.processor_ref}") \
-            if isinstance(self.processor_ref, str) else self.processor_ref
+        obj = (
+            resolve(self.processor_ref, f"head kind processor {self.processor_ref}")
+            if isinstance(self.processor_ref, str)
+            else self.processor_ref
+        )
         return obj() if isinstance(obj, type) else obj
 
 
 HEADS: Registry[HeadKind] = Registry("head kind", group="adapterx.heads")
 
 
-def register_head(kind: str, *, processor: object, transformers: Mapping[str, TransformersTwin] | None = None
-                  ) -> Callable[[type[Head]], type[Head]]:
+def register_head(
+    kind: str, *, processor: object, transformers: Mapping[str, TransformersTwin] | None = None
+) -> Callable[[type[Head]], type[Head]]:
     """Class decorator: register a Head subclass as `kind`, with its processor and transformers twin."""
+
     def decorate(cls: type[Head]) -> type[Head]:
         HEADS.register(kind, HeadKind(cls, processor, dict(transformers or {})))
         return cls
+
     return decorate
 
 
@@ -109,25 +115,38 @@ def build_head(hidden_size: int, spec: HeadSpec) -> Head:
 
 def _cls_pooling(spec: HeadSpec) -> str:
     pooling = spec.options.get("pooling", "cls")
-    return "" if pooling == "cls" else (f"the classification head pools by {pooling!r}; transformers' "
-                                        f"sequence-classification models read the first token only")
+    return (
+        ""
+        if pooling == "cls"
+        else (
+            f"the classification head pools by {pooling!r}; transformers' "
+            f"sequence-classification models read the first token only"
+        )
+    )
 
 
 _PROCESSING = "adapterx.tasks.processing"
 
 
 def _sequence_twin(model_class: str, names: Mapping[str, str]) -> TransformersTwin:
-    return TransformersTwin(model_class, "AutoModelForSequenceClassification", names, _cls_pooling,
-                            "single_label_classification")
+    return TransformersTwin(
+        model_class, "AutoModelForSequenceClassification", names, _cls_pooling, "single_label_classification"
+    )
 
 
 # adapterx ClassificationHead (dense + tanh + out_proj on the first token) is RobertaClassificationHead on
 # (XLM-)RoBERTa, and BERT's pooler (dense + tanh on [CLS]) + classifier on BERT
-@register_head("classification", processor=f"{_PROCESSING}:ClassificationProcessor", transformers={
-    "xlm-roberta": _sequence_twin("XLMRobertaForSequenceClassification", {"": "classifier."}),
-    "roberta": _sequence_twin("RobertaForSequenceClassification", {"": "classifier."}),
-    "bert": _sequence_twin("BertForSequenceClassification", {"dense.": "bert.pooler.dense.", "out_proj.": "classifier."}),
-})
+@register_head(
+    "classification",
+    processor=f"{_PROCESSING}:ClassificationProcessor",
+    transformers={
+        "xlm-roberta": _sequence_twin("XLMRobertaForSequenceClassification", {"": "classifier."}),
+        "roberta": _sequence_twin("RobertaForSequenceClassification", {"": "classifier."}),
+        "bert": _sequence_twin(
+            "BertForSequenceClassification", {"dense.": "bert.pooler.dense.", "out_proj.": "classifier."}
+        ),
+    },
+)
 class ClassificationHead(Head):
     """XLM-R's sequence-classification head: dense + tanh + projection on the first (<s>) token (on BERT the
     same math is its pooler + classifier).
@@ -157,9 +176,14 @@ class ClassificationHead(Head):
 
 
 # adapterx TaggingHead == *ForTokenClassification: one linear `classifier` on every token, on all three
-@register_head("tagging", processor="adapterx.tasks.tagging:TaggingProcessor", transformers={
-    model_type: TransformersTwin(f"{prefix}ForTokenClassification", "AutoModelForTokenClassification", {"": ""})
-    for model_type, prefix in (("xlm-roberta", "XLMRoberta"), ("roberta", "Roberta"), ("bert", "Bert"))})
+@register_head(
+    "tagging",
+    processor="adapterx.tasks.tagging:TaggingProcessor",
+    transformers={
+        model_type: TransformersTwin(f"{prefix}ForTokenClassification", "AutoModelForTokenClassification", {"": ""})
+        for model_type, prefix in (("xlm-roberta", "XLMRoberta"), ("roberta", "Roberta"), ("bert", "Bert"))
+    },
+)
 class TaggingHead(Head):
     """Token classification (POS, NER, CCG supertags): a projection of every token's hidden state. Labels sit on
     each word's first sub-word and are -100 elsewhere, so the loss sees one decision per word."""

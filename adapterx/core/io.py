@@ -6,9 +6,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from adapterx.core.errors import AdapterFileError
 
@@ -19,7 +19,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~current_umask())    # mkstemp makes 0600: give the file the mode open() would
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600: give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -84,7 +84,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
 
 def _umask_modes(root: Path) -> None:
     mask = current_umask()
-    for folder, dirs, files in os.walk(root):
+    for folder, _dirs, files in os.walk(root):
         os.chmod(folder, 0o777 & ~mask)
         for name in files:
             file = os.path.join(folder, name)
@@ -112,7 +112,7 @@ def _naming(exc: BaseException, tmp: str | os.PathLike | None, path: Path) -> Ba
         return exc
     failed = Path(os.fsdecode(exc.filename))
     if tmp is not None and str(failed).startswith(str(tmp)):
-        inner = str(failed)[len(str(tmp)):].lstrip(os.sep)
+        inner = str(failed)[len(str(tmp)) :].lstrip(os.sep)
         return type(exc)(exc.errno, exc.strerror, str(path / inner) if inner else str(path))
     if failed.parent == path.parent and failed.name.startswith(f".{path.name}.") and failed.name.endswith(".tmp"):
         return type(exc)(exc.errno, exc.strerror, str(path))

@@ -29,8 +29,8 @@ class LoraFactors:
     def __post_init__(self) -> None:
         if self.A.dim() != 2 or self.B.dim() != 2 or self.A.shape[0] != self.B.shape[1]:
             raise CompositionError(
-                f"LoRA factors must be A (r, in) and B (out, r); got A {tuple(self.A.shape)}, "
-                f"B {tuple(self.B.shape)}")
+                f"LoRA factors must be A (r, in) and B (out, r); got A {tuple(self.A.shape)}, B {tuple(self.B.shape)}"
+            )
 
     @property
     def rank(self) -> int:

@@ -31,7 +31,7 @@ class AdapterRecord:
     name: str
     kind: str
     spec: object
-    method: Any            # the kind's `adapterx.methods.Method` (held here so that core never imports methods)
+    method: Any  # the kind's `adapterx.methods.Method` (held here so that core never imports methods)
     metadata: dict = field(default_factory=dict)
 
 
@@ -53,8 +53,10 @@ class AdaptedModel(nn.Module):
         around the backbone (peft's), or None when the library changed the backbone in place (the adapters
         library). Called by a kind's Method when it attaches the model's first adapter; one library per model."""
         if self.family not in (None, family):
-            raise CompositionError(f"this model already carries {self.family!r}-library adapters; {family!r}-library "
-                                   f"adapters cannot be added to the same model (one adapter library per model)")
+            raise CompositionError(
+                f"this model already carries {self.family!r}-library adapters; {family!r}-library "
+                f"adapters cannot be added to the same model (one adapter library per model)"
+            )
         self.family = family
         if encoder is not None:
             self.encoder = encoder
@@ -90,7 +92,7 @@ class AdaptedModel(nn.Module):
         `attention_mask`: positions an active adapter puts in front (prompt tuning's virtual tokens, see
         `Method.encoder_output_offset`) are dropped here. `attentions`, if asked for, are left whole."""
         outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        if getattr(outputs, "last_hidden_state", None) is None:   # return_dict=False: left as the encoder gave it
+        if getattr(outputs, "last_hidden_state", None) is None:  # return_dict=False: left as the encoder gave it
             return outputs
         offset = sum(self.adapters[n].method.encoder_output_offset(self, n) for n in self.active_adapters)
         if offset:
@@ -101,11 +103,18 @@ class AdaptedModel(nn.Module):
             raise RuntimeError(
                 f"encoder returned {outputs.last_hidden_state.shape[1]} positions for {input_ids.shape[1]} input "
                 f"tokens with active adapters {self.active_adapters}: activate adapters with store.activate so "
-                f"that the model knows which are in use")
+                f"that the model knows which are in use"
+            )
         return outputs
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
-                head: str | None = None, **batch) -> TaskOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        head: str | None = None,
+        **batch,
+    ) -> TaskOutput:
         """Logits of head `head` (default: the active head); the loss too when `labels` are given."""
         task_head = self.heads[head] if head is not None else self.head
         hidden = self.encode(input_ids, attention_mask).last_hidden_state

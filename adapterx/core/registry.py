@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import metadata
-from typing import Callable, Generic, Iterable, Iterator, Sequence, TypeVar
+from typing import Generic, TypeVar
 
 from adapterx.core.errors import AdapterxError, unknown
 
@@ -66,8 +67,15 @@ def entry_points(group: str) -> list[metadata.EntryPoint]:
 class Registry(Generic[T]):
     """Named entries of one sort. `what` names the sort in errors ("adapter kind", "task", ...)."""
 
-    def __init__(self, what: str, *, group: str | None = None, modules: Sequence[str] = (),
-                 loader: Callable[[], None] | None = None, coerce: Callable[[object], T] | None = None):
+    def __init__(
+        self,
+        what: str,
+        *,
+        group: str | None = None,
+        modules: Sequence[str] = (),
+        loader: Callable[[], None] | None = None,
+        coerce: Callable[[object], T] | None = None,
+    ):
         self.what, self.group = what, group
         self._modules, self._loader = tuple(modules), loader
         self._coerce = coerce
@@ -78,9 +86,11 @@ class Registry(Generic[T]):
     def register(self, name: str, obj: T | None = None, *, replace: bool = False):
         """Add `obj` as `name`; without `obj`, a decorator that adds what it decorates and returns it."""
         if obj is None:
+
             def decorate(item: T) -> T:
                 self.register(name, item, replace=replace)
                 return item
+
             return decorate
         current = self._entries.get(name)
         if current is not None and not replace and not isinstance(current, _Lazy):
@@ -111,11 +121,13 @@ class Registry(Generic[T]):
 
     def _materialise(self, name: str, lazy: _Lazy) -> T:
         obj = resolve(lazy.target, f"{self.what} {name!r} ({lazy.origin})")
-        if ":" not in lazy.target:         # a module: its import had to register the name itself
+        if ":" not in lazy.target:  # a module: its import had to register the name itself
             registered = self._entries.get(name)
             if registered is lazy or registered is None:
-                raise AdapterxError(f"{self.what} {name!r} ({lazy.origin}): importing {lazy.target!r} registered "
-                                    f"no {self.what} of that name")
+                raise AdapterxError(
+                    f"{self.what} {name!r} ({lazy.origin}): importing {lazy.target!r} registered "
+                    f"no {self.what} of that name"
+                )
             obj = registered
             return obj if not isinstance(obj, _Lazy) else self._materialise(name, obj)
         self._entries[name] = self._coerce(obj) if self._coerce else obj
@@ -167,8 +179,13 @@ class Registry(Generic[T]):
         for ep in entry_points(self.group):
             dist = getattr(getattr(ep, "dist", None), "name", None) or "an installed package"
             if ep.name in self._entries:
-                log.warning("%s %r from %s (entry point group %s) is ignored: adapterx already has one of that name",
-                            self.what, ep.name, dist, self.group)
+                log.warning(
+                    "%s %r from %s (entry point group %s) is ignored: adapterx already has one of that name",
+                    self.what,
+                    ep.name,
+                    dist,
+                    self.group,
+                )
                 continue
             self._entries[ep.name] = _Lazy(ep.value, f"entry point {ep.name} = {ep.value} of {dist}")
 

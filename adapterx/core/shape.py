@@ -32,8 +32,8 @@ from adapterx.core.errors import AdapterxError
 @dataclass(frozen=True)
 class BackboneShape:
     name: str
-    positions: int                      # input tokens that fit, specials (and virtual tokens) included
-    linear_modules: tuple[str, ...]     # dotted names of the encoder's nn.Linear modules
+    positions: int  # input tokens that fit, specials (and virtual tokens) included
+    linear_modules: tuple[str, ...]  # dotted names of the encoder's nn.Linear modules
 
     def module_suffixes(self) -> set[str]:
         """Every name that selects modules the way peft's `target_modules` list does (a whole dotted suffix)."""
@@ -51,13 +51,19 @@ def backbone_config(name: str) -> PretrainedConfig:
     """The config of backbone `name` (see adapterx.core.backbone for the forms), without loading weights."""
     check_builtin_name(name)
     if name == TINY_NAME or name.startswith(TINY_NAME + "@"):
-        return XLMRobertaConfig(vocab_size=8, **TINY_CONFIG)   # the vocabulary's size does not matter here
+        return XLMRobertaConfig(vocab_size=8, **TINY_CONFIG)  # the vocabulary's size does not matter here
     if name == TINY_BERT_NAME or name.startswith(TINY_BERT_NAME + "@"):
-        return BertConfig(vocab_size=8, **{**TINY_CONFIG, "type_vocab_size": 2,
-                                           "max_position_embeddings": TINY_CONFIG["max_position_embeddings"] - 2})
+        return BertConfig(
+            vocab_size=8,
+            **{
+                **TINY_CONFIG,
+                "type_vocab_size": 2,
+                "max_position_embeddings": TINY_CONFIG["max_position_embeddings"] - 2,
+            },
+        )
     known = {source: shape for shape, source in PRETRAINED_SOURCES.items()}
     shape = _arch(name) if name.startswith("random:") else known.get(name, name.removeprefix("FacebookAI/"))
-    if shape in REAL_SHAPES:   # the public checkpoints' config.json, known offline
+    if shape in REAL_SHAPES:  # the public checkpoints' config.json, known offline
         config_class, sizes = REAL_SHAPES[shape]
         return config_class(**sizes)
     if name.startswith((".", "/", "~")) and not Path(name).expanduser().is_dir():
@@ -66,11 +72,15 @@ def backbone_config(name: str) -> PretrainedConfig:
         config = AutoConfig.from_pretrained(name, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise AdapterxError(f"cannot read the config of backbone {name!r}: {first}. Offline? Use a local "
-                            f"directory or {TINY_NAME!r} (built in, no network).") from exc
+        raise AdapterxError(
+            f"cannot read the config of backbone {name!r}: {first}. Offline? Use a local "
+            f"directory or {TINY_NAME!r} (built in, no network)."
+        ) from exc
     if config.model_type not in ARCHITECTURES:
-        raise AdapterxError(f"backbone {name!r} is a {config.model_type!r} model; adapterx drives encoders of "
-                            f"types {', '.join(ARCHITECTURES)}")
+        raise AdapterxError(
+            f"backbone {name!r} is a {config.model_type!r} model; adapterx drives encoders of "
+            f"types {', '.join(ARCHITECTURES)}"
+        )
     return config
 
 

@@ -38,19 +38,19 @@ class Noun:
 class Verb:
     concept: str
     pool: str
-    takes_animate: bool          # the object may be a person or animal ("sees the doctor")
-    en: tuple[str, str, str]     # 3rd person singular, base form, past participle
+    takes_animate: bool  # the object may be a person or animal ("sees the doctor")
+    en: tuple[str, str, str]  # 3rd person singular, base form, past participle
     de: str
     es: str
     fr: str
-    tr: tuple[str, str, str]     # aorist, negative stem, negative suffix
+    tr: tuple[str, str, str]  # aorist, negative stem, negative suffix
 
 
 @dataclass(frozen=True)
 class Adjective:
     concept: str
     pool: str
-    polarity: int                # 1 positive, 0 negative
+    polarity: int  # 1 positive, 0 negative
     en: str
     de: str
     es: tuple[str, str]
@@ -72,8 +72,16 @@ NOUNS: tuple[Noun, ...] = (
     N("woman", "shared", True, "woman", ("frau", "f"), ("mujer", "f"), ("femme", "f"), ("kadin", "i")),
     N("man", "intermediate", True, "man", ("mann", "m"), ("hombre", "m"), ("homme", "m"), ("adam", "i")),
     N("bird", "intermediate", True, "bird", ("vogel", "m"), ("pajaro", "m"), ("oiseau", "m"), ("kus", "u")),
-    N("student", "intermediate", True, "student", ("student", "m"), ("estudiante", "m"), ("etudiant", "m"),
-      ("ogrenci", "yi")),
+    N(
+        "student",
+        "intermediate",
+        True,
+        "student",
+        ("student", "m"),
+        ("estudiante", "m"),
+        ("etudiant", "m"),
+        ("ogrenci", "yi"),
+    ),
     N("king", "intermediate", True, "king", ("konig", "m"), ("rey", "m"), ("roi", "m"), ("kral", "i")),
     # things (objects)
     N("hat", "target", False, "hat", ("hut", "m"), ("sombrero", "m"), ("chapeau", "m"), ("sapka", "yi")),
@@ -97,8 +105,16 @@ VERBS: tuple[Verb, ...] = (
     V("eat", "shared", False, ("eats", "eat", "eaten"), "isst", "come", "mange", ("yer", "ye", "mez")),
     V("see", "shared", True, ("sees", "see", "seen"), "sieht", "ve", "voit", ("gorur", "gor", "mez")),
     V("like", "shared", True, ("likes", "like", "liked"), "mag", "quiere", "aime", ("sever", "sev", "mez")),
-    V("find", "intermediate", True, ("finds", "find", "found"), "findet", "encuentra", "trouve",
-      ("bulur", "bul", "maz")),
+    V(
+        "find",
+        "intermediate",
+        True,
+        ("finds", "find", "found"),
+        "findet",
+        "encuentra",
+        "trouve",
+        ("bulur", "bul", "maz"),
+    ),
     V("sell", "intermediate", False, ("sells", "sell", "sold"), "verkauft", "vende", "vend", ("satar", "sat", "maz")),
     V("open", "intermediate", False, ("opens", "open", "opened"), "offnet", "abre", "ouvre", ("acar", "ac", "maz")),
 )
@@ -129,16 +145,31 @@ TIMES: dict[str, tuple[str, ...]] = {
 }
 
 # function words that carry meaning across languages (aligned in the built-in backbone); language -> forms
-NEGATION: dict[str, tuple[str, ...]] = {"en": ("not",), "de": ("nicht",), "es": ("no",), "fr": ("ne", "pas"),
-                                        "tr": ("-mez", "-maz")}
-ARTICLES: dict[str, tuple[str, ...]] = {"en": ("the",), "de": ("der", "die", "das", "den"), "es": ("el", "la"),
-                                        "fr": ("le", "la"), "tr": ()}
+NEGATION: dict[str, tuple[str, ...]] = {
+    "en": ("not",),
+    "de": ("nicht",),
+    "es": ("no",),
+    "fr": ("ne", "pas"),
+    "tr": ("-mez", "-maz"),
+}
+ARTICLES: dict[str, tuple[str, ...]] = {
+    "en": ("the",),
+    "de": ("der", "die", "das", "den"),
+    "es": ("el", "la"),
+    "fr": ("le", "la"),
+    "tr": (),
+}
 # (Turkish "ve" is left out: it is the Spanish "sees")
 CONJUNCTION: dict[str, tuple[str, ...]] = {"en": ("and",), "de": ("und",), "es": ("y",), "fr": ("et",), "tr": ()}
 # further words of the grammar, in no aligned group: English do-support, copula and passive; Spanish "a"
 # before a person object (al = a + el); the German adjective ending (suffixes are written with a leading "-")
-GRAMMAR_WORDS: dict[str, tuple[str, ...]] = {"en": ("does", "is", "by"), "de": ("-e",), "es": ("a", "al"),
-                                             "fr": (), "tr": ()}
+GRAMMAR_WORDS: dict[str, tuple[str, ...]] = {
+    "en": ("does", "is", "by"),
+    "de": ("-e",),
+    "es": ("a", "al"),
+    "fr": (),
+    "tr": (),
+}
 
 # how strongly the built-in backbone pulls a language's words towards their concept (English is the anchor;
 # a lower value stands for a language the "pretraining" saw less of)

@@ -37,8 +37,20 @@ from adapterx.core.tinylexicon import (
     VERBS,
 )
 
-__all__ = ["LANGUAGES", "Clause", "render", "render_passive", "render_copula", "word_pieces", "suffix_pieces",
-           "aligned_piece_groups", "nouns", "verbs", "adjectives", "TIME_WORDS"]
+__all__ = [
+    "LANGUAGES",
+    "Clause",
+    "render",
+    "render_passive",
+    "render_copula",
+    "word_pieces",
+    "suffix_pieces",
+    "aligned_piece_groups",
+    "nouns",
+    "verbs",
+    "adjectives",
+    "TIME_WORDS",
+]
 
 _NOUN = {n.concept: n for n in NOUNS}
 _VERB = {v.concept: v for v in VERBS}
@@ -50,12 +62,12 @@ TIME_WORDS: tuple[str, ...] = tuple(TIMES)
 class Clause:
     """Who does what to whom: the meaning a sentence renders, the same in every language."""
 
-    subject: str                    # noun concept (a person or animal)
-    verb: str                       # verb concept
-    obj: str                        # noun concept
-    adjective: str | None = None    # adjective concept, on the subject
+    subject: str  # noun concept (a person or animal)
+    verb: str  # verb concept
+    obj: str  # noun concept
+    adjective: str | None = None  # adjective concept, on the subject
     negated: bool = False
-    time: str | None = None         # time concept
+    time: str | None = None  # time concept
 
     def replace(self, **changes) -> "Clause":
         return dataclasses.replace(self, **changes)
@@ -102,8 +114,16 @@ def _de(c: Clause) -> list[str]:
     subject, gender = _NOUN[c.subject].de
     obj, obj_gender = _NOUN[c.obj].de
     adjective = [_ADJ[c.adjective].de + "e"] if c.adjective else []
-    return [_DE_NOMINATIVE[gender], *adjective, subject, _VERB[c.verb].de, *_time(c.time, "de"),
-            _DE_ACCUSATIVE[obj_gender], obj, *(["nicht"] if c.negated else [])]
+    return [
+        _DE_NOMINATIVE[gender],
+        *adjective,
+        subject,
+        _VERB[c.verb].de,
+        *_time(c.time, "de"),
+        _DE_ACCUSATIVE[obj_gender],
+        obj,
+        *(["nicht"] if c.negated else []),
+    ]
 
 
 def _romance(c: Clause, language: str) -> list[str]:
@@ -150,21 +170,32 @@ def render_passive(clause: Clause) -> str:
     """English passive: the object first ("the apple is not eaten by the happy dog today")."""
     verb = _VERB[clause.verb].en
     agent = ["the", *([_ADJ[clause.adjective].en] if clause.adjective else []), _NOUN[clause.subject].en]
-    return " ".join(["the", _NOUN[clause.obj].en, "is", *(["not"] if clause.negated else []), verb[2], "by",
-                     *agent, *_time(clause.time, "en")])
+    return " ".join(
+        [
+            "the",
+            _NOUN[clause.obj].en,
+            "is",
+            *(["not"] if clause.negated else []),
+            verb[2],
+            "by",
+            *agent,
+            *_time(clause.time, "en"),
+        ]
+    )
 
 
 def render_copula(subject: str, adjective: str, negated: bool, time: str | None = None) -> str:
     """English "the dog is (not) happy (today)"."""
-    return " ".join(["the", _NOUN[subject].en, "is", *(["not"] if negated else []), _ADJ[adjective].en,
-                     *_time(time, "en")])
+    return " ".join(
+        ["the", _NOUN[subject].en, "is", *(["not"] if negated else []), _ADJ[adjective].en, *_time(time, "en")]
+    )
 
 
 def front_time(sentence: str, time: str) -> str:
     """Move an English sentence's final time adverb to the front ("today the dog eats the apple")."""
     word = TIMES[time][0]
     assert sentence.endswith(" " + word), sentence
-    return f"{word} {sentence[:-len(word) - 1]}"
+    return f"{word} {sentence[: -len(word) - 1]}"
 
 
 # ------------------------------------------------------------------------------------------- pieces
@@ -179,14 +210,15 @@ def _entries(language: str) -> list[tuple[str, tuple[str, ...]]]:
     out = [(f"noun:{n.concept}", (forms(n)[0],)) for n in NOUNS]
     for v in VERBS:
         if language in ("en", "tr"):
-            out += [(f"verb:{v.concept}", (v.en[0] if language == "en" else v.tr[0],)),
-                    (f"verb-base:{v.concept}", (v.en[1] if language == "en" else v.tr[1],))]
+            out += [
+                (f"verb:{v.concept}", (v.en[0] if language == "en" else v.tr[0],)),
+                (f"verb-base:{v.concept}", (v.en[1] if language == "en" else v.tr[1],)),
+            ]
         else:
             out.append((f"verb:{v.concept}", forms(v)))
     out += [(f"adjective:{a.concept}", forms(a)) for a in ADJECTIVES]
     out += [(f"time:{t}", (TIMES[t][i],)) for t in TIMES]
-    out += [("negation", NEGATION[language]), ("article", ARTICLES[language]),
-            ("conjunction", CONJUNCTION[language])]
+    out += [("negation", NEGATION[language]), ("article", ARTICLES[language]), ("conjunction", CONJUNCTION[language])]
     return out
 
 

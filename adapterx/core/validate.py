@@ -5,7 +5,7 @@ would train garbage, and neither should get past the first line of a run."""
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from adapterx.core.errors import AdapterxError
 
@@ -30,8 +30,15 @@ def optional_count(value: object, name: str, minimum: int = 1) -> int | None:
     return None if value is None else count(value, name, minimum)
 
 
-def number(value: object, name: str, *, low: float | None = None, high: float | None = None,
-           low_open: bool = False, high_open: bool = False) -> float:
+def number(
+    value: object,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """A finite number within [low, high] (or open at either end)."""
     if not is_number(value) or not math.isfinite(value):
         raise AdapterxError(f"{name}: must be a finite number, got {value!r}")
@@ -40,7 +47,9 @@ def number(value: object, name: str, *, low: float | None = None, high: float | 
     if too_low or too_high:
         left = "-inf" if low is None else f"{low:g}"
         right = "inf" if high is None else f"{high:g}"
-        interval = f"{'(' if low_open or low is None else '['}{left}, {right}{')' if high_open or high is None else ']'}"
+        interval = (
+            f"{'(' if low_open or low is None else '['}{left}, {right}{')' if high_open or high is None else ']'}"
+        )
         raise AdapterxError(f"{name}: must be in {interval}, got {value!r}")
     return float(value)
 

@@ -34,8 +34,7 @@ model of the adapters library is an operation of the bottleneck method
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -84,8 +83,10 @@ class _Adapter(nn.Module):
         self.original_ln_after, self.adapter_residual_before_ln = w.original_ln_after, w.adapter_residual_before_ln
 
     def extra_repr(self) -> str:
-        return (f"{self.name!r}: {self.up_weight.shape[0]} -> {self.down_weight.shape[0]} -> "
-                f"{self.up_weight.shape[0]}, {self.non_linearity}")
+        return (
+            f"{self.name!r}: {self.up_weight.shape[0]} -> {self.down_weight.shape[0]} -> "
+            f"{self.up_weight.shape[0]}, {self.non_linearity}"
+        )
 
 
 class FastBottleneckOutput(nn.Module):
@@ -96,9 +97,11 @@ class FastBottleneckOutput(nn.Module):
     def __init__(self, base: nn.Module, adapters: Sequence[BottleneckWeights]):
         super().__init__()
         if not isinstance(getattr(base, "dense", None), nn.Linear) or not isinstance(
-                getattr(base, "LayerNorm", None), nn.LayerNorm):
-            raise CompositionError(f"FastBottleneckOutput wraps a module with `dense` (Linear) and `LayerNorm`, "
-                                   f"got {type(base).__name__}")
+            getattr(base, "LayerNorm", None), nn.LayerNorm
+        ):
+            raise CompositionError(
+                f"FastBottleneckOutput wraps a module with `dense` (Linear) and `LayerNorm`, got {type(base).__name__}"
+            )
         if not adapters:
             raise CompositionError("FastBottleneckOutput needs at least one adapter")
         size = base.dense.out_features
@@ -126,8 +129,11 @@ class FastBottleneckOutput(nn.Module):
                 x = self._layer_norm(x)
             if a.residual_before_ln is False:
                 res = x
-            z = x if a.ln_before_weight is None else F.layer_norm(
-                x, x.shape[-1:], a.ln_before_weight, a.ln_before_bias, a.ln_before_eps)
+            z = (
+                x
+                if a.ln_before_weight is None
+                else F.layer_norm(x, x.shape[-1:], a.ln_before_weight, a.ln_before_bias, a.ln_before_eps)
+            )
             y = F.linear(a.act(F.linear(z, a.down_weight, a.down_bias)), a.up_weight, a.up_bias)
             if not (isinstance(a.scaling, float) and a.scaling == 1.0):
                 y = y * a.scaling

@@ -32,9 +32,9 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -114,7 +114,8 @@ class FusedLoraLinear(nn.Module):
         if (factors[0].in_features, factors[0].out_features) != (base.in_features, base.out_features):
             raise CompositionError(
                 f"LoRA factors for ({factors[0].in_features} -> {factors[0].out_features}) do not fit "
-                f"Linear({base.in_features}, {base.out_features})")
+                f"Linear({base.in_features}, {base.out_features})"
+            )
         a, b = fuse_factors(factors)
         w = base.weight
         self.base = base
@@ -134,7 +135,9 @@ class FusedLoraLinear(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return f"in={self.base.in_features}, out={self.base.out_features}, adapters={self.num_adapters}, rank={self.rank}"
+        return (
+            f"in={self.base.in_features}, out={self.base.out_features}, adapters={self.num_adapters}, rank={self.rank}"
+        )
 
 
 class RowAdapters:
@@ -177,7 +180,8 @@ class GatheredLoraLinear(nn.Module):
         if (a.shape[2], b.shape[1]) != (base.in_features, base.out_features):
             raise CompositionError(
                 f"LoRA factors for ({a.shape[2]} -> {b.shape[1]}) do not fit "
-                f"Linear({base.in_features}, {base.out_features})")
+                f"Linear({base.in_features}, {base.out_features})"
+            )
         w = base.weight
         self.base = base
         self.lora_A = _frozen(a.to(w.device, w.dtype))  # (N, r, in)
@@ -188,8 +192,10 @@ class GatheredLoraLinear(nn.Module):
     def _row_index(self) -> torch.Tensor:
         index = self.rows.index
         if index is None:
-            raise CompositionError("GatheredLoraLinear needs per-row adapter ids: call the MultiLoraModel with "
-                                   "adapter_ids=..., or use RowAdapters.select(...)")
+            raise CompositionError(
+                "GatheredLoraLinear needs per-row adapter ids: call the MultiLoraModel with "
+                "adapter_ids=..., or use RowAdapters.select(...)"
+            )
         cached = self._index_cache
         if cached is not None and cached[0] is index:
             return cached[1]
@@ -207,8 +213,8 @@ class GatheredLoraLinear(nn.Module):
         out = F.linear(x, self.base.weight, self.base.bias)
         a = self.lora_A.index_select(0, index)  # (b, r, in)
         b = self.lora_B.index_select(0, index)  # (b, out, r)
-        h = torch.bmm(x, a.transpose(1, 2))      # (b, s, r)
-        out.baddbmm_(h, b.transpose(1, 2))       # (b, s, out) += h @ B^T
+        h = torch.bmm(x, a.transpose(1, 2))  # (b, s, r)
+        out.baddbmm_(h, b.transpose(1, 2))  # (b, s, out) += h @ B^T
         return out.squeeze(1) if squeeze else out
 
     def extra_repr(self) -> str:
@@ -224,8 +230,9 @@ class MultiLoraModel(nn.Module):
         super().__init__()
         self.model = model
         self.rows = rows
-        self.adapter_names = list(adapter_names) if adapter_names is not None else [
-            str(i) for i in range(rows.num_adapters)]
+        self.adapter_names = (
+            list(adapter_names) if adapter_names is not None else [str(i) for i in range(rows.num_adapters)]
+        )
 
     def adapter_ids(self, names: Sequence[str]) -> torch.Tensor:
         """Row indices for a list of adapter names (one per row)."""
@@ -257,8 +264,9 @@ def apply_fused_lora(model: nn.Module, factors_by_module: Mapping[str, Sequence[
     return model
 
 
-def apply_gathered_lora(model: nn.Module, factors_by_module: Mapping[str, Sequence[LoraFactors]],
-                        adapter_names: Sequence[str] | None = None) -> MultiLoraModel:
+def apply_gathered_lora(
+    model: nn.Module, factors_by_module: Mapping[str, Sequence[LoraFactors]], adapter_names: Sequence[str] | None = None
+) -> MultiLoraModel:
     """Replace each named ``nn.Linear`` of `model` (in place) by a :class:`GatheredLoraLinear` over its N
     alternative adapters (the same N, in the same order, for every module) and wrap the model in a
     :class:`MultiLoraModel`."""

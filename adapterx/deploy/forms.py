@@ -18,9 +18,9 @@ this one table; which `adapterx bench` form costs what a form costs is the adapt
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from adapterx.core.backbone import Backbone, fingerprint_tensors, freeze
 from adapterx.core.errors import AdapterxError, CompositionError
@@ -67,8 +67,9 @@ def check_evaluable(form: str) -> DeploymentForm:
     """The entry of `form` if a setup can be evaluated in it; else an error naming those that can."""
     entry = DEPLOYMENT_FORMS.get(form)
     if not entry.evaluable:
-        raise AdapterxError(f"form {form!r} ({entry.about}) is not evaluated per task; evaluable forms: "
-                            f"{', '.join(evaluable_forms())}")
+        raise AdapterxError(
+            f"form {form!r} ({entry.about}) is not evaluated per task; evaluable forms: {', '.join(evaluable_forms())}"
+        )
     return entry
 
 
@@ -94,17 +95,24 @@ def fused_form(model: AdaptedModel) -> AdaptedModel | None:
     or fusion)."""
     names = list(model.active_adapters)
     if names and all(model.adapters[n].method.mergeable for n in names):
-        return _plain_form(model, "fused", lambda names: fastlora.apply_fused_lora(plain_base_copy(model),
-                                                                                 collect_lora_factors(model, names)))
+        return _plain_form(
+            model,
+            "fused",
+            lambda names: fastlora.apply_fused_lora(plain_base_copy(model), collect_lora_factors(model, names)),
+        )
     methods = {model.adapters[n].method.kind: model.adapters[n].method for n in names}
     if len(methods) != 1:
         return None
     try:
         weights = next(iter(methods.values())).bottleneck_weights(model, names)
-    except CompositionError:   # not a bottleneck kind, or not a plain stack
+    except CompositionError:  # not a bottleneck kind, or not a plain stack
         return None
-    return _plain_form(model, "fused", lambda names: fastbottleneck.apply_fast_bottleneck(plain_base_copy(model),
-                                                                                        weights), mergeable=False)
+    return _plain_form(
+        model,
+        "fused",
+        lambda names: fastbottleneck.apply_fast_bottleneck(plain_base_copy(model), weights),
+        mergeable=False,
+    )
 
 
 def _plain_form(model: AdaptedModel, what: str, build, mergeable: bool = True) -> AdaptedModel | None:
@@ -118,8 +126,15 @@ def _plain_form(model: AdaptedModel, what: str, build, mergeable: bool = True) -
     freeze(encoder)
     tensors = dict(encoder.named_parameters())
     source = model.backbone
-    backbone = Backbone(encoder, source.tokenizer, f"{source.name}+{what}({','.join(names)})", source.pretrained,
-                        f"{source.description}; adapters {names} {what}", fingerprint_tensors(tensors), tensors)
+    backbone = Backbone(
+        encoder,
+        source.tokenizer,
+        f"{source.name}+{what}({','.join(names)})",
+        source.pretrained,
+        f"{source.description}; adapters {names} {what}",
+        fingerprint_tensors(tensors),
+        tensors,
+    )
     result = AdaptedModel(backbone)
     result.heads[model.active_head] = copy.deepcopy(model.head)
     result.set_head(model.active_head)
@@ -127,15 +142,35 @@ def _plain_form(model: AdaptedModel, what: str, build, mergeable: bool = True) -
 
 
 # ============================================================================================ the forms
-register_form(DeploymentForm(
-    "unmerged", "adapter modules active, as trained (any kind)", build=lambda model: model, modules=lambda n: n))
-register_form(DeploymentForm(
-    "fused", "the active adapters as plain modules, no adapter library: LoRA as one low-rank product per layer "
-    "(fastlora), a bottleneck stack as one module per sub-layer (fastbottleneck)", build=fused_form,
-    modules=lambda n: 1, needs="LoRA adapters or a plain stack of bottleneck adapters"))
-register_form(DeploymentForm(
-    "merged", "LoRA deltas folded into the weights: no adapter module left", build=merged_form,
-    modules=lambda n: 0, needs="LoRA adapters (these cannot be merged or fused)"))
-register_form(DeploymentForm(
-    "mixed", "many adapters on one base, each row of a batch through its own (adapterx compose --mode mixed)",
-    build=None, modules=lambda n: n))
+register_form(
+    DeploymentForm(
+        "unmerged", "adapter modules active, as trained (any kind)", build=lambda model: model, modules=lambda n: n
+    )
+)
+register_form(
+    DeploymentForm(
+        "fused",
+        "the active adapters as plain modules, no adapter library: LoRA as one low-rank product per layer "
+        "(fastlora), a bottleneck stack as one module per sub-layer (fastbottleneck)",
+        build=fused_form,
+        modules=lambda n: 1,
+        needs="LoRA adapters or a plain stack of bottleneck adapters",
+    )
+)
+register_form(
+    DeploymentForm(
+        "merged",
+        "LoRA deltas folded into the weights: no adapter module left",
+        build=merged_form,
+        modules=lambda n: 0,
+        needs="LoRA adapters (these cannot be merged or fused)",
+    )
+)
+register_form(
+    DeploymentForm(
+        "mixed",
+        "many adapters on one base, each row of a batch through its own (adapterx compose --mode mixed)",
+        build=None,
+        modules=lambda n: n,
+    )
+)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from adapterx.core.heads import HeadSpec
 
-MEAN_POOLED_CLASSIFIER = '''\
+MEAN_POOLED_CLASSIFIER = """\
 import json
 import torch
 from safetensors.torch import load_file
@@ -25,17 +25,27 @@ def classify(texts, pairs=None):
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)   # mean over the real tokens
         x = torch.tanh(pooled @ head["dense.weight"].T + head["dense.bias"])
         return x @ head["out_proj.weight"].T + head["out_proj.bias"]   # logits, one column per label
-'''
+"""
 
 
 def head_usage(spec: HeadSpec) -> tuple[bool, list[str]]:
     """(whether the head runs without adapterx, README lines on how to run it)."""
     if spec.kind == "classification" and spec.options.get("pooling", "cls") == "mean":
-        return True, ["The task head is a mean-pooled classification head (transformers has no class with this "
-                      "pooling): head.safetensors holds its weights, head.json its labels. It is a few lines of "
-                      "torch; neither adapterx nor peft is needed:", "", "```python", "PATH = \"<this directory>\"",
-                      MEAN_POOLED_CLASSIFIER.rstrip(), "```", ""]
-    return False, [f"The task head ({spec.kind}; head.safetensors, spec in head.json) has no plain transformers "
-                   f"equivalent: rebuilding it needs adapterx, `adapterx.core.heads.build_head(hidden_size, "
-                   f"HeadSpec.from_json(spec))`, applied to the encoder's `last_hidden_state`. The encoder itself "
-                   f"loads with transformers alone (AutoModel).", ""]
+        return True, [
+            "The task head is a mean-pooled classification head (transformers has no class with this "
+            "pooling): head.safetensors holds its weights, head.json its labels. It is a few lines of "
+            "torch; neither adapterx nor peft is needed:",
+            "",
+            "```python",
+            'PATH = "<this directory>"',
+            MEAN_POOLED_CLASSIFIER.rstrip(),
+            "```",
+            "",
+        ]
+    return False, [
+        f"The task head ({spec.kind}; head.safetensors, spec in head.json) has no plain transformers "
+        f"equivalent: rebuilding it needs adapterx, `adapterx.core.heads.build_head(hidden_size, "
+        f"HeadSpec.from_json(spec))`, applied to the encoder's `last_hidden_state`. The encoder itself "
+        f"loads with transformers alone (AutoModel).",
+        "",
+    ]

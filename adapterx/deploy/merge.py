@@ -22,9 +22,9 @@ and gives its kind's reason (`Method.not_mergeable_reason`).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 import transformers
@@ -56,10 +56,10 @@ PROBE_TEXTS = (
 @dataclass
 class MergeReport:
     directory: Path
-    merged: list[str]                   # adapter names folded into the weights
-    loader: str                         # the transformers class that loads the checkpoint
-    max_abs_diff: float                 # merged (reloaded from disk) vs unmerged, on the probe batch
-    compared: str                       # what was compared: "logits" or "hidden states"
+    merged: list[str]  # adapter names folded into the weights
+    loader: str  # the transformers class that loads the checkpoint
+    max_abs_diff: float  # merged (reloaded from disk) vs unmerged, on the probe batch
+    compared: str  # what was compared: "logits" or "hidden states"
     tolerance: float
     parameters: int
     notes: list[str] = field(default_factory=list)
@@ -75,12 +75,14 @@ def check_mergeable(parts: Mapping[str, Part] | Sequence[Part]) -> None:
         return
     reasons = {p.kind: p.method.not_mergeable_reason for p in blocked}
     why = "; ".join(f"{kind}: {r}" if r else f"{kind} adapters are not a weight change" for kind, r in reasons.items())
-    mergeable = " or ".join(f"{get_method(k).name} adapter (--adapter kind={k})" for k in kinds()
-                            if get_method(k).mergeable)
+    mergeable = " or ".join(
+        f"{get_method(k).name} adapter (--adapter kind={k})" for k in kinds() if get_method(k).mergeable
+    )
     raise CompositionError(
         f"cannot merge {', '.join(repr(p.name) for p in blocked)} into the base weights ({why}). What each "
         f"part can do: {kinds_summary(parts)}. Train a {mergeable} to get a mergeable one, or serve these "
-        f"unmerged with `adapterx compose`")
+        f"unmerged with `adapterx compose`"
+    )
 
 
 # ============================================================================================ save
@@ -101,14 +103,21 @@ def probe_batch(model: AdaptedModel, texts: Sequence[str] = PROBE_TEXTS) -> dict
     return {k: v.to(model.device) for k, v in batch.items()}
 
 
-def merge(composed: ComposedModel, directory: str | Path, *, tolerance: float = TOLERANCE,
-          probe: Mapping[str, torch.Tensor] | None = None) -> MergeReport:
+def merge(
+    composed: ComposedModel,
+    directory: str | Path,
+    *,
+    tolerance: float = TOLERANCE,
+    probe: Mapping[str, torch.Tensor] | None = None,
+) -> MergeReport:
     """Fold the composition's active LoRA adapters into the base weights and write a plain transformers
     checkpoint (safetensors, config.json, tokenizer files, head) to `directory`, atomically, after checking on a
     probe batch that the reloaded checkpoint reproduces the unmerged model within `tolerance`."""
     if isinstance(composed.composition, Mixed):
-        raise CompositionError("a mixed composition picks adapters per row; one set of merged weights cannot do "
-                               "that. Merge each adapter on its own")
+        raise CompositionError(
+            "a mixed composition picks adapters per row; one set of merged weights cannot do "
+            "that. Merge each adapter on its own"
+        )
     check_mergeable(composed.parts)
     model = composed.model
     names = list(composed.active)
@@ -123,20 +132,37 @@ def merge(composed: ComposedModel, directory: str | Path, *, tolerance: float = 
         else:
             report = _save_encoder(composed, merged, head, tmp, probe, why_not)
         report.directory, report.merged, report.tolerance = directory, names, tolerance
-        if not report.max_abs_diff <= tolerance:   # also catches NaN
+        if not report.max_abs_diff <= tolerance:  # also catches NaN
             raise CompositionError(
                 f"merged and unmerged {report.compared} differ by {report.max_abs_diff:.3g} > {tolerance:g} on the "
                 f"probe batch (weights in {model.backbone.model.dtype}; the 1e-4 bound is for float32); nothing "
-                f"was written to {directory}")
+                f"was written to {directory}"
+            )
         if model.backbone.tokenizer is not None:
             model.backbone.tokenizer.save_pretrained(str(tmp))
-        info = {"backbone": {"name": model.backbone.name, "fingerprint": model.backbone.fingerprint},
-                "composition": composed.composition.to_dict(), "merged": names, "head": composed.head,
-                "parts": [{"name": p.name, "path": str(p.path.resolve()), "kind": p.kind,
-                           "weights_digest": p.metadata.get("weights_digest")} for p in composed.parts.values()],
-                "check": {"max_abs_diff": report.max_abs_diff, "tolerance": tolerance, "compared": report.compared,
-                          "dtype": str(model.backbone.model.dtype)},
-                "loader": report.loader, "library_versions": store.library_versions()}
+        info = {
+            "backbone": {"name": model.backbone.name, "fingerprint": model.backbone.fingerprint},
+            "composition": composed.composition.to_dict(),
+            "merged": names,
+            "head": composed.head,
+            "parts": [
+                {
+                    "name": p.name,
+                    "path": str(p.path.resolve()),
+                    "kind": p.kind,
+                    "weights_digest": p.metadata.get("weights_digest"),
+                }
+                for p in composed.parts.values()
+            ],
+            "check": {
+                "max_abs_diff": report.max_abs_diff,
+                "tolerance": tolerance,
+                "compared": report.compared,
+                "dtype": str(model.backbone.model.dtype),
+            },
+            "loader": report.loader,
+            "library_versions": store.library_versions(),
+        }
         atomic_write_json(tmp / MERGE_INFO_FILE, info)
         atomic_write_text(tmp / "README.md", _readme(report, composed))
     return report
@@ -153,14 +179,16 @@ def _transformers_head(head, model_type: str) -> tuple[TransformersTwin | None, 
         return None, ""
     entry = HEADS.get(head.spec.kind).transformers.get(model_type)
     if entry is None:
-        return None, (f"{head.spec.kind} head has no transformers AutoModelFor… class with the same math here "
-                      f"(on {model_type})")
+        return None, (
+            f"{head.spec.kind} head has no transformers AutoModelFor… class with the same math here (on {model_type})"
+        )
     why = entry.fits(head.spec)
     return (None, why) if why else (entry, "")
 
 
-def _save_with_head(composed: ComposedModel, merged: PreTrainedModel, head, entry: TransformersTwin, tmp: Path,
-                    probe) -> MergeReport:
+def _save_with_head(
+    composed: ComposedModel, merged: PreTrainedModel, head, entry: TransformersTwin, tmp: Path, probe
+) -> MergeReport:
     part = composed.parts[composed.head]
     labels = _labels(part, head.spec.num_labels)
     config = type(merged.config).from_dict(merged.config.to_dict())
@@ -186,8 +214,9 @@ def _save_with_head(composed: ComposedModel, merged: PreTrainedModel, head, entr
     return MergeReport(tmp, [], entry.loader, diff, "logits", TOLERANCE, params)
 
 
-def _save_encoder(composed: ComposedModel, merged: PreTrainedModel, head, tmp: Path, probe,
-                  why_not: str) -> MergeReport:
+def _save_encoder(
+    composed: ComposedModel, merged: PreTrainedModel, head, tmp: Path, probe, why_not: str
+) -> MergeReport:
     merged.config.architectures = [type(merged).__name__]
     merged.save_pretrained(str(tmp), safe_serialization=True)
     reloaded = AutoModel.from_pretrained(str(tmp), add_pooling_layer=False).to(composed.model.device).eval()
@@ -201,10 +230,13 @@ def _save_encoder(composed: ComposedModel, merged: PreTrainedModel, head, tmp: P
         got = head(hidden, probe["attention_mask"])
         want = head(want_hidden, probe["attention_mask"])
         compared = "logits"
-        save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, str(tmp / "head.safetensors"))
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, str(tmp / "head.safetensors")
+        )
         part = composed.parts[composed.head]
-        atomic_write_json(tmp / "head.json", {"head": head.spec.to_json(), "labels": part.labels,
-                                              "task": part.metadata.get("task")})
+        atomic_write_json(
+            tmp / "head.json", {"head": head.spec.to_json(), "labels": part.labels, "task": part.metadata.get("task")}
+        )
         notes.append(f"{why_not}: the head is saved as head.safetensors + head.json beside the AutoModel encoder")
     diff = (got.float() - want.float()).abs().max().item()
     params = sum(p.numel() for p in reloaded.parameters())
@@ -213,17 +245,28 @@ def _save_encoder(composed: ComposedModel, merged: PreTrainedModel, head, tmp: P
 
 def _readme(report: MergeReport, composed: ComposedModel) -> str:
     plain, head_lines = True, []
-    if composed.head is not None and report.loader == "AutoModel":   # the head saved beside the encoder
+    if composed.head is not None and report.loader == "AutoModel":  # the head saved beside the encoder
         plain, head_lines = head_usage(HeadSpec.from_json(composed.parts[composed.head].head))
-    needs = ("adapterx and peft are not needed to load it" if plain else
-             "the encoder loads without adapterx or peft; its task head needs adapterx (see below)")
-    lines = [f"# Merged checkpoint: {composed.backbone.name} + LoRA {', '.join(report.merged)}", "",
-             f"Plain transformers weights (safetensors); {needs}.", "",
-             "```python", f"from transformers import AutoTokenizer, {report.loader}",
-             f"model = {report.loader}.from_pretrained(PATH)", "tokenizer = AutoTokenizer.from_pretrained(PATH)",
-             "```", "",
-             f"Checked when written: max |merged - unmerged| {report.compared} = {report.max_abs_diff:.3g} "
-             f"(tolerance {report.tolerance:g}) on a probe batch.", ""]
+    needs = (
+        "adapterx and peft are not needed to load it"
+        if plain
+        else "the encoder loads without adapterx or peft; its task head needs adapterx (see below)"
+    )
+    lines = [
+        f"# Merged checkpoint: {composed.backbone.name} + LoRA {', '.join(report.merged)}",
+        "",
+        f"Plain transformers weights (safetensors); {needs}.",
+        "",
+        "```python",
+        f"from transformers import AutoTokenizer, {report.loader}",
+        f"model = {report.loader}.from_pretrained(PATH)",
+        "tokenizer = AutoTokenizer.from_pretrained(PATH)",
+        "```",
+        "",
+        f"Checked when written: max |merged - unmerged| {report.compared} = {report.max_abs_diff:.3g} "
+        f"(tolerance {report.tolerance:g}) on a probe batch.",
+        "",
+    ]
     if report.notes:
         lines += [f"Note: {n}." for n in report.notes] + [""]
     lines += head_lines
@@ -232,8 +275,14 @@ def _readme(report: MergeReport, composed: ComposedModel) -> str:
 
 
 # ============================================================================================ from disk
-def merge_adapters(backbone, adapters: Mapping[str, str | Path] | Sequence[tuple[str, str | Path]],
-                   directory: str | Path, *, head: str | None = None, tolerance: float = TOLERANCE) -> MergeReport:
+def merge_adapters(
+    backbone,
+    adapters: Mapping[str, str | Path] | Sequence[tuple[str, str | Path]],
+    directory: str | Path,
+    *,
+    head: str | None = None,
+    tolerance: float = TOLERANCE,
+) -> MergeReport:
     """Load saved LoRA adapters on `backbone` (all active: their deltas add), fold them into the base and write
     the checkpoint (see `merge`). Non-LoRA adapters fail before anything is loaded."""
     parts = read_parts(adapters)

@@ -5,7 +5,7 @@ fused, gathered) and by the merge-then-train strategy, which trains on a merged 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from transformers import AutoModel, PreTrainedModel
 
@@ -23,8 +23,10 @@ def plain_base_copy(model: AdaptedModel) -> PreTrainedModel:
     state = {k: v.detach().clone() for k, v in model.backbone.base_tensors.items()}
     result = plain.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise CompositionError(f"base weights do not fit a plain {type(plain).__name__}: missing "
-                               f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}")
+        raise CompositionError(
+            f"base weights do not fit a plain {type(plain).__name__}: missing "
+            f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}"
+        )
     return plain.to(device=model.device, dtype=model.backbone.model.dtype).eval()
 
 
@@ -34,15 +36,17 @@ def merge_into_base(model: AdaptedModel, names: Sequence[str]) -> PreTrainedMode
     for n in names:
         method = model.adapters[n].method
         if not method.mergeable:
-            raise CompositionError(f"adapter {n!r} is {method.kind}, which cannot be folded into linear weights "
-                                   f"({method.not_mergeable_reason or 'it is not a weight change'})")
+            raise CompositionError(
+                f"adapter {n!r} is {method.kind}, which cannot be folded into linear weights "
+                f"({method.not_mergeable_reason or 'it is not a weight change'})"
+            )
     return fastlora.merge_lora(plain_base_copy(model), collect_lora_factors(model, names))
 
 
 def collect_lora_factors(model: AdaptedModel, names: Sequence[str]) -> dict[str, list[LoraFactors]]:
     """{module name: factors of each adapter in `names` that touches it}, as each adapter's kind gives them."""
     factors: dict[str, list[LoraFactors]] = {}
-    for n in names:   # one at a time: adapters may target different modules
+    for n in names:  # one at a time: adapters may target different modules
         for module, found in model.adapters[n].method.lora_factors(model, n).items():
             factors.setdefault(module, []).append(found)
     return factors

@@ -18,7 +18,7 @@ from adapterx.methods import get_method
 
 TARGET = "target"
 INTERMEDIATE = "intermediate"
-FUSION_DIR = "fusion"   # sub-folder of a 'fuse' target's directory holding the fusion layer
+FUSION_DIR = "fusion"  # sub-folder of a 'fuse' target's directory holding the fusion layer
 
 # roles of the parts a target adapter requires (adapterx.json "requires"[i]["role"])
 STACKED, MERGED, FUSED, FUSION = "stacked", "merged_into_base", "fused", "fusion"
@@ -33,12 +33,16 @@ def merged_backbone(backbone: Backbone, intermediate: Path | str, *, expected_di
     metadata = store.read_metadata(intermediate)
     method = get_method(metadata["kind"])
     if not method.mergeable:
-        raise CompositionError(f"{intermediate}: a {metadata['kind']} adapter cannot be folded into the base weights "
-                               f"({method.not_mergeable_reason or 'it is not a weight change'})")
+        raise CompositionError(
+            f"{intermediate}: a {metadata['kind']} adapter cannot be folded into the base weights "
+            f"({method.not_mergeable_reason or 'it is not a weight change'})"
+        )
     digest = metadata.get("weights_digest")
     if expected_digest is not None and digest != expected_digest:
-        raise CompositionError(f"the intermediate adapter {intermediate} now holds weights {digest}, but the target "
-                               f"was trained on a base with weights {expected_digest} merged in")
+        raise CompositionError(
+            f"the intermediate adapter {intermediate} now holds weights {digest}, but the target "
+            f"was trained on a base with weights {expected_digest} merged in"
+        )
     device = next(backbone.model.parameters()).device
     backbone.model.to("cpu")
     model = AdaptedModel(backbone)
@@ -49,9 +53,15 @@ def merged_backbone(backbone: Backbone, intermediate: Path | str, *, expected_di
     tensors = dict(plain.named_parameters())
     fingerprint = fingerprint_tensors(tensors)
     plain.to(device)
-    return Backbone(plain, backbone.tokenizer, f"{backbone.name}+merged({digest})", backbone.pretrained,
-                    f"{backbone.description}; LoRA adapter {intermediate} ({digest}) merged into the weights",
-                    fingerprint, dict(plain.named_parameters()))
+    return Backbone(
+        plain,
+        backbone.tokenizer,
+        f"{backbone.name}+merged({digest})",
+        backbone.pretrained,
+        f"{backbone.description}; LoRA adapter {intermediate} ({digest}) merged into the weights",
+        fingerprint,
+        dict(plain.named_parameters()),
+    )
 
 
 def fuse_setup(stacked: list[str], fused: list[str], top: str):
@@ -61,9 +71,11 @@ def fuse_setup(stacked: list[str], fused: list[str], top: str):
 def _load_checked(model: AdaptedModel, part: dict, path: Path, adapter_dir: Path) -> None:
     record = store.load_adapter(model, path, name=part["name"], with_head=False)
     if record.metadata.get("weights_digest") != part.get("weights_digest"):
-        raise CompositionError(f"{adapter_dir}: it was trained on top of {path} with weights "
-                               f"{part.get('weights_digest')}, but that file now holds "
-                               f"{record.metadata.get('weights_digest')}")
+        raise CompositionError(
+            f"{adapter_dir}: it was trained on top of {path} with weights "
+            f"{part.get('weights_digest')}, but that file now holds "
+            f"{record.metadata.get('weights_digest')}"
+        )
 
 
 def load_for_inference(backbone: Backbone, adapter_dir: Path, name: str = TARGET) -> AdaptedModel:
@@ -76,8 +88,11 @@ def load_for_inference(backbone: Backbone, adapter_dir: Path, name: str = TARGET
     for part in metadata.get("requires", []):
         role = part.get("role", STACKED)
         if role not in parts:
-            raise AdapterFileError(adapter_dir / store.METADATA_FILE, f"requires an adapter in role {role!r}, which "
-                                   f"this adapterx does not know ({', '.join(parts)}); upgrade adapterx")
+            raise AdapterFileError(
+                adapter_dir / store.METADATA_FILE,
+                f"requires an adapter in role {role!r}, which "
+                f"this adapterx does not know ({', '.join(parts)}); upgrade adapterx",
+            )
         path = Path(part["path"])
         parts[role].append((part, path if path.is_absolute() else (adapter_dir / path).resolve()))
 
@@ -90,7 +105,8 @@ def load_for_inference(backbone: Backbone, adapter_dir: Path, name: str = TARGET
                 f"{adapter_dir}: rebuilding its merged base ({backbone.name}) gave weights with fingerprint "
                 f"{backbone.fingerprint}, but the adapter was trained on a merged base with fingerprint {trained_on}; "
                 f"load the original backbone it was trained from "
-                f"({parts[MERGED][0][0].get('base_model', {}).get('name')!r}) with the same intermediate adapter")
+                f"({parts[MERGED][0][0].get('base_model', {}).get('name')!r}) with the same intermediate adapter"
+            )
 
     model = AdaptedModel(backbone)
     for part, path in parts[STACKED] + parts[FUSED]:
@@ -103,8 +119,10 @@ def load_for_inference(backbone: Backbone, adapter_dir: Path, name: str = TARGET
         weights = path / method.fusion_weights_file
         store.check_safetensors(weights)
         if store.file_digest(weights) != part.get("weights_digest"):
-            raise CompositionError(f"{adapter_dir}: its fusion layer {weights} holds other weights than it was "
-                                   f"saved with ({part.get('weights_digest')})")
+            raise CompositionError(
+                f"{adapter_dir}: its fusion layer {weights} holds other weights than it was "
+                f"saved with ({part.get('weights_digest')})"
+            )
         try:
             fused = method.load_fusion(model, path)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:

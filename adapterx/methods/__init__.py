@@ -20,8 +20,11 @@ def _as_method(obj: object) -> Method:
     (an entry point names the class)."""
     if isinstance(obj, Method):
         return obj
-    if not (isinstance(obj, type) and issubclass(obj, Method)) or not getattr(obj, "kind", "") \
-            or not hasattr(obj, "spec_type"):
+    if (
+        not (isinstance(obj, type) and issubclass(obj, Method))
+        or not getattr(obj, "kind", "")
+        or not hasattr(obj, "spec_type")
+    ):
         raise AdapterxError(f"register_method: {obj!r} is not a Method subclass with `kind` and `spec_type` set")
     return obj()
 
@@ -52,7 +55,7 @@ def register_method(cls: type[Method]) -> Method:
 
 def unregister_method(kind: str) -> None:
     """Forget a kind added by `register_method` (e.g. when a test that defined one ends)."""
-    METHODS.get(kind)      # an unknown kind is an error that lists the known ones
+    METHODS.get(kind)  # an unknown kind is an error that lists the known ones
     METHODS.unregister(kind)
 
 
@@ -78,5 +81,14 @@ def spec_from_json(data: dict) -> AdapterSpec:
     return parse_spec(dict(data), where="adapterx.json spec")
 
 
-__all__ = ["METHODS", "AdapterSpec", "Method", "get_method", "kinds", "parse_spec", "register_method",
-           "spec_from_json", "unregister_method"]
+__all__ = [
+    "METHODS",
+    "AdapterSpec",
+    "Method",
+    "get_method",
+    "kinds",
+    "parse_spec",
+    "register_method",
+    "spec_from_json",
+    "unregister_method",
+]

@@ -7,8 +7,9 @@ this file. Always save with ``use_safetensors=True`` (the default writes a pickl
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import adapters
 import torch
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from adapterx.core.model import AdaptedModel
 
 ADAPTERS_WEIGHTS_FILE = "adapter.safetensors"
-FUSION_CONFIG = "dynamic"   # Pfeiffer et al. 2021: query/key/value attention over the fused adapters' outputs
+FUSION_CONFIG = "dynamic"  # Pfeiffer et al. 2021: query/key/value attention over the fused adapters' outputs
 
 
 class AdaptersMethod(Method):
@@ -42,7 +43,8 @@ class AdaptersMethod(Method):
         if model.family not in (None, "adapters"):
             raise CompositionError(
                 f"this model already carries {model.family!r}-library adapters; kinds of the adapters library "
-                f"cannot be added to the same model (one adapter library per model)")
+                f"cannot be added to the same model (one adapter library per model)"
+            )
         if model.family is None:
             adapters.init(model.backbone.model)
             model.use_library(self.family)
@@ -52,8 +54,9 @@ class AdaptersMethod(Method):
         self._ready(model).add_adapter(name, config=self.library_config(spec))
 
     def load(self, model: "AdaptedModel", name: str, directory: Path) -> None:
-        self._ready(model).load_adapter(str(directory), load_as=name, with_head=False, use_safetensors=True,
-                                        set_active=False)
+        self._ready(model).load_adapter(
+            str(directory), load_as=name, with_head=False, use_safetensors=True, set_active=False
+        )
 
     def save(self, model: "AdaptedModel", name: str, directory: Path) -> None:
         model.encoder.save_adapter(str(directory), name, with_head=False, use_safetensors=True)
@@ -61,7 +64,7 @@ class AdaptersMethod(Method):
     def activate(self, model: "AdaptedModel", names: list[str], trainable: str | None) -> None:
         setup = Stack(*names) if len(names) > 1 else names[0]
         if trainable is not None:
-            model.encoder.train_adapter(trainable)   # freezes every other adapter and the base
+            model.encoder.train_adapter(trainable)  # freezes every other adapter and the base
         model.encoder.set_active_adapters(setup)
         for param_name, param in self._adapter_params(model, None):
             param.requires_grad_(trainable is not None and f".adapters.{trainable}." in param_name)
@@ -82,8 +85,14 @@ class AdaptersMethod(Method):
                     param.requires_grad_(any(m in param_name for m in markers))
         return setup_names(setup)
 
-    def encode_rows(self, model: "AdaptedModel", input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    rows: Sequence[str], encoder=None) -> torch.Tensor:
+    def encode_rows(
+        self,
+        model: "AdaptedModel",
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        rows: Sequence[str],
+        encoder=None,
+    ) -> torch.Tensor:
         """The library's BatchSplit over the rows sorted by adapter (in order of first appearance), unsorted after.
         It changes the library's active setup; activate again to serve whole batches."""
         order = sorted(range(len(rows)), key=lambda j: rows.index(rows[j]))
@@ -92,8 +101,9 @@ class AdaptersMethod(Method):
         index = torch.tensor(order, device=input_ids.device)
         model.encoder.set_active_adapters(_library_setup(("batch_split", groups, {"batch_sizes": sizes})))
         encoder = model.encoder if encoder is None else encoder
-        hidden = encoder(input_ids=input_ids.index_select(0, index),
-                         attention_mask=attention_mask.index_select(0, index)).last_hidden_state
+        hidden = encoder(
+            input_ids=input_ids.index_select(0, index), attention_mask=attention_mask.index_select(0, index)
+        ).last_hidden_state
         return hidden.index_select(0, torch.argsort(index))
 
     # -------------------------------------------------------------- AdapterFusion (Pfeiffer et al. 2021)
@@ -115,15 +125,19 @@ class AdaptersMethod(Method):
         directory = Path(directory)
         weights = directory / SAFE_ADAPTERFUSION_WEIGHTS_NAME
         if (directory / ADAPTERFUSION_WEIGHTS_NAME).exists() or not weights.is_file():
-            raise ValueError(f"expected {SAFE_ADAPTERFUSION_WEIGHTS_NAME} (safetensors) and no "
-                             f"{ADAPTERFUSION_WEIGHTS_NAME} (pickle, never loaded) in {directory}")
+            raise ValueError(
+                f"expected {SAFE_ADAPTERFUSION_WEIGHTS_NAME} (safetensors) and no "
+                f"{ADAPTERFUSION_WEIGHTS_NAME} (pickle, never loaded) in {directory}"
+            )
         name = model.encoder.load_adapter_fusion(str(directory), use_safetensors=True, set_active=False)
         saved = load_file(str(weights))
         marker = f".adapter_fusion_layer.{name}."
         params = {n: p for n, p in model.encoder.named_parameters() if marker in n}
         if set(params) != set(saved):
-            raise ValueError(f"fusion layer {name!r}: the file's tensors {sorted(set(saved) - set(params))[:2]} and "
-                             f"the model's {sorted(set(params) - set(saved))[:2]} do not match")
+            raise ValueError(
+                f"fusion layer {name!r}: the file's tensors {sorted(set(saved) - set(params))[:2]} and "
+                f"the model's {sorted(set(params) - set(saved))[:2]} do not match"
+            )
         if not all(torch.equal(params[n].detach().cpu(), saved[n]) for n in params):
             raise ValueError(f"fusion layer {name!r}: weights were not loaded from {weights}")
         config = json.loads((directory / ADAPTERFUSION_CONFIG_NAME).read_text(encoding="utf-8"))
@@ -144,8 +158,10 @@ class AdaptersMethod(Method):
                 params[n].copy_(tensor)
 
     def copy_weights(self, model: "AdaptedModel", source: str, target: str) -> None:
-        renamed = {n.replace(f".adapters.{source}.", f".adapters.{target}."): t
-                   for n, t in self.adapter_state(model, source).items()}
+        renamed = {
+            n.replace(f".adapters.{source}.", f".adapters.{target}."): t
+            for n, t in self.adapter_state(model, source).items()
+        }
         self.load_adapter_state(model, target, renamed)
 
     @staticmethod

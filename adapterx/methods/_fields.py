@@ -14,13 +14,16 @@ import typing
 from adapterx.core.errors import AdapterxError
 from adapterx.core.validate import is_int, is_number
 
+
 def typed_options(cls: type, options: dict, where: str) -> dict:
     """`options` with each value checked (and normalised: ints to float, one name to a tuple) against the type
     of the field of dataclass `cls` it sets; an AdapterxError names ``where.field`` otherwise."""
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
-    return {name: _convert(hints[name], value, f"{where}.{name}") if name in fields else value
-            for name, value in options.items()}
+    return {
+        name: _convert(hints[name], value, f"{where}.{name}") if name in fields else value
+        for name, value in options.items()
+    }
 
 
 def _convert(hint, value, where: str):

@@ -22,9 +22,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from peft import PeftConfig, PeftModel, PeftModelForFeatureExtraction
 from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
@@ -58,9 +59,11 @@ class PeftMethod(Method):
     def check_name(self, name: str) -> None:
         prefix = self.parameter_prefix
         if prefix and name.startswith(prefix):
-            raise CompositionError(f"adapter name {name!r} begins with {prefix!r}, the prefix peft gives the "
-                                   f"parameters of {self.kind} adapters: peft would mistake its weights for its "
-                                   f"own modules and not load them back; pick another name")
+            raise CompositionError(
+                f"adapter name {name!r} begins with {prefix!r}, the prefix peft gives the "
+                f"parameters of {self.kind} adapters: peft would mistake its weights for its "
+                f"own modules and not load them back; pick another name"
+            )
 
     # -------------------------------------------------------------- attach
     def add(self, model: "AdaptedModel", name: str, spec: AdapterSpec) -> None:
@@ -81,16 +84,21 @@ class PeftMethod(Method):
             _check_joinable(model, name, PeftConfig.from_pretrained(str(directory)))
         with _checked_name():
             if wrapper is None:
-                model.use_library(self.family, self.peft_model_class.from_pretrained(
-                    model.backbone.model, str(directory), adapter_name=name, is_trainable=False))
+                model.use_library(
+                    self.family,
+                    self.peft_model_class.from_pretrained(
+                        model.backbone.model, str(directory), adapter_name=name, is_trainable=False
+                    ),
+                )
             else:
                 wrapper.load_adapter(str(directory), adapter_name=name, is_trainable=False)
 
     def save(self, model: "AdaptedModel", name: str, directory: Path) -> None:
         # peft writes an adapter not named "default" into <dir>/<name>/: write to a scratch dir, move up.
         with tempfile.TemporaryDirectory(dir=directory) as scratch:
-            model.encoder.save_pretrained(scratch, selected_adapters=[name], safe_serialization=True,
-                                         save_embedding_layers=False)
+            model.encoder.save_pretrained(
+                scratch, selected_adapters=[name], safe_serialization=True, save_embedding_layers=False
+            )
             source = Path(scratch) / name if name != "default" else Path(scratch)
             for file in (PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE):
                 shutil.move(str(source / file), str(directory / file))
@@ -103,7 +111,8 @@ class PeftMethod(Method):
                 raise CompositionError(
                     f"adapters {list(names)} cannot be active together: {prompt_learning[0]!r} is a "
                     f"{model.adapters[prompt_learning[0]].kind} adapter (peft prompt learning), and peft runs "
-                    f"exactly one prompt-learning adapter at a time, alone; activate one of them")
+                    f"exactly one prompt-learning adapter at a time, alone; activate one of them"
+                )
             model.encoder.set_adapter(names[0])
         else:
             model.encoder.base_model.set_adapter(list(names))
@@ -171,7 +180,8 @@ class PeftMethod(Method):
         if model.family not in (None, "peft"):
             raise CompositionError(
                 f"this model already carries {model.family!r}-library adapters; peft-based kinds cannot be "
-                f"added to the same model (one adapter library per model)")
+                f"added to the same model (one adapter library per model)"
+            )
         return model.encoder if isinstance(model.encoder, PeftModel) else None
 
 
@@ -180,8 +190,11 @@ def _checked_name():
     """Silence peft's warning about adapter names contained in its parameter prefix (e.g. "a" in "lora_"): those
     load correctly, and the names that do not (beginning with the prefix) were refused by `check_name`."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Adapter name .* should not be contained in the prefix .*"
-                                                  r"This may lead to reinitialization")
+        warnings.filterwarnings(
+            "ignore",
+            message=r"Adapter name .* should not be contained in the prefix .*"
+            r"This may lead to reinitialization",
+        )
         yield
 
 
@@ -202,7 +215,8 @@ def _check_joinable(model: "AdaptedModel", name: str, config: PeftConfig) -> Non
             f"cannot attach adapter {name!r} ({config.peft_type.value}) to a model that carries {others} "
             f"({present.value}): peft holds adapters of only one type in one model and refuses to combine "
             f"{present.value} with {config.peft_type.value}; use one kind for both (e.g. transfer strategy "
-            f"'continue'), or train the target adapter alone")
+            f"'continue'), or train the target adapter alone"
+        )
 
 
 def _belongs_to(param_name: str, adapter: str) -> bool:
@@ -222,16 +236,19 @@ class PromptLearningMethod(PeftMethod):
     ignores prompts in forward; this wrapper applies them and still returns hidden states for adapterx's heads)."""
 
     mergeable: ClassVar[bool] = False
-    not_mergeable_reason: ClassVar[str] = ("prompt/prefix adapters add virtual tokens; they cannot be folded into "
-                                           "weights")
-    stackable: ClassVar[bool] = False   # peft runs one prompt-learning adapter at a time, with nothing beside it
+    not_mergeable_reason: ClassVar[str] = (
+        "prompt/prefix adapters add virtual tokens; they cannot be folded into weights"
+    )
+    stackable: ClassVar[bool] = False  # peft runs one prompt-learning adapter at a time, with nothing beside it
     peft_model_class: ClassVar[type[PeftModel]] = PeftModelForFeatureExtraction
     bench_builders: ClassVar[tuple[str, ...]] = ("adapterx.bench.prompt_forms",)
 
     def check_backbone(self, spec: AdapterSpec, shape: "BackboneShape", where: str) -> None:
         if spec.num_virtual_tokens >= shape.positions:
-            raise AdapterxError(f"{where}.num_virtual_tokens: {spec.num_virtual_tokens} leaves no positions for the "
-                                f"input: {shape.name} has {shape.positions}, shared by virtual and input tokens")
+            raise AdapterxError(
+                f"{where}.num_virtual_tokens: {spec.num_virtual_tokens} leaves no positions for the "
+                f"input: {shape.name} has {shape.positions}, shared by virtual and input tokens"
+            )
 
     def add(self, model: "AdaptedModel", name: str, spec: AdapterSpec) -> None:
         _check_position_budget(model, spec.num_virtual_tokens)
@@ -249,5 +266,7 @@ def _check_position_budget(model: "AdaptedModel", num_virtual_tokens: int) -> No
     by its length; XLM-R reserves 2, BERT none): fail early if none would be left for the input."""
     positions = usable_positions(model.backbone.model.config)
     if num_virtual_tokens >= positions:
-        raise AdapterxError(f"num_virtual_tokens={num_virtual_tokens} leaves no positions for the input: "
-                            f"{model.backbone.name} has {positions}, shared by virtual and input tokens")
+        raise AdapterxError(
+            f"num_virtual_tokens={num_virtual_tokens} leaves no positions for the input: "
+            f"{model.backbone.name} has {positions}, shared by virtual and input tokens"
+        )

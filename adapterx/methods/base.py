@@ -15,9 +15,10 @@ AdapterFusion layer over its children) and "batch_split" (options ``batch_sizes`
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
@@ -46,8 +47,9 @@ class AdapterSpec:
         names = {f.name for f in dataclasses.fields(cls)}
         extra = sorted(set(options) - names)
         if extra:
-            raise AdapterxError(f"{where}: unknown field(s) {extra} for adapter kind {cls.kind!r}; "
-                                f"fields: {', '.join(sorted(names))}")
+            raise AdapterxError(
+                f"{where}: unknown field(s) {extra} for adapter kind {cls.kind!r}; fields: {', '.join(sorted(names))}"
+            )
         options = typed_options(cls, options, where)
         try:
             spec = cls(**options)
@@ -71,7 +73,7 @@ class Method:
     """How one adapter kind is attached, saved, loaded, activated and (maybe) merged."""
 
     kind: ClassVar[str]
-    title: ClassVar[str] = ""     # the kind's name in prose (e.g. "LoRA"); default: `kind`
+    title: ClassVar[str] = ""  # the kind's name in prose (e.g. "LoRA"); default: `kind`
     family: ClassVar[str]
     spec_type: ClassVar[type[AdapterSpec]]
     mergeable: ClassVar[bool] = False
@@ -138,16 +140,23 @@ class Method:
         first. `trainable`: the adapters (and fusion layers) to train; none = inference. The default knows a
         name, or a stack of names; a kind whose library does more overrides it."""
         if not isinstance(setup, str) and (setup[0] != "stack" or not all(isinstance(c, str) for c in setup[1])):
-            raise CompositionError(f"{self.kind} adapters cannot be combined as {setup[0]!r}: only a stack of "
-                                   f"adapter names")
+            raise CompositionError(
+                f"{self.kind} adapters cannot be combined as {setup[0]!r}: only a stack of adapter names"
+            )
         if len(trainable) > 1:
             raise CompositionError(f"{self.kind} adapters train one at a time, not {list(trainable)}")
         names = setup_names(setup)
         self.activate(model, names, trainable[0] if trainable else None)
         return names
 
-    def encode_rows(self, model: "AdaptedModel", input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    rows: Sequence[str], encoder=None) -> torch.Tensor:
+    def encode_rows(
+        self,
+        model: "AdaptedModel",
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        rows: Sequence[str],
+        encoder=None,
+    ) -> torch.Tensor:
         """Last hidden states of one pass over a batch whose row j runs through adapter ``rows[j]`` (a mixed
         batch). `encoder`: the module to call instead of ``model.encoder`` (e.g. a torch.compile wrapper of it)."""
         raise CompositionError(f"{self.kind} adapters cannot serve a batch whose rows use different adapters")
@@ -162,8 +171,10 @@ class Method:
         method = options.get("method")
         if block == "weighted" and method not in self.weighted_methods:
             have = " and ".join(map(repr, self.weighted_methods))
-            return (f"method {method!r} is not defined for {self.kind} adapters: for them only {have} "
-                    f"exist{'s' if len(self.weighted_methods) == 1 else ''}")
+            return (
+                f"method {method!r} is not defined for {self.kind} adapters: for them only {have} "
+                f"exist{'s' if len(self.weighted_methods) == 1 else ''}"
+            )
         return ""
 
     # ------------------------------------------------------------------------------------------ weights
@@ -181,15 +192,18 @@ class Method:
     def lora_factors(self, model: "AdaptedModel", name: str) -> dict[str, LoraFactors]:
         """{module name (as in the backbone's encoder): the low-rank factors adapter `name` adds there} -- what a
         mergeable kind is, as plain tensors (merging, fused and gathered inference use them)."""
-        raise CompositionError(f"a {self.kind} adapter is not a low-rank weight change "
-                               f"({self.not_mergeable_reason or 'it cannot be merged'})")
+        raise CompositionError(
+            f"a {self.kind} adapter is not a low-rank weight change "
+            f"({self.not_mergeable_reason or 'it cannot be merged'})"
+        )
 
     def bottleneck_weights(self, model: "AdaptedModel", names: Sequence[str]) -> dict[str, list[BottleneckWeights]]:
         """{sub-layer module name (as in the backbone's encoder): [the sequential bottleneck adapters of `names`
         there, bottom first, as plain tensors]} -- what a bottleneck kind is, for the fast inference form
         (adapterx.deploy.fastbottleneck). `names` must be the active stack."""
-        raise CompositionError(f"a {self.kind} adapter is not a sequential bottleneck adapter; it has no fast "
-                               f"bottleneck form")
+        raise CompositionError(
+            f"a {self.kind} adapter is not a sequential bottleneck adapter; it has no fast bottleneck form"
+        )
 
     # ------------------------------------------------------------------------------------------ bench
     def bench_form(self, spec: AdapterSpec, strategy: str, form: str) -> str | None:

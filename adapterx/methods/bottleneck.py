@@ -7,8 +7,9 @@ them with no library code."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from adapters import BnConfig, DoubleSeqBnConfig, SeqBnConfig
@@ -37,8 +38,9 @@ class BottleneckSpec(AdapterSpec):
 
     def validate(self, where: str) -> None:
         if self.architecture not in _ARCHITECTURES:
-            raise AdapterxError(f"{where}.architecture: {self.architecture!r} is not one of "
-                                f"{', '.join(_ARCHITECTURES)}")
+            raise AdapterxError(
+                f"{where}.architecture: {self.architecture!r} is not one of {', '.join(_ARCHITECTURES)}"
+            )
         if not isinstance(self.reduction_factor, int) or self.reduction_factor < 1:
             raise AdapterxError(f"{where}.reduction_factor: must be a positive integer, got {self.reduction_factor!r}")
 
@@ -49,27 +51,32 @@ class BottleneckMethod(AdaptersMethod):
     mergeable = False
     not_mergeable_reason: ClassVar[str] = (
         "a bottleneck adapter computes up(f(down(h))) with a non-linearity f between its projections, so no change "
-        "of a linear weight equals it")
+        "of a linear weight equals it"
+    )
     bench_builders: ClassVar[tuple[str, ...]] = ("adapterx.bench.bottleneck_forms",)
 
     def composition_problem(self, block: str, specs: Mapping[str, dict], options: Mapping) -> str:
         if block == "sum":
-            return ("'sum' adds LoRA weight deltas; a bottleneck adapter is a small network, not a weight delta. Use "
-                    "'stack' (the adapters library's Stack) or 'weighted' (its Average of the adapters' outputs)")
+            return (
+                "'sum' adds LoRA weight deltas; a bottleneck adapter is a small network, not a weight delta. Use "
+                "'stack' (the adapters library's Stack) or 'weighted' (its Average of the adapters' outputs)"
+            )
         problem = super().composition_problem(block, specs, options)
         if problem or block != "weighted":
             return problem
         weights = list(options["weights"])
         if abs(sum(weights) - 1.0) > 1e-6:
-            return (f"a weighted average of bottleneck adapters needs weights that sum to 1 (each adapter's output "
-                    f"carries the layer's residual); got {weights} (sum {sum(weights):g})")
+            return (
+                f"a weighted average of bottleneck adapters needs weights that sum to 1 (each adapter's output "
+                f"carries the layer's residual); got {weights} (sum {sum(weights):g})"
+            )
         return ""
 
     def bench_options(self, spec: BottleneckSpec) -> dict:
         return {"reduction_factor": spec.reduction_factor}
 
     def bench_form(self, spec: AdapterSpec, strategy: str, form: str) -> str | None:
-        if form == "fused" and strategy != "fuse":   # the fast form: plain modules, no library hooks
+        if form == "fused" and strategy != "fuse":  # the fast form: plain modules, no library hooks
             return "bottleneck-stack-2-fast" if strategy == "stack" else "bottleneck-fast"
         return super().bench_form(spec, strategy, form)
 
@@ -80,13 +87,16 @@ class BottleneckMethod(AdaptersMethod):
         average, a fusion, a mixed batch) has other arithmetic: CompositionError."""
         active = active_stack(model.encoder)
         if active != list(names):
-            raise CompositionError(f"bottleneck adapters {list(names)} are not active as a plain stack (the active "
-                                   f"composition is {_describe(model.encoder)}): no fast form reproduces it")
+            raise CompositionError(
+                f"bottleneck adapters {list(names)} are not active as a plain stack (the active "
+                f"composition is {_describe(model.encoder)}): no fast form reproduces it"
+            )
         return bottleneck_weights(model.encoder, names)
 
     def library_config(self, spec: BottleneckSpec):
-        return _ARCHITECTURES[spec.architecture](reduction_factor=spec.reduction_factor,
-                                                 non_linearity=spec.non_linearity)
+        return _ARCHITECTURES[spec.architecture](
+            reduction_factor=spec.reduction_factor, non_linearity=spec.non_linearity
+        )
 
 
 def _describe(encoder: nn.Module) -> str:
@@ -117,8 +127,10 @@ def bottleneck_weights(encoder: nn.Module, names: Sequence[str]) -> dict[str, li
         if not present:
             continue
         if getattr(layer, "is_layer_hooked", False) or not hasattr(layer, "dense"):
-            raise CompositionError(f"{module_name}: bottleneck adapters hooked onto a {type(layer).__name__} "
-                                   f"(not a BERT/RoBERTa output sub-layer) have no fast form")
+            raise CompositionError(
+                f"{module_name}: bottleneck adapters hooked onto a {type(layer).__name__} "
+                f"(not a BERT/RoBERTa output sub-layer) have no fast form"
+            )
         out[module_name] = [_adapter_weights(layer, n, module_name) for n in present]
         found.update(present)
     missing = [n for n in names if n not in found]
@@ -133,22 +145,37 @@ def _layer_norm(ln: nn.LayerNorm) -> LayerNormWeights:
 
 def _adapter_weights(layer: BottleneckLayer, name: str, where: str) -> BottleneckWeights:
     adapter = layer.adapters[name]
-    config = layer.adapters_config.match(name, config_type=BnConfig, layer_idx=layer.layer_idx,
-                                         location_key=layer.location_key)
+    config = layer.adapters_config.match(
+        name, config_type=BnConfig, layer_idx=layer.layer_idx, location_key=layer.location_key
+    )
     linears = [m for m in adapter.adapter_down if isinstance(m, nn.Linear)]
-    unsupported = [what for what, bad in (
-        ("parallel adapters", isinstance(adapter, ParallelAdapter)), ("gating", adapter.use_gating),
-        ("PHM layers", len(linears) != 1 or not isinstance(adapter.adapter_up, nn.Linear))) if bad]
+    unsupported = [
+        what
+        for what, bad in (
+            ("parallel adapters", isinstance(adapter, ParallelAdapter)),
+            ("gating", adapter.use_gating),
+            ("PHM layers", len(linears) != 1 or not isinstance(adapter.adapter_up, nn.Linear)),
+        )
+        if bad
+    ]
     if unsupported or config is None:
-        raise CompositionError(f"bottleneck adapter {name!r} at {where}: {', '.join(unsupported) or 'no config'} "
-                               f"not supported by the fast form")
+        raise CompositionError(
+            f"bottleneck adapter {name!r} at {where}: {', '.join(unsupported) or 'no config'} "
+            f"not supported by the fast form"
+        )
     scaling = adapter.scaling.detach() if isinstance(adapter.scaling, torch.Tensor) else float(adapter.scaling)
     return BottleneckWeights(
-        name=name, down_weight=linears[0].weight.detach(), down_bias=linears[0].bias.detach(),
-        up_weight=adapter.adapter_up.weight.detach(), up_bias=adapter.adapter_up.bias.detach(),
-        non_linearity=str(config["non_linearity"]), scaling=scaling,
-        residual_before_ln=adapter.residual_before_ln, original_ln_before=bool(adapter.original_ln_before),
+        name=name,
+        down_weight=linears[0].weight.detach(),
+        down_bias=linears[0].bias.detach(),
+        up_weight=adapter.adapter_up.weight.detach(),
+        up_bias=adapter.adapter_up.bias.detach(),
+        non_linearity=str(config["non_linearity"]),
+        scaling=scaling,
+        residual_before_ln=adapter.residual_before_ln,
+        original_ln_before=bool(adapter.original_ln_before),
         original_ln_after=bool(adapter.original_ln_after),
         adapter_residual_before_ln=bool(adapter.adapter_residual_before_ln),
         ln_before=_layer_norm(adapter.adapter_norm_before) if adapter.add_layer_norm_before else None,
-        ln_after=_layer_norm(adapter.adapter_norm_after) if adapter.add_layer_norm_after else None)
+        ln_after=_layer_norm(adapter.adapter_norm_after) if adapter.add_layer_norm_after else None,
+    )

@@ -7,8 +7,9 @@ peft's ``add_weighted_adapter``, mixed batches through peft's per-row ``adapter_
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from peft import LoraConfig
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 # compose's weighted methods -> (peft's combination_type in add_weighted_adapter, needs adapters of one rank)
 _COMBINATIONS: dict[str, tuple[str, bool]] = {
-    "weighted": ("cat", False),          # factors concatenated: exactly Σ w_i ΔW_i, ranks add up
+    "weighted": ("cat", False),  # factors concatenated: exactly Σ w_i ΔW_i, ranks add up
     "linear": ("linear", True),
     "ties": ("ties", True),
     "dare_linear": ("dare_linear", True),
@@ -50,7 +51,11 @@ class LoraSpec(AdapterSpec):
     def validate(self, where: str) -> None:
         if not isinstance(self.r, int) or self.r < 1:
             raise AdapterxError(f"{where}.r: rank must be a positive integer, got {self.r!r}")
-        if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool) or not 0 < self.alpha < float("inf"):
+        if (
+            not isinstance(self.alpha, (int, float))
+            or isinstance(self.alpha, bool)
+            or not 0 < self.alpha < float("inf")
+        ):
             raise AdapterxError(f"{where}.alpha: must be a finite number > 0, got {self.alpha!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise AdapterxError(f"{where}.dropout: must be in [0, 1), got {self.dropout!r}")
@@ -73,18 +78,26 @@ class LoraMethod(PeftMethod):
         known = shape.module_suffixes()
         missing = [m for m in spec.target_modules if m not in known]
         if missing:
-            raise AdapterxError(f"{where}.target_modules: {', '.join(map(repr, missing))} matches no linear module of "
-                                f"{shape.name}; its linear modules are named {', '.join(shape.leaf_names())} "
-                                f"(or a dotted path ending in one, e.g. attention.self.query)")
+            raise AdapterxError(
+                f"{where}.target_modules: {', '.join(map(repr, missing))} matches no linear module of "
+                f"{shape.name}; its linear modules are named {', '.join(shape.leaf_names())} "
+                f"(or a dotted path ending in one, e.g. attention.self.query)"
+            )
 
     def add(self, model: "AdaptedModel", name: str, spec: LoraSpec) -> None:
-        self.check_backbone(spec, shape_of_config(model.backbone.name, model.backbone.model.config),
-                            f"adapter {name!r}")
+        self.check_backbone(
+            spec, shape_of_config(model.backbone.name, model.backbone.model.config), f"adapter {name!r}"
+        )
         super().add(model, name, spec)
 
     def peft_config(self, spec: LoraSpec) -> LoraConfig:
-        return LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
-                          target_modules=list(spec.target_modules), bias="none")
+        return LoraConfig(
+            r=spec.r,
+            lora_alpha=spec.alpha,
+            lora_dropout=spec.dropout,
+            target_modules=list(spec.target_modules),
+            bias="none",
+        )
 
     # -------------------------------------------------------------- factors
     def lora_factors(self, model: "AdaptedModel", name: str) -> dict[str, LoraFactors]:
@@ -96,10 +109,12 @@ class LoraMethod(PeftMethod):
             if name not in module.lora_A:
                 continue
             if getattr(module, "fan_in_fan_out", False) or name in getattr(module, "lora_variant", {}):
-                raise CompositionError(f"layer {module_name!r}: only vanilla LoRA (no DoRA/variants/fan_in_fan_out) "
-                                       f"gives plain factors")
-            out[module_name] = LoraFactors(module.lora_A[name].weight.detach(), module.lora_B[name].weight.detach(),
-                                           float(module.scaling[name]))
+                raise CompositionError(
+                    f"layer {module_name!r}: only vanilla LoRA (no DoRA/variants/fan_in_fan_out) gives plain factors"
+                )
+            out[module_name] = LoraFactors(
+                module.lora_A[name].weight.detach(), module.lora_B[name].weight.detach(), float(module.scaling[name])
+            )
         if not out:
             raise CompositionError(f"no LoRA layer carries adapter {name!r}")
         return out
@@ -110,13 +125,15 @@ class LoraMethod(PeftMethod):
         equal to its own): the inverse of `lora_factors`, e.g. for weights drawn outside peft."""
         layers = {n: m for n, m in _lora_layers(model) if name in m.lora_A}
         if set(layers) != set(factors):
-            raise CompositionError(f"adapter {name!r} adapts {sorted(layers)[:3]}..., the factors given are for "
-                                   f"{sorted(factors)[:3]}...")
+            raise CompositionError(
+                f"adapter {name!r} adapts {sorted(layers)[:3]}..., the factors given are for {sorted(factors)[:3]}..."
+            )
         for module_name, f in factors.items():
             layer = layers[module_name]
             if abs(float(layer.scaling[name]) - f.scaling) > 1e-12:
-                raise CompositionError(f"{module_name}: factors of scaling {f.scaling} for an adapter of scaling "
-                                       f"{layer.scaling[name]}")
+                raise CompositionError(
+                    f"{module_name}: factors of scaling {f.scaling} for an adapter of scaling {layer.scaling[name]}"
+                )
             layer.lora_A[name].weight.copy_(f.A)
             layer.lora_B[name].weight.copy_(f.B)
 
@@ -127,8 +144,10 @@ class LoraMethod(PeftMethod):
             return problem
         ranks = {name: spec.get("r") for name, spec in specs.items()}
         if _COMBINATIONS[options["method"]][1] and len(set(ranks.values())) > 1:
-            return (f"method {options['method']!r} needs adapters of one rank, got {ranks}; use method 'weighted' "
-                    f"(exact, any ranks)")
+            return (
+                f"method {options['method']!r} needs adapters of one rank, got {ranks}; use method 'weighted' "
+                f"(exact, any ranks)"
+            )
         return ""
 
     def combine(self, model: "AdaptedModel", names: list[str], options: dict) -> str:
@@ -139,16 +158,30 @@ class LoraMethod(PeftMethod):
         combination, _ = _COMBINATIONS[options["method"]]
         density = options.get("density")
         kwargs = {"density": float(density)} if density is not None else {}
-        model.encoder.base_model.add_weighted_adapter(adapters=names, weights=list(options["weights"]),
-                                                      adapter_name=new, combination_type=combination, **kwargs)
+        model.encoder.base_model.add_weighted_adapter(
+            adapters=names, weights=list(options["weights"]), adapter_name=new, combination_type=combination, **kwargs
+        )
         config = model.encoder.peft_config[new]
-        spec = LoraSpec(r=int(config.r), alpha=float(config.lora_alpha), target_modules=tuple(sorted(config.target_modules)))
-        model.adapters[new] = AdapterRecord(name=new, kind=self.kind, spec=spec, method=self,
-                                            metadata={"made_by": {"block": "weighted", "children": names, **options}})
+        spec = LoraSpec(
+            r=int(config.r), alpha=float(config.lora_alpha), target_modules=tuple(sorted(config.target_modules))
+        )
+        model.adapters[new] = AdapterRecord(
+            name=new,
+            kind=self.kind,
+            spec=spec,
+            method=self,
+            metadata={"made_by": {"block": "weighted", "children": names, **options}},
+        )
         return new
 
-    def encode_rows(self, model: "AdaptedModel", input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    rows: Sequence[str], encoder=None) -> torch.Tensor:
+    def encode_rows(
+        self,
+        model: "AdaptedModel",
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        rows: Sequence[str],
+        encoder=None,
+    ) -> torch.Tensor:
         """peft's per-row ``adapter_names`` (it runs one sub-batch per adapter, peft #2283)."""
         encoder = model.encoder if encoder is None else encoder
         return encoder(input_ids=input_ids, attention_mask=attention_mask, adapter_names=list(rows)).last_hidden_state

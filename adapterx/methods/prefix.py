@@ -32,17 +32,19 @@ class PrefixSpec(AdapterSpec):
     kind = "prefix"
     num_virtual_tokens: int = 16
     prefix_projection: bool = False
-    projection_hidden_size: int = 512   # P-tuning v2's prefix_hidden_size; used only with prefix_projection
+    projection_hidden_size: int = 512  # P-tuning v2's prefix_hidden_size; used only with prefix_projection
 
     def validate(self, where: str) -> None:
         if not isinstance(self.num_virtual_tokens, int) or self.num_virtual_tokens < 1:
-            raise AdapterxError(f"{where}.num_virtual_tokens: must be a positive integer, got "
-                                f"{self.num_virtual_tokens!r}")
+            raise AdapterxError(
+                f"{where}.num_virtual_tokens: must be a positive integer, got {self.num_virtual_tokens!r}"
+            )
         if not isinstance(self.prefix_projection, bool):
             raise AdapterxError(f"{where}.prefix_projection: must be true or false, got {self.prefix_projection!r}")
         if not isinstance(self.projection_hidden_size, int) or self.projection_hidden_size < 1:
-            raise AdapterxError(f"{where}.projection_hidden_size: must be a positive integer, got "
-                                f"{self.projection_hidden_size!r}")
+            raise AdapterxError(
+                f"{where}.projection_hidden_size: must be a positive integer, got {self.projection_hidden_size!r}"
+            )
 
 
 class PrefixMethod(PromptLearningMethod):
@@ -50,9 +52,12 @@ class PrefixMethod(PromptLearningMethod):
     spec_type = PrefixSpec
 
     def peft_config(self, spec: PrefixSpec) -> PrefixTuningConfig:
-        return PrefixTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=spec.num_virtual_tokens,
-                                  prefix_projection=spec.prefix_projection,
-                                  encoder_hidden_size=spec.projection_hidden_size)
+        return PrefixTuningConfig(
+            task_type=TaskType.FEATURE_EXTRACTION,
+            num_virtual_tokens=spec.num_virtual_tokens,
+            prefix_projection=spec.prefix_projection,
+            encoder_hidden_size=spec.projection_hidden_size,
+        )
 
     def copy_weights(self, model: "AdaptedModel", source: str, target: str) -> None:
         try:
@@ -62,5 +67,6 @@ class PrefixMethod(PromptLearningMethod):
                 raise CompositionError(
                     f"prefix adapter {target!r} cannot start from {source!r}: a saved prefix holds the projected "
                     f"prefix only (peft folds the projection MLP into it), so training on from it needs "
-                    f"prefix_projection: false") from exc
+                    f"prefix_projection: false"
+                ) from exc
             raise

@@ -40,13 +40,16 @@ class PromptSpec(AdapterSpec):
 
     def validate(self, where: str) -> None:
         if not isinstance(self.num_virtual_tokens, int) or self.num_virtual_tokens < 1:
-            raise AdapterxError(f"{where}.num_virtual_tokens: must be a positive integer, got "
-                                f"{self.num_virtual_tokens!r}")
+            raise AdapterxError(
+                f"{where}.num_virtual_tokens: must be a positive integer, got {self.num_virtual_tokens!r}"
+            )
         if self.init not in _INITS:
             raise AdapterxError(f"{where}.init: {self.init!r} is not one of {', '.join(_INITS)}")
         if (self.init == "text") != bool(self.init_text):
-            raise AdapterxError(f"{where}.init_text: give a text exactly when init is 'text' (init={self.init!r}, "
-                                f"init_text={self.init_text!r})")
+            raise AdapterxError(
+                f"{where}.init_text: give a text exactly when init is 'text' (init={self.init!r}, "
+                f"init_text={self.init_text!r})"
+            )
 
 
 class PromptMethod(PromptLearningMethod):
@@ -54,8 +57,11 @@ class PromptMethod(PromptLearningMethod):
     spec_type = PromptSpec
 
     def peft_config(self, spec: PromptSpec) -> PromptTuningConfig:
-        return PromptTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=spec.num_virtual_tokens,
-                                  prompt_tuning_init=_INITS[spec.init])
+        return PromptTuningConfig(
+            task_type=TaskType.FEATURE_EXTRACTION,
+            num_virtual_tokens=spec.num_virtual_tokens,
+            prompt_tuning_init=_INITS[spec.init],
+        )
 
     def add(self, model: "AdaptedModel", name: str, spec: PromptSpec) -> None:
         super().add(model, name, spec)

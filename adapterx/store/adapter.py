@@ -6,13 +6,12 @@ task head (head.safetensors) and ``adapterx.json``: kind and spec, task, labels,
 model name and weight fingerprint, metrics, library versions, and the adapters it must sit on (a stack).
 """
 
-
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
 
 from safetensors.torch import load_file, save_file
 
@@ -77,11 +76,20 @@ def _one_family(model: AdaptedModel, names: Sequence[str]) -> Method:
 
 
 # ------------------------------------------------------------------------------------------------ save
-def save_adapter(model: AdaptedModel, name: str, directory: str | Path, *, task: str | None = None,
-                 labels: list[str] | tuple[str, ...] = (), languages: list[str] | tuple[str, ...] = (),
-                 head: str | None = None, metrics: dict | None = None, training: dict | None = None,
-                 requires: list[dict] | None = None,
-                 save_extra: Callable[[Path], list[dict]] | None = None) -> Path:
+def save_adapter(
+    model: AdaptedModel,
+    name: str,
+    directory: str | Path,
+    *,
+    task: str | None = None,
+    labels: list[str] | tuple[str, ...] = (),
+    languages: list[str] | tuple[str, ...] = (),
+    head: str | None = None,
+    metrics: dict | None = None,
+    training: dict | None = None,
+    requires: list[dict] | None = None,
+    save_extra: Callable[[Path], list[dict]] | None = None,
+) -> Path:
     """Write adapter `name` (and head `head`, if given) to `directory`, atomically.
 
     `save_extra`, if given, is called with the (temporary) directory to write further parts trained with the
@@ -98,8 +106,9 @@ def save_adapter(model: AdaptedModel, name: str, directory: str | Path, *, task:
             requires += save_extra(tmp)
         if head is not None:
             head_module = model.heads[head]
-            save_file({k: v.detach().contiguous().cpu() for k, v in head_module.state_dict().items()},
-                      str(tmp / HEAD_FILE))
+            save_file(
+                {k: v.detach().contiguous().cpu() for k, v in head_module.state_dict().items()}, str(tmp / HEAD_FILE)
+            )
             head_spec = head_module.spec.to_json()
         metadata = {
             "format_version": FORMAT_VERSION,
@@ -113,8 +122,11 @@ def save_adapter(model: AdaptedModel, name: str, directory: str | Path, *, task:
             "labels": list(labels),
             "languages": list(languages),
             "head": head_spec,
-            "base_model": {"name": model.backbone.name, "fingerprint": model.backbone.fingerprint,
-                           "pretrained": model.backbone.pretrained},
+            "base_model": {
+                "name": model.backbone.name,
+                "fingerprint": model.backbone.fingerprint,
+                "pretrained": model.backbone.pretrained,
+            },
             "requires": requires,
             "metrics": metrics or {},
             "training": training or {},
@@ -126,7 +138,6 @@ def save_adapter(model: AdaptedModel, name: str, directory: str | Path, *, task:
     return directory
 
 
-
 def relative_requirement(requirement: dict, directory: Path) -> dict:
     """A ``requires`` entry whose path is relative to the adapter's own directory: the artifacts can then be
     moved or copied as a whole (the loader resolves it against the directory it finds the adapter in)."""
@@ -136,8 +147,14 @@ def relative_requirement(requirement: dict, directory: Path) -> dict:
     return {**requirement, "path": Path(os.path.relpath(path, Path(directory).resolve())).as_posix()}
 
 
-def load_adapter(model: AdaptedModel, directory: str | Path, *, name: str | None = None,
-                 with_head: bool = True, head_name: str | None = None) -> AdapterRecord:
+def load_adapter(
+    model: AdaptedModel,
+    directory: str | Path,
+    *,
+    name: str | None = None,
+    with_head: bool = True,
+    head_name: str | None = None,
+) -> AdapterRecord:
     """Attach the adapter saved in `directory` (and its head) after checking files and backbone."""
     directory = Path(directory)
     metadata = read_metadata(directory)

@@ -45,7 +45,6 @@ def file_digest(path: Path) -> str:
     return "sha256:" + h.hexdigest()[:32]
 
 
-
 def read_metadata(directory: str | Path) -> dict:
     """The adapterx.json of a saved adapter, checked for presence and form."""
     directory = Path(directory)
@@ -59,8 +58,11 @@ def read_metadata(directory: str | Path) -> dict:
         if key not in metadata:
             raise AdapterFileError(path, f"field {key!r} is missing")
     if metadata.get("format_version", 0) > FORMAT_VERSION:
-        raise AdapterFileError(path, f"format_version {metadata['format_version']} is newer than this adapterx "
-                                     f"reads ({FORMAT_VERSION}); upgrade adapterx")
+        raise AdapterFileError(
+            path,
+            f"format_version {metadata['format_version']} is newer than this adapterx "
+            f"reads ({FORMAT_VERSION}); upgrade adapterx",
+        )
     return metadata
 
 
@@ -82,8 +84,8 @@ def check_backbone(model, metadata: dict, directory: Path) -> None:
         raise BackboneMismatchError(
             f"{directory}: adapter was trained on backbone {base.get('name')!r} (fingerprint "
             f"{base.get('fingerprint')}), but is being loaded onto {model.backbone.name!r} (fingerprint "
-            f"{model.backbone.fingerprint}); load the backbone it was trained on")
-
+            f"{model.backbone.fingerprint}); load the backbone it was trained on"
+        )
 
 
 def check_weights(directory: Path, metadata: dict, weights_file: str) -> Path:
@@ -94,14 +96,20 @@ def check_weights(directory: Path, metadata: dict, weights_file: str) -> Path:
     directory = Path(directory)
     meta_path = directory / METADATA_FILE
     if metadata.get("weights_file") != weights_file:
-        raise AdapterFileError(meta_path, f"field 'weights_file' is {metadata.get('weights_file')!r}, but a "
-                                          f"{metadata.get('kind')} adapter's weights are {weights_file!r}; adapterx "
-                                          f"reads only that file")
+        raise AdapterFileError(
+            meta_path,
+            f"field 'weights_file' is {metadata.get('weights_file')!r}, but a "
+            f"{metadata.get('kind')} adapter's weights are {weights_file!r}; adapterx "
+            f"reads only that file",
+        )
     pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
-        raise AdapterFileError(directory / pickles[0], "a pickle weights file (loading it could run code); adapterx "
-                                                       "reads safetensors only and refuses an adapter directory "
-                                                       "holding one: delete it")
+        raise AdapterFileError(
+            directory / pickles[0],
+            "a pickle weights file (loading it could run code); adapterx "
+            "reads safetensors only and refuses an adapter directory "
+            "holding one: delete it",
+        )
     weights = directory / weights_file
     check_safetensors(weights)
     _check_digest(weights, metadata.get("weights_digest"), "weights_digest", meta_path)
@@ -115,8 +123,11 @@ def _check_digest(path: Path, recorded: str | None, field: str, meta_path: Path)
         raise AdapterFileError(meta_path, f"field {field!r} is missing: the weights cannot be checked")
     actual = file_digest(path)
     if actual != recorded:
-        raise AdapterFileError(path, f"holds other weights ({actual}) than {meta_path.name} records "
-                                     f"({field} {recorded}): replaced or changed since it was saved")
+        raise AdapterFileError(
+            path,
+            f"holds other weights ({actual}) than {meta_path.name} records "
+            f"({field} {recorded}): replaced or changed since it was saved",
+        )
 
 
 def check_fits_task(metadata: dict, directory: Path, task) -> None:
@@ -127,15 +138,23 @@ def check_fits_task(metadata: dict, directory: Path, task) -> None:
     where = Path(directory) / METADATA_FILE
     head = metadata.get("head")
     if not head:
-        raise AdapterFileError(where, f"this adapter has no task head, but task {task.name!r} needs a "
-                                      f"{task.head} head")
+        raise AdapterFileError(where, f"this adapter has no task head, but task {task.name!r} needs a {task.head} head")
     if head.get("kind") != task.head:
-        raise AdapterFileError(where, f"this adapter's head is {head.get('kind')!r} (trained on "
-                                      f"{metadata.get('task')!r}), but task {task.name!r} needs a {task.head} head")
+        raise AdapterFileError(
+            where,
+            f"this adapter's head is {head.get('kind')!r} (trained on "
+            f"{metadata.get('task')!r}), but task {task.name!r} needs a {task.head} head",
+        )
     labels = list(metadata.get("labels") or [])
     if task.labels and labels and labels != list(task.labels):
-        raise AdapterFileError(where, f"this adapter's head predicts labels {labels} (task {metadata.get('task')!r}), "
-                                      f"but task {task.name!r} has labels {list(task.labels)}")
+        raise AdapterFileError(
+            where,
+            f"this adapter's head predicts labels {labels} (task {metadata.get('task')!r}), "
+            f"but task {task.name!r} has labels {list(task.labels)}",
+        )
     if task.labels and head.get("num_labels") != len(task.labels):
-        raise AdapterFileError(where, f"this adapter's head has {head.get('num_labels')} outputs, but task "
-                                      f"{task.name!r} has {len(task.labels)} labels")
+        raise AdapterFileError(
+            where,
+            f"this adapter's head has {head.get('num_labels')} outputs, but task "
+            f"{task.name!r} has {len(task.labels)} labels",
+        )

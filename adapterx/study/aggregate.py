@@ -24,7 +24,7 @@ import statistics
 from adapterx.tasks import get_task
 from adapterx.tasks.splits import DEV, TEST, no_dev_reason
 
-GROUPS = {   # evaluate.py's GROUP2TASK
+GROUPS = {  # evaluate.py's GROUP2TASK
     "classification": ("pawsx", "xnli"),
     "structured prediction": ("udpos", "panx"),
     "question answering": ("xquad", "mlqa", "tydiqa"),
@@ -35,13 +35,20 @@ BASELINE_SETUP = "baseline"
 # Phang et al. 2020 (arXiv 2005.13013), XLM-R Large without and with its best intermediate task per target, as
 # reproduced in the mT5 paper (Xue et al. 2021, Table 2): (metric, XLM-R Large, best intermediate task)
 PAPER_BACKBONE = "xlm-roberta-large"
-PAPER = {"xnli": ("accuracy", 79.2, 80.4), "pawsx": ("accuracy", 86.4, 87.7), "panx": ("f1", 65.4, 64.7),
-         "xquad": ("f1", 76.6, 77.2), "mlqa": ("f1", 71.6, 72.3), "tydiqa": ("f1", 65.1, 76.0)}
+PAPER = {
+    "xnli": ("accuracy", 79.2, 80.4),
+    "pawsx": ("accuracy", 86.4, 87.7),
+    "panx": ("f1", 65.4, 64.7),
+    "xquad": ("f1", 76.6, 77.2),
+    "mlqa": ("f1", 71.6, 72.3),
+    "tydiqa": ("f1", 65.1, 76.0),
+}
 PAPER_SOURCE = "Phang et al. 2020, as reproduced in the mT5 paper (Xue et al. 2021), Table 2"
 
 
 def task_score(per_language: dict[str, dict[str, float]]) -> float:
     """XTREME's avg_metric of one task from {language: scores}."""
+
     def avg(metric: str) -> float:
         return statistics.fmean(scores[metric] for scores in per_language.values())
 
@@ -70,7 +77,7 @@ def _setup_id(key: tuple) -> str:
 
 
 def _belongs(record: dict, key: tuple) -> bool:
-    if record["strategy"] == "direct":          # retrieval: the intermediate adapter itself, any strategy
+    if record["strategy"] == "direct":  # retrieval: the intermediate adapter itself, any strategy
         return record["intermediate"] == key[0]
     return (record["intermediate"], record["strategy"]) == key
 
@@ -86,17 +93,25 @@ def task_scores(records: list[dict], split: str, keys: list[tuple]) -> dict[str,
                 out.setdefault(target, {})[_setup_id(key)] = {
                     "score": statistics.fmean(task_score(s) for s in runs),
                     "primary": statistics.fmean(primary_average(s) for s in runs),
-                    "languages": sorted(runs[0]), "seeds": len(runs)}
+                    "languages": sorted(runs[0]),
+                    "seeds": len(runs),
+                }
     return out
 
 
 def overall(tasks: dict[str, dict[str, dict]], setup: str) -> dict:
     """The XTREME score and category scores of one setup (None where a task is missing), and the plain mean."""
     scores = {t: per[setup]["score"] for t, per in tasks.items() if setup in per}
+
     def mean_of(names):
         return statistics.fmean(scores[n] for n in names) if names and all(n in scores for n in names) else None
-    return {"xtreme": mean_of(XTREME_TASKS), "categories": {g: mean_of(ts) for g, ts in GROUPS.items()},
-            "mean": statistics.fmean(scores.values()) if scores else None, "tasks": len(scores)}
+
+    return {
+        "xtreme": mean_of(XTREME_TASKS),
+        "categories": {g: mean_of(ts) for g, ts in GROUPS.items()},
+        "mean": statistics.fmean(scores.values()) if scores else None,
+        "tasks": len(scores),
+    }
 
 
 def ranking(tasks: dict[str, dict[str, dict]], setups: list[str]) -> list[dict]:
@@ -105,8 +120,11 @@ def ranking(tasks: dict[str, dict[str, dict]], setups: list[str]) -> list[dict]:
     for setup in setups:
         if setup == BASELINE_SETUP:
             continue
-        gains = {t: per[setup]["score"] - per[BASELINE_SETUP]["score"] for t, per in tasks.items()
-                 if setup in per and BASELINE_SETUP in per}
+        gains = {
+            t: per[setup]["score"] - per[BASELINE_SETUP]["score"]
+            for t, per in tasks.items()
+            if setup in per and BASELINE_SETUP in per
+        }
         if gains:
             rows.append({"setup": setup, "mean_gain": statistics.fmean(gains.values()), "gains": gains})
     return sorted(rows, key=lambda r: -r["mean_gain"])
@@ -131,11 +149,16 @@ def best_per_target(dev: dict, test: dict, targets: list[str], setups: list[str]
         if chosen is None or chosen not in per:
             continue
         base = per.get(BASELINE_SETUP)
-        out[target] = {"setup": chosen, "rule": rule, "dev_score": on_dev.get(chosen),
-                       "test_score": per[chosen]["score"], "test_primary": per[chosen]["primary"],
-                       "baseline_score": base["score"] if base else None,
-                       "baseline_primary": base["primary"] if base else None,
-                       "metric": task.metric}
+        out[target] = {
+            "setup": chosen,
+            "rule": rule,
+            "dev_score": on_dev.get(chosen),
+            "test_score": per[chosen]["score"],
+            "test_primary": per[chosen]["primary"],
+            "baseline_score": base["score"] if base else None,
+            "baseline_primary": base["primary"] if base else None,
+            "metric": task.metric,
+        }
     return out
 
 
@@ -147,17 +170,29 @@ def aggregate(records: list[dict], targets: list[str], backbone_name: str) -> di
     for split in (DEV, TEST):
         tasks = task_scores(records, split, keys)
         if tasks:
-            splits[split] = {"tasks": tasks, "overall": {s: overall(tasks, s) for s in setups},
-                             "ranking": ranking(tasks, setups)}
-    best = best_per_target(splits.get(DEV, {}).get("tasks", {}), splits.get(TEST, {}).get("tasks", {}), targets,
-                           setups) if DEV in splits and TEST in splits else {}
+            splits[split] = {
+                "tasks": tasks,
+                "overall": {s: overall(tasks, s) for s in setups},
+                "ranking": ranking(tasks, setups),
+            }
+    best = (
+        best_per_target(splits.get(DEV, {}).get("tasks", {}), splits.get(TEST, {}).get("tasks", {}), targets, setups)
+        if DEV in splits and TEST in splits
+        else {}
+    )
     composite = {t: b["test_score"] for t, b in best.items()}
     base = splits.get(TEST, {}).get("tasks", {})
     paper = PAPER_BACKBONE in backbone_name.lower()
-    return {"setups": setups, "splits": splits, "best_per_target": best,
-            "best_overall": {"xtreme": statistics.fmean(composite.values())
-                             if set(XTREME_TASKS) <= set(composite) else None,
-                             "mean": statistics.fmean(composite.values()) if composite else None,
-                             "baseline_mean": statistics.fmean(base[t][BASELINE_SETUP]["score"] for t in composite)
-                             if composite and all(BASELINE_SETUP in base.get(t, {}) for t in composite) else None},
-            "paper": {"source": PAPER_SOURCE, "targets": PAPER} if paper else None}
+    return {
+        "setups": setups,
+        "splits": splits,
+        "best_per_target": best,
+        "best_overall": {
+            "xtreme": statistics.fmean(composite.values()) if set(XTREME_TASKS) <= set(composite) else None,
+            "mean": statistics.fmean(composite.values()) if composite else None,
+            "baseline_mean": statistics.fmean(base[t][BASELINE_SETUP]["score"] for t in composite)
+            if composite and all(BASELINE_SETUP in base.get(t, {}) for t in composite)
+            else None,
+        },
+        "paper": {"source": PAPER_SOURCE, "targets": PAPER} if paper else None,
+    }

@@ -6,9 +6,9 @@ over the first setup. The same evaluation, forms and statistics as a recipe's st
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from adapterx.core.backbone import Backbone
 from adapterx.core.errors import AdapterxError
@@ -40,14 +40,21 @@ def setup_modules(adapter_dir: Path) -> tuple[str, int]:
     and on how many intermediate adapters (a fusion layer is not an intermediate adapter)."""
     metadata = read_metadata(adapter_dir)
     strategy = metadata.get("training", {}).get("strategy", "none")
-    if strategy not in STRATEGIES:     # e.g. a multi-task intermediate adapter evaluated on its own
+    if strategy not in STRATEGIES:  # e.g. a multi-task intermediate adapter evaluated on its own
         return strategy, 1
     n = sum(1 for r in metadata.get("requires", []) if r.get("role") != FUSION)
     return strategy, modules_at_inference(strategy, max(1, n))
 
 
-def compare_setups(backbone: Backbone, task: Task, setups: Mapping[str, Sequence[Path]], forms: Sequence[str],
-                   evaluation: Evaluation = Evaluation(), *, progress: bool = True) -> dict:
+def compare_setups(
+    backbone: Backbone,
+    task: Task,
+    setups: Mapping[str, Sequence[Path]],
+    forms: Sequence[str],
+    evaluation: Evaluation = Evaluation(),
+    *,
+    progress: bool = True,
+) -> dict:
     """Score every setup (label -> adapter directories, one per seed) in every form; the first setup's first form
     is the baseline. Returns {task, split, metric, languages, baseline, rows, runs}: `rows` as a study's results
     (see adapterx.study.summary), `runs` the raw per-seed scores by "label/form"."""
@@ -57,38 +64,68 @@ def compare_setups(backbone: Backbone, task: Task, setups: Mapping[str, Sequence
     strategies: dict[str, tuple[str, int]] = {}
     skipped: list[str] = []
     for directories in setups.values():
-        for directory in directories:   # every head fits the task before anything is scored
+        for directory in directories:  # every head fits the task before anything is scored
             check_fits_task(read_metadata(Path(directory)), Path(directory), task)
     for label, directories in setups.items():
         strategies[label] = setup_modules(Path(directories[0]))
         for form in forms:
-            for directory in directories:   # several directories = several seeds of one setup
+            for directory in directories:  # several directories = several seeds of one setup
                 model = deployed(backbone, Path(directory), form)
                 if model is None:
-                    skipped.append(f"{label} ({read_metadata(Path(directory))['kind']}): form {form!r} needs "
-                                   f"{DEPLOYMENT_FORMS.get(form).needs}")
+                    skipped.append(
+                        f"{label} ({read_metadata(Path(directory))['kind']}): form {form!r} needs "
+                        f"{DEPLOYMENT_FORMS.get(form).needs}"
+                    )
                     log.warning("%s; skipped", skipped[-1])
                     break
-                runs.setdefault((label, form), []).append(evaluate_languages(
-                    model, task, backbone.tokenizer, split=evaluation.split, languages=evaluation.languages,
-                    data_dir=evaluation.data_dir, limit=evaluation.limit, progress=progress))
+                runs.setdefault((label, form), []).append(
+                    evaluate_languages(
+                        model,
+                        task,
+                        backbone.tokenizer,
+                        split=evaluation.split,
+                        languages=evaluation.languages,
+                        data_dir=evaluation.data_dir,
+                        limit=evaluation.limit,
+                        progress=progress,
+                    )
+                )
     if not runs:
         raise AdapterxError(f"nothing to evaluate in the forms {', '.join(forms)}: {'; '.join(skipped)}")
     return _table(task, runs, strategies, evaluation)
 
 
-def _table(task: Task, runs: dict[tuple[str, str], list[dict]], strategies: dict[str, tuple[str, int]],
-           evaluation: Evaluation) -> dict:
+def _table(
+    task: Task, runs: dict[tuple[str, str], list[dict]], strategies: dict[str, tuple[str, int]], evaluation: Evaluation
+) -> dict:
     first_scores = next(iter(runs.values()))
     metric = primary_metric(next(iter(first_scores[0].values())))
     baseline = next(iter(runs))
     rows = []
     for (label, form), scores in runs.items():
         strategy, modules = strategies[label]
-        rows.append({"label": label, "strategy": strategy, "form": form,
-                     "modules_at_inference": DEPLOYMENT_FORMS.get(form).modules(modules), "seeds": len(scores),
-                     **summarize_scores(scores, runs[baseline] if (label, form) != baseline else None, metric,
-                                        evaluation.bootstrap, evaluation.confidence)})
-    return {"task": task.name, "split": evaluation.split, "metric": metric, "languages": list(first_scores[0]),
-            "baseline": list(baseline), "rows": rows,
-            "runs": {f"{label}/{form}": v for (label, form), v in runs.items()}}
+        rows.append(
+            {
+                "label": label,
+                "strategy": strategy,
+                "form": form,
+                "modules_at_inference": DEPLOYMENT_FORMS.get(form).modules(modules),
+                "seeds": len(scores),
+                **summarize_scores(
+                    scores,
+                    runs[baseline] if (label, form) != baseline else None,
+                    metric,
+                    evaluation.bootstrap,
+                    evaluation.confidence,
+                ),
+            }
+        )
+    return {
+        "task": task.name,
+        "split": evaluation.split,
+        "metric": metric,
+        "languages": list(first_scores[0]),
+        "baseline": list(baseline),
+        "rows": rows,
+        "runs": {f"{label}/{form}": v for (label, form), v in runs.items()},
+    }

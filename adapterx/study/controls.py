@@ -43,13 +43,21 @@ def shuffled_task(task: Task, seed: int) -> Task:
         if request.split not in SHUFFLED_SPLITS:
             return rows
         labels = rows[task.label_field]
-        order = np.random.default_rng(derived_seed(seed, "shuffled-labels", task.name, request.split)) \
-            .permutation(len(labels))
-        return rows.remove_columns(task.label_field).add_column(task.label_field, [labels[i] for i in order]) \
+        order = np.random.default_rng(derived_seed(seed, "shuffled-labels", task.name, request.split)).permutation(
+            len(labels)
+        )
+        return (
+            rows.remove_columns(task.label_field)
+            .add_column(task.label_field, [labels[i] for i in order])
             .cast(rows.features)
+        )
 
-    return dataclasses.replace(task, name=f"{task.name}-shuffled", loader=loader,
-                               description=f"{task.name} with labels permuted (seed {seed}): a control")
+    return dataclasses.replace(
+        task,
+        name=f"{task.name}-shuffled",
+        loader=loader,
+        description=f"{task.name} with labels permuted (seed {seed}): a control",
+    )
 
 
 def label_space_problem(target: Task, intermediate: Task) -> str:
@@ -59,8 +67,10 @@ def label_space_problem(target: Task, intermediate: Task) -> str:
     if tuple(intermediate.labels) != tuple(target.labels):
         return f"{intermediate.name}'s labels {list(intermediate.labels)} are not {target.name}'s {list(target.labels)}"
     if len(intermediate.text_fields) != len(target.text_fields):
-        return f"{intermediate.name} has {len(intermediate.text_fields)} text fields, {target.name} " \
-               f"{len(target.text_fields)}"
+        return (
+            f"{intermediate.name} has {len(intermediate.text_fields)} text fields, {target.name} "
+            f"{len(target.text_fields)}"
+        )
     return ""
 
 
@@ -71,8 +81,9 @@ def _as_target_rows(rows: datasets.Dataset, source: Task, target: Task) -> datas
     return rows.rename_columns({a: b for a, b in names.items() if a != b})
 
 
-def pooled_task(target: Task, intermediate: Task, data_dir: Path | None = None,
-                intermediate_limit: int | None = None) -> Task:
+def pooled_task(
+    target: Task, intermediate: Task, data_dir: Path | None = None, intermediate_limit: int | None = None
+) -> Task:
     """`target` whose training split also holds `intermediate`'s training rows (fields renamed to the
     target's); other splits are the target's own."""
     problem = label_space_problem(target, intermediate)
@@ -84,12 +95,17 @@ def pooled_task(target: Task, intermediate: Task, data_dir: Path | None = None,
         if request.split != "train":
             return own
         own = own.select_columns([*target.text_fields, target.label_field])
-        extra = _as_target_rows(load_split(intermediate, "train", data_dir=data_dir, limit=intermediate_limit),
-                                intermediate, target)
+        extra = _as_target_rows(
+            load_split(intermediate, "train", data_dir=data_dir, limit=intermediate_limit), intermediate, target
+        )
         return datasets.concatenate_datasets([own, extra.cast(own.features)])
 
-    return dataclasses.replace(target, name=f"{target.name}+{intermediate.name}-pooled", loader=loader,
-                               description=f"{target.name} training data pooled with {intermediate.name}'s")
+    return dataclasses.replace(
+        target,
+        name=f"{target.name}+{intermediate.name}-pooled",
+        loader=loader,
+        description=f"{target.name} training data pooled with {intermediate.name}'s",
+    )
 
 
 def capacity_matched_spec(spec: AdapterSpec, stacked: int = 2) -> tuple[AdapterSpec | None, str]:
@@ -98,14 +114,17 @@ def capacity_matched_spec(spec: AdapterSpec, stacked: int = 2) -> tuple[AdapterS
         return dataclasses.replace(spec, r=spec.r * stacked, alpha=spec.alpha * stacked), ""
     if spec.kind == "bottleneck":
         if spec.reduction_factor % stacked:
-            return None, (f"reduction factor {spec.reduction_factor} is not divisible by {stacked}: no single "
-                          f"bottleneck adapter has the stacked size")
+            return None, (
+                f"reduction factor {spec.reduction_factor} is not divisible by {stacked}: no single "
+                f"bottleneck adapter has the stacked size"
+            )
         return dataclasses.replace(spec, reduction_factor=spec.reduction_factor // stacked), ""
     return None, f"{spec.kind} adapters cannot be stacked, so there is no stacked size to match"
 
 
 def training_steps(tasks: list[Task], config: TrainConfig, data_dir: Path | None, limit: int | None) -> int:
     """Steps a training phase on `tasks` (one task, or a multi-task mixture) takes with `config`."""
-    batches = sum(math.ceil(len(load_split(t, "train", data_dir=data_dir, limit=limit)) / config.batch_size)
-                  for t in tasks)
+    batches = sum(
+        math.ceil(len(load_split(t, "train", data_dir=data_dir, limit=limit)) / config.batch_size) for t in tasks
+    )
     return planned_steps(config, batches)

@@ -39,10 +39,11 @@ class RecipeView(Protocol):
 
     def skipped_strategies(self) -> dict[str, str]: ...
 
+
 BASELINE = "target-only"
 NO_INTERMEDIATE = "no-intermediate"
 MULTITASK = "multitask"
-FUSE = "fuse"     # the strategy over all intermediate adapters at once, and the job that runs it
+FUSE = "fuse"  # the strategy over all intermediate adapters at once, and the job that runs it
 SHUFFLED = "-shuffled"
 CAPACITY = "capacity-matched"
 # keywords an expectation's `vs` may use instead of a row label: resolved per setup
@@ -62,21 +63,21 @@ class IntermediatePhase:
 @dataclass(frozen=True)
 class Variant:
     label: str
-    role: str                                   # "baseline" | "setup" | "control"
-    strategy: str                               # transfer strategy; "none" for target-only rows
-    phases: tuple[str, ...] = ()                # intermediate phases the target builds on (seed by seed)
-    intermediate: str | None = None             # the phase (or FUSE) this row is about, for the report
-    control: str | None = None                  # "shuffled" | "step-matched" | "capacity-matched" | "pooled"
-    step_phases: tuple[str, ...] = ()           # step-matched/pooled: phases whose step count is added
-    pooled_with: str | None = None              # pooled: the intermediate task whose rows join the target's
-    forms: tuple[str, ...] | None = None        # None: the recipe's forms; controls are evaluated unmerged
+    role: str  # "baseline" | "setup" | "control"
+    strategy: str  # transfer strategy; "none" for target-only rows
+    phases: tuple[str, ...] = ()  # intermediate phases the target builds on (seed by seed)
+    intermediate: str | None = None  # the phase (or FUSE) this row is about, for the report
+    control: str | None = None  # "shuffled" | "step-matched" | "capacity-matched" | "pooled"
+    step_phases: tuple[str, ...] = ()  # step-matched/pooled: phases whose step count is added
+    pooled_with: str | None = None  # pooled: the intermediate task whose rows join the target's
+    forms: tuple[str, ...] | None = None  # None: the recipe's forms; controls are evaluated unmerged
 
 
 @dataclass(frozen=True)
 class Job:
     index: int
     name: str
-    intermediate: str | None      # a phase name, FUSE, or None for the baselines job
+    intermediate: str | None  # a phase name, FUSE, or None for the baselines job
 
 
 def setup_label(phase: str, strategy: str) -> str:
@@ -108,7 +109,7 @@ def plan_jobs(recipe: RecipeView) -> list[Job]:
     for i, n in enumerate(names):
         title = {None: "baselines", FUSE: "fusion"}.get(n, f"intermediate:{n}")
         if n is not None and n.endswith(SHUFFLED):
-            title = f"control:shuffled:{n[:-len(SHUFFLED)]}"
+            title = f"control:shuffled:{n[: -len(SHUFFLED)]}"
         jobs.append(Job(i, title, n))
     return jobs
 
@@ -128,17 +129,33 @@ def job_variants(recipe: RecipeView, job: Job, target: Task, steps: dict[str, in
         tasks = list(recipe.intermediate.tasks)
         return [Variant(fuse_label(tasks), "setup", FUSE, phases=tuple(tasks), intermediate=FUSE)]
     shuffled = job.intermediate.endswith(SHUFFLED)
-    return [Variant(setup_label(job.intermediate, s), "control" if shuffled else "setup", s, (job.intermediate,),
-                    job.intermediate, "shuffled" if shuffled else None,
-                    forms=("unmerged",) if shuffled else None) for s in _strategies(recipe)]
+    return [
+        Variant(
+            setup_label(job.intermediate, s),
+            "control" if shuffled else "setup",
+            s,
+            (job.intermediate,),
+            job.intermediate,
+            "shuffled" if shuffled else None,
+            forms=("unmerged",) if shuffled else None,
+        )
+        for s in _strategies(recipe)
+    ]
 
 
 def _direct(recipe: RecipeView, phase: str | None) -> Variant:
     if phase is None:
         return Variant(NO_INTERMEDIATE, "baseline", "direct", forms=("unmerged",))
     shuffled = phase.endswith(SHUFFLED)
-    return Variant(phase, "control" if shuffled else "setup", "direct", (phase,), phase,
-                   "shuffled" if shuffled else None, forms=("unmerged",))
+    return Variant(
+        phase,
+        "control" if shuffled else "setup",
+        "direct",
+        (phase,),
+        phase,
+        "shuffled" if shuffled else None,
+        forms=("unmerged",),
+    )
 
 
 def control_variants(recipe: RecipeView, target: Task, steps: dict[str, int] | None = None) -> list[Variant]:
@@ -151,21 +168,43 @@ def control_variants(recipe: RecipeView, target: Task, steps: dict[str, int] | N
         by_total: dict[int, list[str]] = {}
         for phase, total in steps.items():
             by_total.setdefault(total, []).append(phase)
-        out += [Variant(f"step-matched-{total}", "control", "none", control="step-matched",
-                        step_phases=tuple(phases), forms=unmerged) for total, phases in sorted(by_total.items())]
+        out += [
+            Variant(
+                f"step-matched-{total}",
+                "control",
+                "none",
+                control="step-matched",
+                step_phases=tuple(phases),
+                forms=unmerged,
+            )
+            for total, phases in sorted(by_total.items())
+        ]
     if c.capacity_matched and "capacity_matched" not in recipe.skipped_controls():
         out.append(Variant(CAPACITY, "control", "none", control="capacity-matched", forms=unmerged))
     if c.pooled:
-        out += [Variant(f"{task}-pooled", "control", "none", control="pooled", step_phases=(task,),
-                        pooled_with=task, forms=unmerged) for task in pooled_tasks(recipe, target)]
+        out += [
+            Variant(
+                f"{task}-pooled",
+                "control",
+                "none",
+                control="pooled",
+                step_phases=(task,),
+                pooled_with=task,
+                forms=unmerged,
+            )
+            for task in pooled_tasks(recipe, target)
+        ]
     return out
 
 
 def step_phases(recipe: RecipeView) -> list[str]:
     """The intermediate phases a step-matched baseline is matched to (one per setup phase, shuffled left out:
     a shuffled phase takes as many steps as its original)."""
-    return [p.name for p in intermediate_phases(recipe).values() if not p.shuffled
-            and (p.name == MULTITASK or recipe.intermediate.single_task)]
+    return [
+        p.name
+        for p in intermediate_phases(recipe).values()
+        if not p.shuffled and (p.name == MULTITASK or recipe.intermediate.single_task)
+    ]
 
 
 def pooled_tasks(recipe: RecipeView, target: Task) -> list[str]:
@@ -182,8 +221,9 @@ def variants_by_label(recipe: RecipeView, target: Task, steps: dict[str, int] | 
     return {v.label: v for job in plan_jobs(recipe) for v in job_variants(recipe, job, target, steps)}
 
 
-def comparison_row(recipe: RecipeView, target: Task, setup: str, vs: str,
-                   steps: dict[str, int] | None = None) -> tuple[str | None, str]:
+def comparison_row(
+    recipe: RecipeView, target: Task, setup: str, vs: str, steps: dict[str, int] | None = None
+) -> tuple[str | None, str]:
     """The row label `vs` means for row `setup` (a keyword resolves to the setup's own control), or
     (None, why there is none). Step-matched rows need `steps` (see `control_variants`)."""
     rows = variants_by_label(recipe, target, steps)
@@ -211,7 +251,7 @@ def comparison_row(recipe: RecipeView, target: Task, setup: str, vs: str,
     if not recipe.controls.step_matched:
         return None, "controls.step_matched is off"
     if steps is None or phase not in steps:
-        return "step-matched", ""      # resolved once the step counts are known
+        return "step-matched", ""  # resolved once the step counts are known
     return f"step-matched-{steps[phase]}", ""
 
 
@@ -221,20 +261,28 @@ def check_controls(recipe: RecipeView, path) -> None:
     c = recipe.controls
     for task in c.shuffled_labels:
         if task not in recipe.intermediate.tasks:
-            raise RecipeError(f"{path}: controls.shuffled_labels: {task!r} is not one of intermediate.tasks "
-                              f"({', '.join(recipe.intermediate.tasks) or 'none'})")
+            raise RecipeError(
+                f"{path}: controls.shuffled_labels: {task!r} is not one of intermediate.tasks "
+                f"({', '.join(recipe.intermediate.tasks) or 'none'})"
+            )
         if get_task(task).head not in ("classification", "multiple_choice"):
-            raise RecipeError(f"{path}: controls.shuffled_labels: {task!r} has {get_task(task).head} labels; only "
-                              f"classification and multiple-choice labels can be permuted among examples")
+            raise RecipeError(
+                f"{path}: controls.shuffled_labels: {task!r} has {get_task(task).head} labels; only "
+                f"classification and multiple-choice labels can be permuted among examples"
+            )
     if (c.step_matched or c.pooled) and not recipe.intermediate.tasks:
         raise RecipeError(f"{path}: controls.step_matched / controls.pooled need intermediate.tasks")
     if c.capacity_matched and "stack" not in recipe.target.strategies:
-        raise RecipeError(f"{path}: controls.capacity_matched matches strategy 'stack', which this recipe does "
-                          f"not run (target.strategies: {recipe.target.strategies})")
+        raise RecipeError(
+            f"{path}: controls.capacity_matched matches strategy 'stack', which this recipe does "
+            f"not run (target.strategies: {recipe.target.strategies})"
+        )
     targets = [get_task(t) for t in recipe.target.tasks if get_task(t).trainable]
     if c.pooled and not any(pooled_tasks(recipe, t) for t in targets):
-        raise RecipeError(f"{path}: controls.pooled: no intermediate task has the label space of a target "
-                          f"(same head, labels and number of text fields)")
+        raise RecipeError(
+            f"{path}: controls.pooled: no intermediate task has the label space of a target "
+            f"(same head, labels and number of text fields)"
+        )
 
 
 def _ruled_out(recipe: RecipeView, name: str) -> bool:
@@ -256,8 +304,9 @@ def check_expectations(recipe: RecipeView, path) -> None:
             raise RecipeError(f"{where}.target: name the target task (one of {', '.join(recipe.target.tasks)})")
         target = e.target or trainable[0]
         if target not in trainable:
-            raise RecipeError(f"{where}.target: {target!r} is not a trainable target of this recipe "
-                              f"({', '.join(trainable)})")
+            raise RecipeError(
+                f"{where}.target: {target!r} is not a trainable target of this recipe ({', '.join(trainable)})"
+            )
         if e.language is not None and e.language not in get_task(target).languages:
             raise RecipeError(f"{where}.language: {target!r} has no language {e.language!r}")
         if _ruled_out(recipe, e.setup) or _ruled_out(recipe, e.vs):
@@ -266,8 +315,10 @@ def check_expectations(recipe: RecipeView, path) -> None:
         if e.setup not in labels:
             raise RecipeError(f"{where}.setup: {e.setup!r} is not a row of this recipe; rows: {', '.join(labels)}")
         if e.vs not in labels and e.vs not in CONTROL_KEYWORDS:
-            raise RecipeError(f"{where}.vs: {e.vs!r} is neither a row of this recipe nor one of "
-                              f"{', '.join(CONTROL_KEYWORDS)}; rows: {', '.join(labels)}")
+            raise RecipeError(
+                f"{where}.vs: {e.vs!r} is neither a row of this recipe nor one of "
+                f"{', '.join(CONTROL_KEYWORDS)}; rows: {', '.join(labels)}"
+            )
         row, why = comparison_row(recipe, get_task(target), e.setup, e.vs)
         if row is None:
             raise RecipeError(f"{where}.vs: {e.vs!r} for {e.setup!r}: {why}")

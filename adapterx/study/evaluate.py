@@ -12,15 +12,26 @@ from adapterx.tasks.base import Task
 from adapterx.tasks.processing import evaluate_language
 
 
-def evaluate_languages(model: AdaptedModel, task: Task, tokenizer, *, split: str = "test",
-                       languages: list[str] | None = None, data_dir: str | Path | None = None,
-                       limit: int | None = None, progress: bool = True) -> dict[str, dict[str, float]]:
+def evaluate_languages(
+    model: AdaptedModel,
+    task: Task,
+    tokenizer,
+    *,
+    split: str = "test",
+    languages: list[str] | None = None,
+    data_dir: str | Path | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+) -> dict[str, dict[str, float]]:
     """Per-language scores of `task` (all its languages unless `languages` narrows them)."""
     results = {}
-    for language in tqdm(languages or list(task.languages), desc=f"evaluate {task.name}",
-                         disable=not show_progress(progress), leave=False):
-        results[language] = evaluate_language(model, task, tokenizer, split, language, data_dir=data_dir,
-                                              limit=limit)
+    for language in tqdm(
+        languages or list(task.languages),
+        desc=f"evaluate {task.name}",
+        disable=not show_progress(progress),
+        leave=False,
+    ):
+        results[language] = evaluate_language(model, task, tokenizer, split, language, data_dir=data_dir, limit=limit)
     return results
 
 

@@ -17,10 +17,10 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 from adapterx.core.errors import AdapterxError
 
@@ -33,8 +33,14 @@ class DirectoryBusy(AdapterxError):
 
 
 @contextmanager
-def locked(directory: str | os.PathLike, *, shared: bool = False, wait: float | None = 0.0,
-           log: Callable[[str], None] | None = None, hint: str = "") -> Iterator[None]:
+def locked(
+    directory: str | os.PathLike,
+    *,
+    shared: bool = False,
+    wait: float | None = 0.0,
+    log: Callable[[str], None] | None = None,
+    hint: str = "",
+) -> Iterator[None]:
     """Hold `directory`'s lock (shared or exclusive) for the block. `wait`: seconds to wait for another holder
     (None: as long as it takes; 0: refuse at once); then DirectoryBusy naming the holder (plus `hint`)."""
     directory = Path(directory)
@@ -50,8 +56,8 @@ def locked(directory: str | os.PathLike, *, shared: bool = False, wait: float | 
         yield
     finally:
         if not shared and acquired:
-            os.ftruncate(fd, 0)   # the holder's details go with it
-        os.close(fd)   # releases the lock
+            os.ftruncate(fd, 0)  # the holder's details go with it
+        os.close(fd)  # releases the lock
 
 
 def _acquire(fd: int, path: Path, shared: bool, wait: float | None, log, hint: str) -> None:
@@ -65,8 +71,10 @@ def _acquire(fd: int, path: Path, shared: bool, wait: float | None, log, hint: s
             holder = describe_holder(path)
             if deadline is not None and time.monotonic() >= deadline:
                 waited = f" (waited {wait:g} s)" if wait else ""
-                raise DirectoryBusy(f"{path.parent}: in use by another adapterx run ({holder}){waited}; "
-                                    f"{hint or 'try again when it has finished'}") from None
+                raise DirectoryBusy(
+                    f"{path.parent}: in use by another adapterx run ({holder}){waited}; "
+                    f"{hint or 'try again when it has finished'}"
+                ) from None
             if not announced and log is not None:
                 log(f"{path.parent} is in use by another adapterx run ({holder}); waiting")
                 announced = True
@@ -74,8 +82,12 @@ def _acquire(fd: int, path: Path, shared: bool, wait: float | None, log, hint: s
 
 
 def _write_holder(fd: int) -> None:
-    info = {"pid": os.getpid(), "host": platform.node(), "since": datetime.now().isoformat(timespec="seconds"),
-            "command": " ".join(["adapterx", *sys.argv[1:]])[:300]}
+    info = {
+        "pid": os.getpid(),
+        "host": platform.node(),
+        "since": datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join(["adapterx", *sys.argv[1:]])[:300],
+    }
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
 

@@ -28,10 +28,10 @@ class RunSet:
 
     label: str
     form: str
-    info: dict                                   # role, control, intermediate, strategy, step_phases
-    seeds: list                                  # in order; [None] for a row without seeds
-    scores: list[dict]                           # per seed: {language: {metric: value}}
-    predictions: list[dict | None] = field(default_factory=list)   # per seed: {language: {predicted, gold}}
+    info: dict  # role, control, intermediate, strategy, step_phases
+    seeds: list  # in order; [None] for a row without seeds
+    scores: list[dict]  # per seed: {language: {metric: value}}
+    predictions: list[dict | None] = field(default_factory=list)  # per seed: {language: {predicted, gold}}
 
     @property
     def per_example(self) -> bool:
@@ -48,10 +48,12 @@ def runsets(records: list[dict], out_dir: Path) -> dict[tuple[str, str], RunSet]
         rows = sorted(rows, key=lambda r: (r["seed"] is not None, r["seed"] or 0))
         first = rows[0]
         info = {k: first.get(k) for k in ("role", "control", "intermediate", "strategy", "step_phases")}
-        predictions = [load_predictions(Path(out_dir) / r["predictions"]) if r.get("predictions") else None
-                       for r in rows]
-        out[(label, form)] = RunSet(label, form, info, [r["seed"] for r in rows], [r["scores"] for r in rows],
-                                    predictions)
+        predictions = [
+            load_predictions(Path(out_dir) / r["predictions"]) if r.get("predictions") else None for r in rows
+        ]
+        out[(label, form)] = RunSet(
+            label, form, info, [r["seed"] for r in rows], [r["scores"] for r in rows], predictions
+        )
     return out
 
 
@@ -73,8 +75,9 @@ def _per_seed(run: RunSet, which: list[int], languages: list[str], metric: str) 
     return {lang: [run.scores[i][lang][metric] for i in which] for lang in languages}
 
 
-def difference(a: RunSet, b: RunSet | None, languages: list[str], metric: str, resamples: int,
-               confidence: float) -> dict | None:
+def difference(
+    a: RunSet, b: RunSet | None, languages: list[str], metric: str, resamples: int, confidence: float
+) -> dict | None:
     """a minus b (or a's own mean when b is None), per language and averaged, paired by seed and example;
     None if the two rows share no seed."""
     if b is None:
@@ -84,20 +87,36 @@ def difference(a: RunSet, b: RunSet | None, languages: list[str], metric: str, r
         if not ia:
             return None
     if a.per_example and (b is None or b.per_example):
-        return crossed_bootstrap(_examples(a, ia, languages), _examples(b, ib, languages) if b else None,
-                                 resamples=resamples, confidence=confidence)
-    return seed_bootstrap(_per_seed(a, ia, languages, metric), _per_seed(b, ib, languages, metric) if b else None,
-                          resamples=resamples, confidence=confidence)
+        return crossed_bootstrap(
+            _examples(a, ia, languages),
+            _examples(b, ib, languages) if b else None,
+            resamples=resamples,
+            confidence=confidence,
+        )
+    return seed_bootstrap(
+        _per_seed(a, ia, languages, metric),
+        _per_seed(b, ib, languages, metric) if b else None,
+        resamples=resamples,
+        confidence=confidence,
+    )
 
 
 def describe(run: RunSet, languages: list[str], metric: str, resamples: int, confidence: float) -> dict:
     """Per-language and average mean ± std over seeds, each with the interval of the mean."""
     own = difference(run, None, languages, metric, resamples, confidence)
     averages = [float(np.mean([s[lang][metric] for lang in languages])) for s in run.scores]
-    per_language = {lang: {**spread([s[lang][metric] for s in run.scores]), "ci": own["per_language"][lang]["ci"],
-                           "n_examples": own["per_language"][lang]["n_examples"]} for lang in languages}
-    return {"per_language": per_language,
-            "average": {**spread(averages), "ci": own["average"]["ci"], "method": own["average"]["method"]}}
+    per_language = {
+        lang: {
+            **spread([s[lang][metric] for s in run.scores]),
+            "ci": own["per_language"][lang]["ci"],
+            "n_examples": own["per_language"][lang]["n_examples"],
+        }
+        for lang in languages
+    }
+    return {
+        "per_language": per_language,
+        "average": {**spread(averages), "ci": own["average"]["ci"], "method": own["average"]["method"]},
+    }
 
 
 def confusions(run: RunSet, languages: list[str], labels: list[str]) -> tuple[dict, dict]:
@@ -111,8 +130,11 @@ def confusions(run: RunSet, languages: list[str], labels: list[str]) -> tuple[di
         matrices[lang] = np.sum(per_seed, axis=0).tolist()
         found = [(seed, c) for seed, m in zip(run.seeds, per_seed) if (c := collapse(m))]
         if found:
-            collapsed[lang] = {"seeds": [seed for seed, _ in found], "label": labels[found[0][1][0]],
-                               "share": round(max(c[1] for _, c in found), 3)}
+            collapsed[lang] = {
+                "seeds": [seed for seed, _ in found],
+                "label": labels[found[0][1][0]],
+                "share": round(max(c[1] for _, c in found), 3),
+            }
     return matrices, collapsed
 
 

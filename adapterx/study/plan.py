@@ -37,18 +37,25 @@ def describe_target(recipe: Recipe, name: str) -> list[str]:
     lines = [f"  {name}: metric {task.metric} ({METRICS.get(task.metric, task.metric)})"]
     if task.trainable:
         config = recipe.target.train_for(name)
-        lines.append(f"    train: {task.train_language} training data, {config.epochs:g} epochs, batch "
-                     f"{config.batch_size}; selection: {selection_text(config)}")
+        lines.append(
+            f"    train: {task.train_language} training data, {config.epochs:g} epochs, batch "
+            f"{config.batch_size}; selection: {selection_text(config)}"
+        )
     else:
         lines.append("    train: none (scored with each intermediate adapter directly)")
     for split in ev.splits:
         languages = evaluation_languages(task, split, ev.languages_for(name))
         why = no_dev_reason(task) if split == DEV and not languages else None
-        lines.append(f"    {'dev ' if split == DEV else 'test'}: {_languages(languages)}" + (f" [{why}]" if why else ""))
+        lines.append(
+            f"    {'dev ' if split == DEV else 'test'}: {_languages(languages)}" + (f" [{why}]" if why else "")
+        )
     if DEV in ev.splits and TEST in ev.splits and recipe.intermediate.tasks:
         dev = evaluation_languages(task, DEV, ev.languages_for(name))
-        chosen = (f"its dev task score ({len(dev)} language{'s' if len(dev) > 1 else ''})" if dev else
-                  "the setup with the best mean dev gain over the targets that have dev (no held-out dev here)")
+        chosen = (
+            f"its dev task score ({len(dev)} language{'s' if len(dev) > 1 else ''})"
+            if dev
+            else "the setup with the best mean dev gain over the targets that have dev (no held-out dev here)"
+        )
         lines.append(f"    best intermediate setup: chosen on {chosen}; reported on test")
     return lines
 
@@ -56,17 +63,24 @@ def describe_target(recipe: Recipe, name: str) -> list[str]:
 def describe_plan(recipe: Recipe) -> list[str]:
     """The recipe's plan, one line per fact."""
     inter = recipe.intermediate
-    lines = [f"splits: {', '.join(recipe.evaluate.splits)} (every choice on dev; dev scored unmerged, test in forms "
-             f"{', '.join(recipe.evaluate.forms)})"]
+    lines = [
+        f"splits: {', '.join(recipe.evaluate.splits)} (every choice on dev; dev scored unmerged, test in forms "
+        f"{', '.join(recipe.evaluate.forms)})"
+    ]
     if inter.tasks:
-        lines.append(f"intermediate adapters ({', '.join(inter.tasks)}): selection: "
-                     f"{selection_text(inter.train)}" + (f"; overrides {inter.overrides}" if inter.overrides else ""))
+        lines.append(
+            f"intermediate adapters ({', '.join(inter.tasks)}): selection: "
+            f"{selection_text(inter.train)}" + (f"; overrides {inter.overrides}" if inter.overrides else "")
+        )
         if inter.multitask:
-            lines.append("  multitask adapter: no dev evaluation during training (a mixture of tasks): keeps the "
-                         "last weights")
+            lines.append(
+                "  multitask adapter: no dev evaluation during training (a mixture of tasks): keeps the last weights"
+            )
     lines.append("targets:")
     for name in recipe.target.tasks:
         lines += describe_target(recipe, name)
-    lines.append("aggregation: XTREME task scores (evaluate.py), the XTREME score and category scores where all their "
-                 "tasks are evaluated, setups ranked by mean gain over the baseline")
+    lines.append(
+        "aggregation: XTREME task scores (evaluate.py), the XTREME score and category scores where all their "
+        "tasks are evaluated, setups ranked by mean gain over the baseline"
+    )
     return lines

@@ -24,7 +24,7 @@ from adapterx.tasks.data import load_split
 from adapterx.tasks.processing import evaluate_language, processor_for
 
 PREDICTIONS_FILE = "predictions.safetensors"
-COLLAPSE_SHARE = 0.9     # one predicted class this often (and far more often than it is the gold label): collapsed
+COLLAPSE_SHARE = 0.9  # one predicted class this often (and far more often than it is the gold label): collapsed
 
 
 def keeps_predictions(task: Task) -> bool:
@@ -36,12 +36,22 @@ def _dtype(task: Task):
     return np.uint8 if task.num_labels <= 256 else np.int16
 
 
-def predict_language(model, task: Task, tokenizer, split: str, language: str, *, data_dir=None,
-                     limit: int | None = None, batch_size: int = 32) -> tuple[dict[str, float], dict | None]:
+def predict_language(
+    model,
+    task: Task,
+    tokenizer,
+    split: str,
+    language: str,
+    *,
+    data_dir=None,
+    limit: int | None = None,
+    batch_size: int = 32,
+) -> tuple[dict[str, float], dict | None]:
     """Scores of `task` in one language and, for classification, the predicted and gold label ids."""
     if not keeps_predictions(task):
-        return evaluate_language(model, task, tokenizer, split, language, data_dir=data_dir, limit=limit,
-                                 batch_size=batch_size), None
+        return evaluate_language(
+            model, task, tokenizer, split, language, data_dir=data_dir, limit=limit, batch_size=batch_size
+        ), None
     processor = processor_for(task)
     rows = load_split(task, split, language, data_dir, limit=limit)
     encoded = processor.encode(task, rows, tokenizer)
@@ -61,21 +71,34 @@ def predict_language(model, task: Task, tokenizer, split: str, language: str, *,
     return scores, {"predicted": np.asarray(predicted, dtype=kind), "gold": np.asarray(encoded["labels"], dtype=kind)}
 
 
-def predict_languages(model, task: Task, tokenizer, *, split: str, languages: list[str], data_dir=None,
-                      limit: int | None = None, progress: bool = True) -> tuple[dict, dict[str, dict]]:
+def predict_languages(
+    model,
+    task: Task,
+    tokenizer,
+    *,
+    split: str,
+    languages: list[str],
+    data_dir=None,
+    limit: int | None = None,
+    progress: bool = True,
+) -> tuple[dict, dict[str, dict]]:
     """`predict_language` for every language: ({language: scores}, {language: predictions})."""
     scores, predictions = {}, {}
     for language in tqdm(languages, desc=f"evaluate {task.name}", disable=not progress, leave=False):
-        scores[language], kept = predict_language(model, task, tokenizer, split, language, data_dir=data_dir,
-                                                  limit=limit)
+        scores[language], kept = predict_language(
+            model, task, tokenizer, split, language, data_dir=data_dir, limit=limit
+        )
         if kept is not None:
             predictions[language] = kept
     return scores, predictions
 
 
 def save_predictions(path: Path, predictions: dict[str, dict]) -> None:
-    tensors = {f"{lang}.{part}": np.ascontiguousarray(array) for lang, parts in predictions.items()
-               for part, array in parts.items()}
+    tensors = {
+        f"{lang}.{part}": np.ascontiguousarray(array)
+        for lang, parts in predictions.items()
+        for part, array in parts.items()
+    }
     atomic_write_bytes(path, save_numpy(tensors))
 
 

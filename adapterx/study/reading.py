@@ -4,8 +4,12 @@ flagged, and a plain-words reading derived from those figures (never typed in by
 
 from __future__ import annotations
 
-CONTROL_COLUMNS = (("shuffled", "vs shuffled labels"), ("step-matched", "vs step-matched"),
-                   ("capacity-matched", "vs capacity-matched"), ("pooled", "vs pooled data"))
+CONTROL_COLUMNS = (
+    ("shuffled", "vs shuffled labels"),
+    ("step-matched", "vs step-matched"),
+    ("capacity-matched", "vs capacity-matched"),
+    ("pooled", "vs pooled data"),
+)
 
 
 def interval(stats: dict | None, digits: int = 1) -> str:
@@ -21,11 +25,20 @@ def interval(stats: dict | None, digits: int = 1) -> str:
 
 def method_note(target: dict, results: dict) -> str:
     n_examples = target.get("n_examples")
-    examples = (f"{min(n_examples.values())}" if len(set(n_examples.values())) == 1 else
-                f"{min(n_examples.values())}–{max(n_examples.values())}") if n_examples else "?"
-    return (f"{target['n_seeds']} seed(s) × {examples if n_examples else 'not kept'} test examples per language; "
-            f"{results['confidence']:.0%} intervals by {target['interval_method']}, {results.get('bootstrap', '?')} "
-            f"resamples. A difference is **shown** (✓) only when its interval excludes 0.")
+    examples = (
+        (
+            f"{min(n_examples.values())}"
+            if len(set(n_examples.values())) == 1
+            else f"{min(n_examples.values())}–{max(n_examples.values())}"
+        )
+        if n_examples
+        else "?"
+    )
+    return (
+        f"{target['n_seeds']} seed(s) × {examples if n_examples else 'not kept'} test examples per language; "
+        f"{results['confidence']:.0%} intervals by {target['interval_method']}, {results.get('bootstrap', '?')} "
+        f"resamples. A difference is **shown** (✓) only when its interval excludes 0."
+    )
 
 
 def _setups(target: dict) -> list[dict]:
@@ -75,8 +88,10 @@ def expectations_table(expectations: list[dict]) -> str:
     for e in expectations:
         where = f" ({e['language']})" if e.get("language") else ""
         vs = e["vs"] + (f" = {e['vs_row']}" if e.get("vs_row") and e["vs_row"] != e["vs"] else "")
-        lines.append(f"| {e['setup']}{where} | {vs} | {e['direction']} | {interval(e['difference'])} | "
-                     f"**{e['verdict']}** | {e.get('why', '')} |")
+        lines.append(
+            f"| {e['setup']}{where} | {vs} | {e['direction']} | {interval(e['difference'])} | "
+            f"**{e['verdict']}** | {e.get('why', '')} |"
+        )
     return "\n".join(lines)
 
 
@@ -120,27 +135,41 @@ def honest_reading(target: dict, expectations: list[dict]) -> list[str]:
     up = [r["label"] for r in setups if r["average_benefit"].get("shown") and r["average_benefit"]["mean"] > 0]
     down = [r["label"] for r in setups if r["average_benefit"].get("shown") and r["average_benefit"]["mean"] < 0]
     transfer = [r["label"] for r in setups if _transfer(r)]
-    lines = [f"- Benefit over target-only shown for {len(up)} of {len(setups)} setups"
-             + (f" ({', '.join(up)})" if up else "") + f"; harm shown for {len(down)}"
-             + (f" ({', '.join(down)})" if down else "") + "."]
-    by_language = [f"{r['label']} " + ", ".join(f"{lang} {b['mean']:+.1f}" for lang, b in r["benefit"].items()
-                                                 if b.get("shown"))
-                   for r in setups if any(b.get("shown") for b in r.get("benefit", {}).values())]
+    lines = [
+        f"- Benefit over target-only shown for {len(up)} of {len(setups)} setups"
+        + (f" ({', '.join(up)})" if up else "")
+        + f"; harm shown for {len(down)}"
+        + (f" ({', '.join(down)})" if down else "")
+        + "."
+    ]
+    by_language = [
+        f"{r['label']} " + ", ".join(f"{lang} {b['mean']:+.1f}" for lang, b in r["benefit"].items() if b.get("shown"))
+        for r in setups
+        if any(b.get("shown") for b in r.get("benefit", {}).values())
+    ]
     if by_language:
-        lines.append("- Per language, differences to target-only that are shown: " + "; ".join(by_language)
-                     + " (an average can hide gains in one language and losses in another).")
+        lines.append(
+            "- Per language, differences to target-only that are shown: "
+            + "; ".join(by_language)
+            + " (an average can hide gains in one language and losses in another)."
+        )
     with_control = [r for r in setups if "shuffled" in r.get("comparisons", {})]
     if with_control:
-        lines.append(f"- Task transfer (above the shuffled-label control) shown for {len(transfer)} of "
-                     f"{len(with_control)} setups with that control" + (f": {', '.join(transfer)}" if transfer else "")
-                     + ".")
+        lines.append(
+            f"- Task transfer (above the shuffled-label control) shown for {len(transfer)} of "
+            f"{len(with_control)} setups with that control" + (f": {', '.join(transfer)}" if transfer else "") + "."
+        )
     collapsed = sorted({f"{r['label']} ({', '.join(r['collapsed'])})" for r in target["rows"] if r.get("collapsed")})
     if collapsed:
-        lines.append(f"- Predictions collapsed to one class in: {'; '.join(collapsed)} — those scores measure a "
-                     f"class prior, not transfer.")
+        lines.append(
+            f"- Predictions collapsed to one class in: {'; '.join(collapsed)} — those scores measure a "
+            f"class prior, not transfer."
+        )
     if expectations:
         counts = {v: sum(e["verdict"] == v for e in expectations) for v in ("held", "contradicted", "inconclusive")}
-        lines.append(f"- Expectations stated in the recipe before the run: {counts['held']} held, "
-                     f"{counts['contradicted']} contradicted, {counts['inconclusive']} inconclusive "
-                     f"(of {len(expectations)}).")
+        lines.append(
+            f"- Expectations stated in the recipe before the run: {counts['held']} held, "
+            f"{counts['contradicted']} contradicted, {counts['inconclusive']} inconclusive "
+            f"(of {len(expectations)})."
+        )
     return lines

@@ -33,11 +33,11 @@ class IntermediateSection:
     """English intermediate tasks; one intermediate adapter is trained per task."""
 
     tasks: list[str] = field(default_factory=list)
-    multitask: bool = False          # also train one adapter on all tasks, batches sampled in proportion to size
-    single_task: bool = True         # train one adapter per task (false: only the multi-task one)
+    multitask: bool = False  # also train one adapter on all tasks, batches sampled in proportion to size
+    single_task: bool = True  # train one adapter per task (false: only the multi-task one)
     train: TrainConfig = field(default_factory=TrainConfig)
-    overrides: dict = field(default_factory=dict)   # per task: train fields that differ, e.g. {squad: {epochs: 2}}
-    train_limit: int | None = None   # use only the first N training rows (quick runs)
+    overrides: dict = field(default_factory=dict)  # per task: train fields that differ, e.g. {squad: {epochs: 2}}
+    train_limit: int | None = None  # use only the first N training rows (quick runs)
 
     def train_for(self, task: str) -> TrainConfig:
         return dataclasses.replace(self.train, **self.overrides.get(task, {}))
@@ -51,7 +51,7 @@ class TargetSection:
     tasks: list[str] = field(default_factory=list)
     strategies: list[str] = field(default_factory=lambda: ["stack", "continue"])
     train: TrainConfig = field(default_factory=TrainConfig)
-    overrides: dict = field(default_factory=dict)   # per task: train fields that differ, e.g. {udpos: {epochs: 10}}
+    overrides: dict = field(default_factory=dict)  # per task: train fields that differ, e.g. {udpos: {epochs: 10}}
     train_limit: int | None = None
 
     def train_for(self, task: str) -> TrainConfig:
@@ -67,11 +67,11 @@ class EvaluateSection:
     study selects (the best intermediate task per target) is chosen on dev; test is reported."""
 
     splits: list[str] = field(default_factory=lambda: list(SPLITS))
-    languages: list[str] | None = None     # None: every language of each target task
-    target_languages: dict = field(default_factory=dict)   # per target, e.g. {tydiqa: [fi]}; else `languages`
-    limit: int | None = None               # rows per language (quick runs)
-    forms: list[str] = field(default_factory=lambda: ["unmerged", "merged"])   # adapterx.deploy.forms (dev: unmerged)
-    bootstrap: int = 1000                  # resamples for the intervals (seeds x test examples)
+    languages: list[str] | None = None  # None: every language of each target task
+    target_languages: dict = field(default_factory=dict)  # per target, e.g. {tydiqa: [fi]}; else `languages`
+    limit: int | None = None  # rows per language (quick runs)
+    forms: list[str] = field(default_factory=lambda: ["unmerged", "merged"])  # adapterx.deploy.forms (dev: unmerged)
+    bootstrap: int = 1000  # resamples for the intervals (seeds x test examples)
     confidence: float = 0.95
 
     def languages_for(self, target: str) -> list[str] | None:
@@ -83,23 +83,23 @@ class BenchSection:
     """Latency of the deployment forms the study produced (see `adapterx bench` for the full grid)."""
 
     enabled: bool = True
-    shape: str | None = None               # default: the recipe's backbone; e.g. xlm-roberta-large
+    shape: str | None = None  # default: the recipe's backbone; e.g. xlm-roberta-large
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
     seq_lens: list[int] = field(default_factory=lambda: [128])
     iterations: int = 10
     warmup: int = 2
-    threads: int = 0                       # 0: torch's default
-    clock: str = "wall"                    # "cpu": process CPU time (robust on shared cores; use threads: 1)
+    threads: int = 0  # 0: torch's default
+    clock: str = "wall"  # "cpu": process CPU time (robust on shared cores; use threads: 1)
 
 
 @dataclass
 class ControlsSection:
     """Control runs, each a row of the report with its interval (what they measure: adapterx.study.controls)."""
 
-    shuffled_labels: list[str] = field(default_factory=list)   # intermediate tasks trained again, labels permuted
-    step_matched: bool = False       # target-only trained for intermediate + target steps
-    capacity_matched: bool = False   # target-only adapter as large as a stacked pair (strategy 'stack')
-    pooled: bool = False             # target-only on target + intermediate rows (where the label spaces match)
+    shuffled_labels: list[str] = field(default_factory=list)  # intermediate tasks trained again, labels permuted
+    step_matched: bool = False  # target-only trained for intermediate + target steps
+    capacity_matched: bool = False  # target-only adapter as large as a stacked pair (strategy 'stack')
+    pooled: bool = False  # target-only on target + intermediate rows (where the label spaces match)
 
 
 @dataclass
@@ -107,12 +107,12 @@ class Expectation:
     """The expected direction of one comparison, written before the numbers exist; the report says whether
     it held (its interval on the expected side of 0), was contradicted (on the other side), or neither."""
 
-    setup: str                       # a row label, e.g. tiny-nli+continue (see adapterx.study.design)
-    vs: str                          # a row label, or: baseline, shuffled, step-matched, capacity-matched, pooled
-    direction: str                   # ">": setup scores higher than `vs`; "<": lower (design.DIRECTIONS)
-    target: str | None = None        # needed when the recipe has several targets
-    language: str | None = None      # None: the average over languages
-    why: str = ""                    # the reason for the expectation, shown in the report
+    setup: str  # a row label, e.g. tiny-nli+continue (see adapterx.study.design)
+    vs: str  # a row label, or: baseline, shuffled, step-matched, capacity-matched, pooled
+    direction: str  # ">": setup scores higher than `vs`; "<": lower (design.DIRECTIONS)
+    target: str | None = None  # needed when the recipe has several targets
+    language: str | None = None  # None: the average over languages
+    why: str = ""  # the reason for the expectation, shown in the report
 
 
 @dataclass
@@ -124,14 +124,14 @@ class Recipe:
     intermediate: IntermediateSection = field(default_factory=IntermediateSection)
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
     bench: BenchSection = field(default_factory=BenchSection)
-    seeds: list[int] = field(default_factory=lambda: [0])   # every adapter (intermediate and target) once per seed
-    threads: int = 0                       # torch threads for training and evaluation; 0: torch's default
+    seeds: list[int] = field(default_factory=lambda: [0])  # every adapter (intermediate and target) once per seed
+    threads: int = 0  # torch threads for training and evaluation; 0: torch's default
     controls: ControlsSection = field(default_factory=ControlsSection)
     expect: list[Expectation] = field(default_factory=list)
-    output_dir: str | None = None          # default: artifacts/<name>
-    data_dir: str | None = None            # local copies of task data; None: built-in / the hub
+    output_dir: str | None = None  # default: artifacts/<name>
+    data_dir: str | None = None  # local copies of task data; None: built-in / the hub
     description: str = ""
-    plugins: list[str] = field(default_factory=list)   # modules imported first: they register tasks, kinds ...
+    plugins: list[str] = field(default_factory=list)  # modules imported first: they register tasks, kinds ...
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -190,7 +190,9 @@ def load_recipe(path: str | Path) -> Recipe:
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
     except UnicodeDecodeError as exc:
-        raise RecipeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the recipe as UTF-8") from exc
+        raise RecipeError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the recipe as UTF-8"
+        ) from exc
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a mapping of fields, got {type(data).__name__}")
     _import_plugins(data.get("plugins"), path)
@@ -228,8 +230,10 @@ def _check_no_train_seed(data: dict, path: Path) -> None:
         places = [("train", part.get("train"))] + [(f"overrides.{t}", o) for t, o in overrides.items()]
         for where, fields_ in places:
             if isinstance(fields_, dict) and "seed" in fields_:
-                raise RecipeError(f"{path}: {section}.{where}.seed: seeds are set by the recipe's `seeds` list, "
-                                  f"for the intermediate and the target phase alike; remove this field")
+                raise RecipeError(
+                    f"{path}: {section}.{where}.seed: seeds are set by the recipe's `seeds` list, "
+                    f"for the intermediate and the target phase alike; remove this field"
+                )
 
 
 def _build(cls, data: dict, file: str, prefix: str):
@@ -239,10 +243,15 @@ def _build(cls, data: dict, file: str, prefix: str):
     known = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     unknown_fields = sorted(set(data) - set(known))
     if unknown_fields:
-        raise RecipeError(f"{file}: unknown field '{prefix}{unknown_fields[0]}'; "
-                          f"fields of {prefix.rstrip('.') or 'the recipe'}: {', '.join(sorted(known))}")
-    missing = [n for n, f in known.items() if f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING and n not in data]
+        raise RecipeError(
+            f"{file}: unknown field '{prefix}{unknown_fields[0]}'; "
+            f"fields of {prefix.rstrip('.') or 'the recipe'}: {', '.join(sorted(known))}"
+        )
+    missing = [
+        n
+        for n, f in known.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and n not in data
+    ]
     if missing:
         raise RecipeError(f"{file}: missing required field '{prefix}{missing[0]}'")
     values = {name: _convert(hints[name], value, file, f"{prefix}{name}") for name, value in data.items()}
@@ -266,8 +275,9 @@ def _convert(hint, value, file: str, where: str):
         return [_convert(item, v, file, f"{where}[{i}]") for i, v in enumerate(value)]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if hint in (int, float, str, bool, dict) and (not isinstance(value, hint) or
-                                                  (hint is int and isinstance(value, bool))):
+    if hint in (int, float, str, bool, dict) and (
+        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
+    ):
         raise RecipeError(f"{file}: field {where!r} must be {hint.__name__}, got {value!r}")
     return value
 
@@ -319,8 +329,10 @@ def _check_semantics(recipe: Recipe, path: Path) -> None:
                 raise RecipeError(f"{path}: {where} must be a mapping of train fields")
             unknown_fields = sorted(set(fields_) - TrainConfig.field_names())
             if unknown_fields:
-                raise RecipeError(f"{path}: unknown field '{where}.{unknown_fields[0]}'; train fields: "
-                                  f"{', '.join(sorted(TrainConfig.field_names()))}")
+                raise RecipeError(
+                    f"{path}: unknown field '{where}.{unknown_fields[0]}'; train fields: "
+                    f"{', '.join(sorted(TrainConfig.field_names()))}"
+                )
         try:
             part.train.validate(f"{path}: {section}.train")
             for task in part.overrides:
@@ -348,5 +360,7 @@ def _check_evaluate(ev: EvaluateSection, targets: list, path: Path) -> None:
         where = f"target_languages.{target.name}" if target.name in ev.target_languages else "languages"
         for language in ev.target_languages.get(target.name, ev.languages or []):
             if language not in target.languages:
-                raise RecipeError(f"{path}: evaluate.{where}: {target.name!r} has no language {language!r}; "
-                                  f"languages: {', '.join(target.languages)}")
+                raise RecipeError(
+                    f"{path}: evaluate.{where}: {target.name!r} has no language {language!r}; "
+                    f"languages: {', '.join(target.languages)}"
+                )

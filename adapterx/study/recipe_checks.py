@@ -17,6 +17,7 @@ from adapterx.core.errors import AdapterxError, RecipeError
 from adapterx.core.shape import backbone_shape
 from adapterx.methods import get_method
 
+
 def check_values(recipe: Any, path: Path) -> None:
     """Raise RecipeError naming the file and the field's dotted path for the first bad value."""
     try:
@@ -51,7 +52,7 @@ def _check_evaluate(recipe: Any) -> None:
 
 def _check_bench(recipe: Any) -> None:
     b = recipe.bench
-    check.count(b.iterations, "bench.iterations", minimum=3)    # p10/p90 of the per-round ratios
+    check.count(b.iterations, "bench.iterations", minimum=3)  # p10/p90 of the per-round ratios
     check.count(b.warmup, "bench.warmup", minimum=0)
     check.count(b.threads, "bench.threads", minimum=0)
     check.choice(b.clock, "bench.clock", CLOCKS)
@@ -64,5 +65,6 @@ def _check_bench(recipe: Any) -> None:
         raise AdapterxError(f"bench.shape: {exc}") from exc
     for length in check.counts(b.seq_lens, "bench.seq_lens", minimum=2):
         if length > positions:
-            raise AdapterxError(f"bench.seq_lens: {length} tokens do not fit {shape_name}, which has "
-                                f"{positions} positions")
+            raise AdapterxError(
+                f"bench.seq_lens: {length} tokens do not fit {shape_name}, which has {positions} positions"
+            )

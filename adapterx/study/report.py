@@ -49,8 +49,21 @@ def benefit_table(target: dict, forms: tuple[str, ...] | None = None) -> str:
                 cell += f" ({_signed(row['benefit'][lang]['mean'])})"
             cells.append(cell)
         delta = interval(row["average_benefit"]) if "average_benefit" in row else "baseline"
-        lines.append("| " + " | ".join([row["label"], row["strategy"], row["form"], str(row["modules_at_inference"]),
-                                         *cells, _pm(row["average"]), delta]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    row["label"],
+                    row["strategy"],
+                    row["form"],
+                    str(row["modules_at_inference"]),
+                    *cells,
+                    _pm(row["average"]),
+                    delta,
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -61,11 +74,21 @@ def _other_forms(target: dict) -> bool:
 def _study_sections(name: str, target: dict, results: dict, level: str = "###", recall: bool = True) -> list[str]:
     """Benefit, controls, expectations and (`recall`) per-class recall of one target, and the reading."""
     expectations = [e for e in results.get("expectations", []) if e["target"] == name]
-    parts = [f"{level} {name} ({target['metric']}, {results['split']} split)", "", method_note(target, results), "",
-             benefit_table(target, ("unmerged",)), ""]
+    parts = [
+        f"{level} {name} ({target['metric']}, {results['split']} split)",
+        "",
+        method_note(target, results),
+        "",
+        benefit_table(target, ("unmerged",)),
+        "",
+    ]
     if table := controls_table(target):
-        parts += ["Each setup against its controls (setup minus control, paired by seed and test example):", "",
-                  table, ""]
+        parts += [
+            "Each setup against its controls (setup minus control, paired by seed and test example):",
+            "",
+            table,
+            "",
+        ]
     if table := expectations_table(expectations):
         parts += ["Expectations written in the recipe before the run, and what happened:", "", table, ""]
     if recall and (table := recall_table(target)):
@@ -100,10 +123,18 @@ def tradeoff_points(results: dict) -> list[dict]:
             if "average_benefit" not in row or not row["overhead"] or row.get("role", "setup") != "setup":
                 continue
             batch = min(row["overhead"], key=int)
-            points.append({"target": target_name, "label": row["label"], "strategy": row["strategy"],
-                           "form": row["form"], "benefit": row["average_benefit"]["mean"],
-                           "benefit_ci": row["average_benefit"]["ci"], "batch_size": int(batch),
-                           "overhead": row["overhead"][batch]})
+            points.append(
+                {
+                    "target": target_name,
+                    "label": row["label"],
+                    "strategy": row["strategy"],
+                    "form": row["form"],
+                    "benefit": row["average_benefit"]["mean"],
+                    "benefit_ci": row["average_benefit"]["ci"],
+                    "batch_size": int(batch),
+                    "overhead": row["overhead"][batch],
+                }
+            )
     return points
 
 
@@ -113,12 +144,21 @@ def plot_tradeoff(results: dict, path: Path) -> bool:
     if not points:
         return False
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    markers = {("stack", "unmerged"): "^", ("stack", "merged"): "v", ("stack", "fused"): ">",
-               ("continue", "unmerged"): "o", ("continue", "merged"): "D", ("continue", "fused"): "d", ("merge-then-train", "unmerged"): "P", ("merge-then-train", "merged"): "X"}
+    markers = {
+        ("stack", "unmerged"): "^",
+        ("stack", "merged"): "v",
+        ("stack", "fused"): ">",
+        ("continue", "unmerged"): "o",
+        ("continue", "merged"): "D",
+        ("continue", "fused"): "d",
+        ("merge-then-train", "unmerged"): "P",
+        ("merge-then-train", "merged"): "X",
+    }
     labels = sorted({p["target"] + ": " + (p["label"].split("+")[0]) for p in points})
     colours = {name: plt.cm.tab10(i % 10) for i, name in enumerate(labels)}
     seen = set()
@@ -127,13 +167,23 @@ def plot_tradeoff(results: dict, path: Path) -> bool:
         x = (r["median"] - 1) * 100
         colour = colours[p["target"] + ": " + p["label"].split("+")[0]]
         style = (p["strategy"], p["form"])
-        ax.errorbar(x, p["benefit"], xerr=[[x - (r["p10"] - 1) * 100], [(r["p90"] - 1) * 100 - x]],
-                    yerr=[[p["benefit"] - p["benefit_ci"][0]], [p["benefit_ci"][1] - p["benefit"]]],
-                    fmt=markers.get(style, "o"), color=colour, capsize=3, alpha=0.8, markersize=8)
+        ax.errorbar(
+            x,
+            p["benefit"],
+            xerr=[[x - (r["p10"] - 1) * 100], [(r["p90"] - 1) * 100 - x]],
+            yerr=[[p["benefit"] - p["benefit_ci"][0]], [p["benefit_ci"][1] - p["benefit"]]],
+            fmt=markers.get(style, "o"),
+            color=colour,
+            capsize=3,
+            alpha=0.8,
+            markersize=8,
+        )
         seen.add(style)
     handles = [plt.Line2D([], [], color=c, marker="s", ls="", label=name) for name, c in colours.items()]
-    handles += [plt.Line2D([], [], color="black", marker=markers.get(s, "o"), ls="", label=f"{s[0]}, {s[1]}")
-                for s in sorted(seen)]
+    handles += [
+        plt.Line2D([], [], color="black", marker=markers.get(s, "o"), ls="", label=f"{s[0]}, {s[1]}")
+        for s in sorted(seen)
+    ]
     ax.legend(handles=handles, fontsize=8, loc="best", title="intermediate task / strategy, form")
     ax.axhline(0, color="grey", lw=0.8)
     ax.axvline(0, color="grey", lw=0.8)
@@ -154,23 +204,35 @@ def _benefit_sections(results: dict) -> list[str]:
     """The accuracy part of the report: intermediate adapters on their own task, then per target its benefit,
     controls, expectations, per-class recall and reading, and the other deployment forms."""
     parts: list[str] = []
-    parts += [f"## Accuracy benefit ({SPLIT_NAMES[results['split']]})", "",
-              "Per language: mean ± std over seeds, in brackets the difference to the baseline (target-only "
-              "adapter; the bare backbone on retrieval targets). Δ avg: the XTREME-style average's difference, paired "
-              f"by seed and test example, with its {results['confidence']:.0%} interval. `modules`: adapter modules "
-              "active at inference (0 once merged). Controls (see adapterx.study.controls): `-shuffled` = the "
-              "intermediate task with permuted labels, `step-matched-N` = target-only for N steps, "
-              "`capacity-matched` = one adapter as large as a stacked pair, `-pooled` = target-only on target and "
-              "intermediate rows.", ""]
+    parts += [
+        f"## Accuracy benefit ({SPLIT_NAMES[results['split']]})",
+        "",
+        "Per language: mean ± std over seeds, in brackets the difference to the baseline (target-only "
+        "adapter; the bare backbone on retrieval targets). Δ avg: the XTREME-style average's difference, paired "
+        f"by seed and test example, with its {results['confidence']:.0%} interval. `modules`: adapter modules "
+        "active at inference (0 once merged). Controls (see adapterx.study.controls): `-shuffled` = the "
+        "intermediate task with permuted labels, `step-matched-N` = target-only for N steps, "
+        "`capacity-matched` = one adapter as large as a stacked pair, `-pooled` = target-only on target and "
+        "intermediate rows.",
+        "",
+    ]
     if results.get("intermediates"):
-        parts += ["How well each intermediate adapter learned its own task (a task not learned cannot transfer; "
-                  "shuffled-label controls should sit at chance):", "", *intermediate_lines(results["intermediates"]),
-                  ""]
+        parts += [
+            "How well each intermediate adapter learned its own task (a task not learned cannot transfer; "
+            "shuffled-label controls should sit at chance):",
+            "",
+            *intermediate_lines(results["intermediates"]),
+            "",
+        ]
     for name, target in results["targets"].items():
         parts += _study_sections(name, target, results)
         if _other_forms(target):
-            parts += ["Deployment forms (merged and fused forms compute what the unmerged form computes):", "",
-                      benefit_table(target, ("merged", "fused")), ""]
+            parts += [
+                "Deployment forms (merged and fused forms compute what the unmerged form computes):",
+                "",
+                benefit_table(target, ("merged", "fused")),
+                "",
+            ]
     return parts
 
 
@@ -198,8 +260,11 @@ def render_report(results: dict, plot_name: str | None) -> str:
     if results.get("skipped_strategies") or results.get("skipped_controls"):
         parts += [""]
     if not b["pretrained"]:
-        parts += ["> The backbone is not pretrained: these numbers show the pipeline working on synthetic data, "
-                  "not the science. Run a `recipes/paper/` recipe on `FacebookAI/xlm-roberta-large` for that.", ""]
+        parts += [
+            "> The backbone is not pretrained: these numbers show the pipeline working on synthetic data, "
+            "not the science. Run a `recipes/paper/` recipe on `FacebookAI/xlm-roberta-large` for that.",
+            "",
+        ]
     parts += _benefit_sections(results)
     parts += render_xtreme(results)
     if results.get("dev_targets"):
@@ -210,11 +275,16 @@ def render_report(results: dict, plot_name: str | None) -> str:
     if bench:
         bb = bench.get("backbone") or {}
         settings = bench.get("settings") or {}
-        parts += ["## Inference overhead", "",
-                  f"Latency ratio to the plain base model, median [p10–p90] over interleaved rounds (`~` = within "
-                  f"noise). Backbone `{bb.get('name', '?')}` ({bb.get('weights', bb.get('description', ''))}), "
-                  f"{', '.join(settings.get('dtypes', []))}, {settings.get('iterations', '?')} rounds.", "",
-                  overhead_table(bench), ""]
+        parts += [
+            "## Inference overhead",
+            "",
+            f"Latency ratio to the plain base model, median [p10–p90] over interleaved rounds (`~` = within "
+            f"noise). Backbone `{bb.get('name', '?')}` ({bb.get('weights', bb.get('description', ''))}), "
+            f"{', '.join(settings.get('dtypes', []))}, {settings.get('iterations', '?')} rounds.",
+            "",
+            overhead_table(bench),
+            "",
+        ]
         parts += [f"- {n}" for n in bench.get("notes", [])] + [""]
     if plot_name:
         parts += ["## Benefit against cost", "", f"![benefit vs overhead]({plot_name})", ""]
@@ -228,19 +298,30 @@ def readme_summary(results: dict, command: str) -> str:
     them, for a README section."""
     b = results["backbone"]
     reused = sum(p["reused"] for p in results["phases"])
-    lines = [f"Generated by `{command}` on {results['device']} in {results['seconds']:.0f} s, {reused} of "
-             f"{len(results['phases'])} phases reused from earlier runs (backbone `{b['name']}`, "
-             f"{'pretrained' if b['pretrained'] else 'not pretrained'}; seeds {results['seeds']}; "
-             f"Δ = benefit over target-only, unmerged form).", ""]
+    lines = [
+        f"Generated by `{command}` on {results['device']} in {results['seconds']:.0f} s, {reused} of "
+        f"{len(results['phases'])} phases reused from earlier runs (backbone `{b['name']}`, "
+        f"{'pretrained' if b['pretrained'] else 'not pretrained'}; seeds {results['seeds']}; "
+        f"Δ = benefit over target-only, unmerged form).",
+        "",
+    ]
     if results.get("intermediates"):
-        lines += ["Intermediate adapters on their own task (English dev):", "",
-                  *intermediate_lines(results["intermediates"]), ""]
+        lines += [
+            "Intermediate adapters on their own task (English dev):",
+            "",
+            *intermediate_lines(results["intermediates"]),
+            "",
+        ]
     for name, target in results["targets"].items():
         lines += _study_sections(name, target, results, level="####", recall=False)
     if results.get("bench"):
         bench_backbone = (results["bench"].get("backbone") or {}).get("name", b["name"])
-        lines += [f"Latency ratio to the base model (the same run, backbone `{bench_backbone}`):", "",
-                  overhead_table(results["bench"]), ""]
+        lines += [
+            f"Latency ratio to the base model (the same run, backbone `{bench_backbone}`):",
+            "",
+            overhead_table(results["bench"]),
+            "",
+        ]
     return "\n".join(lines)
 
 

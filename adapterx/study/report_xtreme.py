@@ -27,15 +27,29 @@ def scores_table(xtreme: dict, split: str) -> list[str]:
         o = part["overall"][setup]
         if not o["tasks"]:
             continue
-        rows.append([setup, _num(o["xtreme"]), *(_num(o["categories"][g]) for g in GROUPS), _num(o["mean"]),
-                     *(_num(part["tasks"][t].get(setup, {}).get("score")) for t in tasks)])
+        rows.append(
+            [
+                setup,
+                _num(o["xtreme"]),
+                *(_num(o["categories"][g]) for g in GROUPS),
+                _num(o["mean"]),
+                *(_num(part["tasks"][t].get(setup, {}).get("score")) for t in tasks),
+            ]
+        )
     return _table(head, rows)
 
 
 def ranking_table(xtreme: dict, split: str) -> list[str]:
-    rows = [[str(i), r["setup"], f"{r['mean_gain']:+.1f}", str(len(r["gains"])),
-             ", ".join(f"{t} {g:+.1f}" for t, g in r["gains"].items())]
-            for i, r in enumerate(xtreme["splits"][split]["ranking"], start=1)]
+    rows = [
+        [
+            str(i),
+            r["setup"],
+            f"{r['mean_gain']:+.1f}",
+            str(len(r["gains"])),
+            ", ".join(f"{t} {g:+.1f}" for t, g in r["gains"].items()),
+        ]
+        for i, r in enumerate(xtreme["splits"][split]["ranking"], start=1)
+    ]
     return _table(["rank", "setup", "mean gain", "targets", "per target"], rows)
 
 
@@ -47,13 +61,24 @@ def best_table(xtreme: dict) -> list[str]:
     rows = []
     for target, b in xtreme["best_per_target"].items():
         delta = None if b["baseline_score"] is None else b["test_score"] - b["baseline_score"]
-        row = [target, b["setup"], _num(b["dev_score"]), _num(b["test_score"]), _num(b["baseline_score"]),
-               "–" if delta is None else f"{delta:+.1f}", b["rule"]]
+        row = [
+            target,
+            b["setup"],
+            _num(b["dev_score"]),
+            _num(b["test_score"]),
+            _num(b["baseline_score"]),
+            "–" if delta is None else f"{delta:+.1f}",
+            b["rule"],
+        ]
         if paper:
             metric, base, best = paper.get(target, (None, None, None))
-            row[6:6] = [f"{b['baseline_primary']:.1f} → {b['test_primary']:.1f}" if b["baseline_primary"] is not None
-                        else _num(b["test_primary"]),
-                        f"{base} ({metric})" if base is not None else "–", _num(best)]
+            row[6:6] = [
+                f"{b['baseline_primary']:.1f} → {b['test_primary']:.1f}"
+                if b["baseline_primary"] is not None
+                else _num(b["test_primary"]),
+                f"{base} ({metric})" if base is not None else "–",
+                _num(best),
+            ]
         rows.append(row)
     return _table(head, rows)
 
@@ -63,30 +88,47 @@ def render_xtreme(results: dict) -> list[str]:
     xtreme = results.get("xtreme") or {}
     if not xtreme.get("splits"):
         return []
-    parts = ["## XTREME scores", "",
-             "Task scores as XTREME's evaluate.py: the mean over the evaluated languages of F1 (PAN-X, UDPOS, BUCC) or "
-             "accuracy (XNLI, PAWS-X, Tatoeba); QA: (exact match + F1) / 2. XTREME = the mean of the nine task scores "
-             "and each category the mean of its tasks, shown only when all of them were evaluated. Means over "
-             f"seeds, unmerged form. `{BASELINE_SETUP}`: target-only adapters (the bare backbone on retrieval).", ""]
+    parts = [
+        "## XTREME scores",
+        "",
+        "Task scores as XTREME's evaluate.py: the mean over the evaluated languages of F1 (PAN-X, UDPOS, BUCC) or "
+        "accuracy (XNLI, PAWS-X, Tatoeba); QA: (exact match + F1) / 2. XTREME = the mean of the nine task scores "
+        "and each category the mean of its tasks, shown only when all of them were evaluated. Means over "
+        f"seeds, unmerged form. `{BASELINE_SETUP}`: target-only adapters (the bare backbone on retrieval).",
+        "",
+    ]
     for split in ("test", "validation"):
         if split in xtreme["splits"]:
             parts += [f"### On {SPLIT_NAMES[split]}", "", *scores_table(xtreme, split), ""]
     report_split = "test" if "test" in xtreme["splits"] else "validation"
-    parts += [f"## Intermediate setups ranked by mean gain over the baseline ({SPLIT_NAMES[report_split]})", "",
-              *ranking_table(xtreme, report_split), ""]
+    parts += [
+        f"## Intermediate setups ranked by mean gain over the baseline ({SPLIT_NAMES[report_split]})",
+        "",
+        *ranking_table(xtreme, report_split),
+        "",
+    ]
     if xtreme["best_per_target"]:
-        parts += ["## Best intermediate setup per target: chosen on dev, scored on test", "",
-                  "Each target's setup is the one with the best dev task score; test was not looked at to choose.", "",
-                  *best_table(xtreme), ""]
+        parts += [
+            "## Best intermediate setup per target: chosen on dev, scored on test",
+            "",
+            "Each target's setup is the one with the best dev task score; test was not looked at to choose.",
+            "",
+            *best_table(xtreme),
+            "",
+        ]
         best = xtreme["best_overall"]
         if best["mean"] is not None:
-            what = "XTREME score" if best["xtreme"] is not None else f"mean over {len(xtreme['best_per_target'])} targets"
+            what = (
+                "XTREME score" if best["xtreme"] is not None else f"mean over {len(xtreme['best_per_target'])} targets"
+            )
             line = f"- best setup per target, {what} on test: {best['mean']:.1f}"
             if best["baseline_mean"] is not None:
                 line += f" (baseline {best['baseline_mean']:.1f}, {best['mean'] - best['baseline_mean']:+.1f})"
             parts += [line]
         if xtreme.get("paper"):
-            parts += [f"- paper: {xtreme['paper']['source']}; full fine-tuning, where adapterx trains adapters; "
-                      "the paper's columns are the primary metric (accuracy or F1) averaged over all languages"]
+            parts += [
+                f"- paper: {xtreme['paper']['source']}; full fine-tuning, where adapterx trains adapters; "
+                "the paper's columns are the primary metric (accuracy or F1) averaged over all languages"
+            ]
         parts += [""]
     return parts

@@ -83,47 +83,68 @@ def describe_jobs(recipe: Recipe) -> list[str]:
     lines = []
     for job in plan_jobs(recipe):
         if job.intermediate is None:
-            controls = [name for name, on in (("step-matched", recipe.controls.step_matched),
-                                              ("capacity-matched", recipe.controls.capacity_matched),
-                                              ("pooled", recipe.controls.pooled)) if on]
-            what = f"target-only adapters on {targets} x {seeds}" + (f"; controls: {', '.join(controls)}"
-                                                                      if controls else "")
+            controls = [
+                name
+                for name, on in (
+                    ("step-matched", recipe.controls.step_matched),
+                    ("capacity-matched", recipe.controls.capacity_matched),
+                    ("pooled", recipe.controls.pooled),
+                )
+                if on
+            ]
+            what = f"target-only adapters on {targets} x {seeds}" + (
+                f"; controls: {', '.join(controls)}" if controls else ""
+            )
         elif job.intermediate == FUSE:
-            what = (f"AdapterFusion over the {', '.join(recipe.intermediate.tasks)} adapters of each seed (trained "
-                    f"here if no other job has yet), then {targets} x {seeds}")
+            what = (
+                f"AdapterFusion over the {', '.join(recipe.intermediate.tasks)} adapters of each seed (trained "
+                f"here if no other job has yet), then {targets} x {seeds}"
+            )
         else:
-            what = (f"train the {job.intermediate} adapter x {seeds}, then {targets} x strategies "
-                    f"{[s for s in recipe.strategies() if s != FUSE]} on the adapter of the same seed")
+            what = (
+                f"train the {job.intermediate} adapter x {seeds}, then {targets} x strategies "
+                f"{[s for s in recipe.strategies() if s != FUSE]} on the adapter of the same seed"
+            )
         lines.append(f"{job.index}\t{job.name}\t{what}")
     return lines
 
 
-def run_recipe(recipe: Recipe, *, force: bool = False, progress: bool = True, job: int | None = None,
-               wait: float | None = 0.0) -> dict:
+def run_recipe(
+    recipe: Recipe, *, force: bool = False, progress: bool = True, job: int | None = None, wait: float | None = 0.0
+) -> dict:
     """Run every phase of `recipe` (or only job `job`), reusing cached phases; returns the results. The
     artifacts directory is locked meanwhile (adapterx.study.lock): another run on it is waited for up to `wait`
     seconds (None: as long as it takes), then refused."""
     jobs = plan_jobs(recipe)
     if job is not None and not 0 <= job < len(jobs):
         raise AdapterxError(f"--job {job}: this recipe has jobs 0..{len(jobs) - 1} (see --list-jobs)")
-    with locked(recipe.output, shared=job is not None, wait=wait, log=log.info,
-                hint="wait for it to finish, or pass --wait SECONDS to wait for it"):
+    with locked(
+        recipe.output,
+        shared=job is not None,
+        wait=wait,
+        log=log.info,
+        hint="wait for it to finish, or pass --wait SECONDS to wait for it",
+    ):
         return _run_locked(recipe, jobs, force=force, progress=progress, job=job)
 
 
 def _run_locked(recipe: Recipe, jobs: list[Job], *, force: bool, progress: bool, job: int | None) -> dict:
     started = time.perf_counter()
-    if recipe.threads:   # small models gain nothing from more threads, and on shared cores lose a lot
+    if recipe.threads:  # small models gain nothing from more threads, and on shared cores lose a lot
         torch.set_num_threads(recipe.threads)
     backbone = load_backbone(recipe.backbone)
     state = RunState(recipe, backbone, force, progress)
     state.log(f"backbone {backbone.name}: {backbone.description} (fingerprint {backbone.fingerprint})")
     records = []
-    for selected in ([jobs[job]] if job is not None else jobs):
+    for selected in [jobs[job]] if job is not None else jobs:
         records += _run_job(state, selected)
     if job is not None:
-        partial = {"schema_version": RESULTS_SCHEMA, "job": jobs[job].name, "records": records,
-                   "phases": [dataclasses.asdict(p) for p in state.phases]}
+        partial = {
+            "schema_version": RESULTS_SCHEMA,
+            "job": jobs[job].name,
+            "records": records,
+            "phases": [dataclasses.asdict(p) for p in state.phases],
+        }
         atomic_write_json(state.out / "jobs" / f"{job}.json", partial)
         state.log(f"job {job} ({jobs[job].name}) done; run without --job to bench and report")
         return partial
@@ -146,7 +167,7 @@ def _run_job(state: RunState, job: Job) -> list[dict]:
             seeds = [None] if variant.strategy == "direct" and not variant.phases else recipe.seeds
             for seed in seeds:
                 inter_dirs = [_intermediate_adapter(state, name, seed) for name in variant.phases]
-                if variant.strategy == "direct":   # retrieval: the intermediate adapter's encoder, or the backbone
+                if variant.strategy == "direct":  # retrieval: the intermediate adapter's encoder, or the backbone
                     adapter = inter_dirs[0] if inter_dirs else None
                 else:
                     adapter = _target_adapter(state, target, variant, seed, inter_dirs, steps or {})
@@ -163,8 +184,17 @@ def _intermediate_adapter(state: RunState, name: str, seed: int) -> Path:
     config = dataclasses.replace(recipe.intermediate.train_for(phase.tasks[0] if phase.shuffled else name), seed=seed)
     tasks = [shuffled_task(get_task(phase.tasks[0]), seed)] if phase.shuffled else [get_task(t) for t in phase.tasks]
     directory = state.out / "adapters" / "intermediate" / name / f"seed-{seed}"
-    adapter = _train_phase(state, f"intermediate/{name}/seed-{seed}", directory, tasks, recipe.adapter_spec, config,
-                           recipe.intermediate.train_limit, "none", [])
+    adapter = _train_phase(
+        state,
+        f"intermediate/{name}/seed-{seed}",
+        directory,
+        tasks,
+        recipe.adapter_spec,
+        config,
+        recipe.intermediate.train_limit,
+        "none",
+        [],
+    )
     state.trained[(name, seed)] = adapter
     return adapter
 
@@ -179,12 +209,18 @@ def _step_budgets(state: RunState, target) -> dict[str, int] | None:
     data_dir = state.data_dir
     own = training_steps([target], recipe.target.train_for(target.name), data_dir, recipe.target.train_limit)
     tasks = {name: recipe.intermediate.tasks if name == MULTITASK else [name] for name in wanted}
-    return {name: own + training_steps([get_task(t) for t in names], recipe.intermediate.train_for(name), data_dir,
-                                       recipe.intermediate.train_limit) for name, names in tasks.items()}
+    return {
+        name: own
+        + training_steps(
+            [get_task(t) for t in names], recipe.intermediate.train_for(name), data_dir, recipe.intermediate.train_limit
+        )
+        for name, names in tasks.items()
+    }
 
 
-def _target_adapter(state: RunState, target, variant: Variant, seed: int, inter_dirs: list[Path],
-                    steps: dict[str, int]) -> Path:
+def _target_adapter(
+    state: RunState, target, variant: Variant, seed: int, inter_dirs: list[Path], steps: dict[str, int]
+) -> Path:
     recipe, spec, task = state.recipe, state.recipe.adapter_spec, target
     config = dataclasses.replace(recipe.target.train_for(target.name), seed=seed)
     extra: dict = {}
@@ -196,22 +232,60 @@ def _target_adapter(state: RunState, target, variant: Variant, seed: int, inter_
         task = pooled_task(target, get_task(variant.pooled_with), state.data_dir, recipe.intermediate.train_limit)
         extra["pooled_limit"] = recipe.intermediate.train_limit
     directory = state.out / "adapters" / target.name / variant.label / f"seed-{seed}"
-    return _train_phase(state, f"target/{target.name}/{variant.label}/seed-{seed}", directory, [task], spec, config,
-                        recipe.target.train_limit, variant.strategy, inter_dirs, extra)
+    return _train_phase(
+        state,
+        f"target/{target.name}/{variant.label}/seed-{seed}",
+        directory,
+        [task],
+        spec,
+        config,
+        recipe.target.train_limit,
+        variant.strategy,
+        inter_dirs,
+        extra,
+    )
 
 
-def _train_phase(state: RunState, name: str, directory: Path, tasks: list, spec, config: TrainConfig,
-                 limit: int | None, strategy: str, intermediates: list[Path], extra: dict | None = None) -> Path:
+def _train_phase(
+    state: RunState,
+    name: str,
+    directory: Path,
+    tasks: list,
+    spec,
+    config: TrainConfig,
+    limit: int | None,
+    strategy: str,
+    intermediates: list[Path],
+    extra: dict | None = None,
+) -> Path:
     data_dir = state.data_dir
-    inputs = {"backbone": state.backbone.fingerprint, "tasks": [t.name for t in tasks], "spec": spec.to_json(),
-              "train": vars(config), "limit": limit, "data_dir": str(data_dir), "strategy": strategy,
-              "intermediates": [read_metadata(p)["weights_digest"] for p in intermediates], **(extra or {})}
-    with locked(directory, wait=None, log=state.log):   # jobs run in parallel may both need this phase
+    inputs = {
+        "backbone": state.backbone.fingerprint,
+        "tasks": [t.name for t in tasks],
+        "spec": spec.to_json(),
+        "train": vars(config),
+        "limit": limit,
+        "data_dir": str(data_dir),
+        "strategy": strategy,
+        "intermediates": [read_metadata(p)["weights_digest"] for p in intermediates],
+        **(extra or {}),
+    }
+    with locked(directory, wait=None, log=state.log):  # jobs run in parallel may both need this phase
         return _train_locked(state, name, directory, tasks, spec, config, limit, strategy, intermediates, inputs)
 
 
-def _train_locked(state: RunState, name: str, directory: Path, tasks: list, spec, config: TrainConfig,
-                  limit: int | None, strategy: str, intermediates: list[Path], inputs: dict) -> Path:
+def _train_locked(
+    state: RunState,
+    name: str,
+    directory: Path,
+    tasks: list,
+    spec,
+    config: TrainConfig,
+    limit: int | None,
+    strategy: str,
+    intermediates: list[Path],
+    inputs: dict,
+) -> Path:
     data_dir = state.data_dir
     key = config_hash(inputs)
     adapter_dir = directory / "adapter"
@@ -221,19 +295,48 @@ def _train_locked(state: RunState, name: str, directory: Path, tasks: list, spec
         return adapter_dir
     state.log(f"[{name}] training ({strategy})")
     started = time.perf_counter()
-    resume = (directory / "checkpoints").is_dir() and _pending_key(directory) == key   # same inputs only
+    resume = (directory / "checkpoints").is_dir() and _pending_key(directory) == key  # same inputs only
     if not resume:
         atomic_write_json(directory / "pending.json", {"key": key})
     if len(tasks) == 1:
-        trained = train_task(state.backbone, tasks[0], spec, config, directory, strategy=strategy,
-                             intermediates=intermediates, data_dir=data_dir, train_limit=limit, resume=resume,
-                             overwrite=True, progress=state.progress)
+        trained = train_task(
+            state.backbone,
+            tasks[0],
+            spec,
+            config,
+            directory,
+            strategy=strategy,
+            intermediates=intermediates,
+            data_dir=data_dir,
+            train_limit=limit,
+            resume=resume,
+            overwrite=True,
+            progress=state.progress,
+        )
     else:
-        trained = train_multitask(state.backbone, tasks, spec, config, directory, data_dir=data_dir,
-                                  train_limit=limit, resume=resume, overwrite=True, progress=state.progress)
+        trained = train_multitask(
+            state.backbone,
+            tasks,
+            spec,
+            config,
+            directory,
+            data_dir=data_dir,
+            train_limit=limit,
+            resume=resume,
+            overwrite=True,
+            progress=state.progress,
+        )
     seconds = time.perf_counter() - started
-    atomic_write_json(directory / PHASE_FILE, {"key": key, "inputs": inputs, "seconds": round(seconds, 2),
-                                               "steps": trained.result.steps, "validation": trained.validation})
+    atomic_write_json(
+        directory / PHASE_FILE,
+        {
+            "key": key,
+            "inputs": inputs,
+            "seconds": round(seconds, 2),
+            "steps": trained.result.steps,
+            "validation": trained.validation,
+        },
+    )
     (directory / "pending.json").unlink(missing_ok=True)
     state.phases.append(Phase(name, key, seconds=seconds))
     return adapter_dir
@@ -246,8 +349,9 @@ def _pending_key(directory: Path) -> str | None:
         return None
 
 
-def _evaluate_phase(state: RunState, target_name: str, variant: Variant, seed: int | None,
-                    adapter_dir: Path | None) -> list[dict]:
+def _evaluate_phase(
+    state: RunState, target_name: str, variant: Variant, seed: int | None, adapter_dir: Path | None
+) -> list[dict]:
     """Score one adapter on each split: dev (unmerged only: it serves selection) and test (every form the row
     is deployed in); controls are scored on test only, unmerged (they are not deployments or candidates)."""
     recipe, task = state.recipe, get_task(target_name)
@@ -257,10 +361,19 @@ def _evaluate_phase(state: RunState, target_name: str, variant: Variant, seed: i
         if not languages or (split != TEST and variant.role == "control"):
             continue
         forms = [f for f in recipe.evaluate.forms if variant.forms is None or f in variant.forms] or ["unmerged"]
-        for form in (forms if split == TEST else ["unmerged"]):
-            record = {"target": target_name, "label": variant.label, "role": variant.role, "control": variant.control,
-                      "intermediate": variant.intermediate, "strategy": variant.strategy,
-                      "step_phases": list(variant.step_phases), "seed": seed, "form": form, "split": split}
+        for form in forms if split == TEST else ["unmerged"]:
+            record = {
+                "target": target_name,
+                "label": variant.label,
+                "role": variant.role,
+                "control": variant.control,
+                "intermediate": variant.intermediate,
+                "strategy": variant.strategy,
+                "step_phases": list(variant.step_phases),
+                "seed": seed,
+                "form": form,
+                "split": split,
+            }
             done = _evaluate_one(state, task, record, adapter_dir, languages)
             if done is not None:
                 records.append({**record, **done})
@@ -271,13 +384,20 @@ def _evaluate_one(state: RunState, task, record: dict, adapter_dir: Path | None,
     """{"scores", "predictions": path of the kept per-example predictions or None}; None if the form does not
     apply to this adapter."""
     recipe, split, form = state.recipe, record["split"], record["form"]
-    inputs = {"adapter": read_metadata(adapter_dir)["weights_digest"] if adapter_dir else None,
-              "backbone": state.backbone.fingerprint, "form": form, "split": split,
-              "languages": languages, "limit": recipe.evaluate.limit, "data_dir": str(state.data_dir)}
+    inputs = {
+        "adapter": read_metadata(adapter_dir)["weights_digest"] if adapter_dir else None,
+        "backbone": state.backbone.fingerprint,
+        "form": form,
+        "split": split,
+        "languages": languages,
+        "limit": recipe.evaluate.limit,
+        "data_dir": str(state.data_dir),
+    }
     key = config_hash(inputs)
     seed = record["seed"]
-    name = (f"evaluate/{split}/{task.name}/{record['label']}" + (f"/seed-{seed}" if seed is not None else "")
-            + f"/{form}")
+    name = (
+        f"evaluate/{split}/{task.name}/{record['label']}" + (f"/seed-{seed}" if seed is not None else "") + f"/{form}"
+    )
     directory = state.out / name
     kept = directory / PREDICTIONS_FILE
     if (cached := state.cached(directory, key)) and (not cached.get("predictions") or kept.is_file()):
@@ -289,9 +409,16 @@ def _evaluate_one(state: RunState, task, record: dict, adapter_dir: Path | None,
     model = _model_for(state, adapter_dir, form, direct=record["strategy"] == "direct")
     scores, relative = None, None
     if model is not None:
-        scores, predictions = predict_languages(model, task, state.backbone.tokenizer, split=split, languages=languages,
-                                                data_dir=state.data_dir, limit=recipe.evaluate.limit,
-                                                progress=state.progress)
+        scores, predictions = predict_languages(
+            model,
+            task,
+            state.backbone.tokenizer,
+            split=split,
+            languages=languages,
+            data_dir=state.data_dir,
+            limit=recipe.evaluate.limit,
+            progress=state.progress,
+        )
         if predictions:
             save_predictions(kept, predictions)
             relative = str(kept.relative_to(state.out))
@@ -306,7 +433,7 @@ def _evaluate_one(state: RunState, task, record: dict, adapter_dir: Path | None,
 def _model_for(state: RunState, adapter_dir: Path | None, form: str, direct: bool = False):
     if adapter_dir is None:
         return AdaptedModel(state.backbone.fresh_copy()).eval()
-    if direct:   # retrieval: only the encoder with the intermediate adapter, no head
+    if direct:  # retrieval: only the encoder with the intermediate adapter, no head
         model = AdaptedModel(state.backbone.fresh_copy())
         store.load_adapter(model, adapter_dir, name="intermediate", with_head=False)
         store.activate(model, ["intermediate"])
@@ -318,18 +445,27 @@ def _model_for(state: RunState, adapter_dir: Path | None, form: str, direct: boo
 def _bench_phase(state: RunState) -> dict | None:
     recipe, spec = state.recipe, state.recipe.adapter_spec
     strategies = ["none", *recipe.strategies()]
-    forms = ["base"] + sorted({f for s in strategies for form in recipe.evaluate.forms
-                               if (f := deployment_bench_form(spec, s, form))})
+    forms = ["base"] + sorted(
+        {f for s in strategies for form in recipe.evaluate.forms if (f := deployment_bench_form(spec, s, form))}
+    )
     try:
         check_form_names(forms)
     except AdapterxError as exc:
         state.log(f"[bench] skipped: {exc}")
         return None
     b = recipe.bench
-    options = dict(shape=b.shape or recipe.backbone, forms=tuple(forms), batch_sizes=tuple(b.batch_sizes),
-                   seq_lens=tuple(b.seq_lens), threads=(b.threads,), iterations=b.iterations, warmup=b.warmup, clock=b.clock)
+    options = dict(
+        shape=b.shape or recipe.backbone,
+        forms=tuple(forms),
+        batch_sizes=tuple(b.batch_sizes),
+        seq_lens=tuple(b.seq_lens),
+        threads=(b.threads,),
+        iterations=b.iterations,
+        warmup=b.warmup,
+        clock=b.clock,
+    )
     options.update(get_method(spec.kind).bench_options(spec))
-    key = config_hash(options)   # what is measured; not where it is written (a moved directory stays cached)
+    key = config_hash(options)  # what is measured; not where it is written (a moved directory stays cached)
     options.update(output=str(state.out / "bench"), progress=state.progress)
     directory = state.out / "bench"
     if cached := state.cached(directory, key):

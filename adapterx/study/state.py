@@ -13,8 +13,18 @@ from adapterx.methods import AdapterSpec, get_method
 from adapterx.study.design import BASELINE, FUSE, MULTITASK, NO_INTERMEDIATE, Job
 from adapterx.study.recipe import Recipe
 
-__all__ = ["BASELINE", "FUSE", "MULTITASK", "NO_INTERMEDIATE", "PHASE_FILE", "RESULTS_SCHEMA", "Job", "Phase",
-           "RunState", "deployment_bench_form"]
+__all__ = [
+    "BASELINE",
+    "FUSE",
+    "MULTITASK",
+    "NO_INTERMEDIATE",
+    "PHASE_FILE",
+    "RESULTS_SCHEMA",
+    "Job",
+    "Phase",
+    "RunState",
+    "deployment_bench_form",
+]
 
 log = logging.getLogger(__name__)
 PHASE_FILE = "phase.json"
@@ -36,7 +46,7 @@ class RunState:
     force: bool
     progress: bool
     phases: list[Phase] = field(default_factory=list)
-    trained: dict[tuple[str, int], Path] = field(default_factory=dict)   # (intermediate phase, seed) -> adapter
+    trained: dict[tuple[str, int], Path] = field(default_factory=dict)  # (intermediate phase, seed) -> adapter
 
     @property
     def out(self) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import statistics
-from typing import Sequence
+from collections.abc import Sequence
 
 from adapterx.core.errors import AdapterxError
 from adapterx.deploy.forms import DEPLOYMENT_FORMS
@@ -55,19 +55,27 @@ def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], resamples: int, co
         d = statistics.fmean(a) - statistics.fmean(b)
         return [d, d]
     rng = random.Random(1)
-    diffs = sorted(statistics.fmean(rng.choices(a, k=len(a))) - statistics.fmean(rng.choices(b, k=len(b)))
-                   for _ in range(resamples))
+    diffs = sorted(
+        statistics.fmean(rng.choices(a, k=len(a))) - statistics.fmean(rng.choices(b, k=len(b)))
+        for _ in range(resamples)
+    )
     tail = (1 - confidence) / 2
     return [diffs[int(tail * (resamples - 1))], diffs[int((1 - tail) * (resamples - 1))]]
 
 
 def _stats(values: list[float], resamples: int, confidence: float) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "ci": bootstrap_ci(values, resamples, confidence), "n": len(values), "values": values}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "ci": bootstrap_ci(values, resamples, confidence),
+        "n": len(values),
+        "values": values,
+    }
 
 
-def summarize_scores(runs: list[dict], baseline: list[dict] | None, metric: str, resamples: int,
-                     confidence: float) -> dict:
+def summarize_scores(
+    runs: list[dict], baseline: list[dict] | None, metric: str, resamples: int, confidence: float
+) -> dict:
     """Per-language and average statistics of several runs (seeds) of one setup, each run a {language: scores}
     mapping; with `baseline` runs also the benefit (difference of means) and its bootstrap interval."""
     languages = list(runs[0])
@@ -78,14 +86,22 @@ def summarize_scores(runs: list[dict], baseline: list[dict] | None, metric: str,
     def avg(group):
         return [statistics.fmean(r[lang][metric] for lang in languages) for r in group]
 
-    out = {"per_language": {lang: _stats(per_lang(runs, lang), resamples, confidence) for lang in languages},
-           "average": _stats(avg(runs), resamples, confidence)}
+    out = {
+        "per_language": {lang: _stats(per_lang(runs, lang), resamples, confidence) for lang in languages},
+        "average": _stats(avg(runs), resamples, confidence),
+    }
     if baseline:
-        out["benefit"] = {lang: {"mean": statistics.fmean(per_lang(runs, lang)) - statistics.fmean(per_lang(baseline, lang)),
-                                 "ci": bootstrap_diff_ci(per_lang(runs, lang), per_lang(baseline, lang), resamples,
-                                                         confidence)} for lang in languages}
-        out["average_benefit"] = {"mean": statistics.fmean(avg(runs)) - statistics.fmean(avg(baseline)),
-                                  "ci": bootstrap_diff_ci(avg(runs), avg(baseline), resamples, confidence)}
+        out["benefit"] = {
+            lang: {
+                "mean": statistics.fmean(per_lang(runs, lang)) - statistics.fmean(per_lang(baseline, lang)),
+                "ci": bootstrap_diff_ci(per_lang(runs, lang), per_lang(baseline, lang), resamples, confidence),
+            }
+            for lang in languages
+        }
+        out["average_benefit"] = {
+            "mean": statistics.fmean(avg(runs)) - statistics.fmean(avg(baseline)),
+            "ci": bootstrap_diff_ci(avg(runs), avg(baseline), resamples, confidence),
+        }
     return out
 
 
@@ -127,8 +143,12 @@ def assemble(state: RunState, records: list[dict], bench: dict | None, seconds: 
     return {
         "schema_version": RESULTS_SCHEMA,
         "recipe": recipe.to_json(),
-        "backbone": {"name": b.name, "pretrained": b.pretrained, "description": b.description,
-                     "fingerprint": b.fingerprint},
+        "backbone": {
+            "name": b.name,
+            "pretrained": b.pretrained,
+            "description": b.description,
+            "fingerprint": b.fingerprint,
+        },
         "split": report_split,
         "splits": splits,
         "seeds": recipe.seeds,
@@ -158,25 +178,41 @@ def _target(state: RunState, target_name: str, runs: dict[tuple[str, str], RunSe
     table = []
     for (label, form), run in runs.items():
         base = runs.get((baseline_label, form)) or runs.get((baseline_label, "unmerged"))
-        entry = {"label": label, **{k: run.info[k] for k in ("role", "control", "intermediate", "strategy")},
-                 "form": form, "seeds": run.seeds, **describe(run, languages, metric, ev.bootstrap, ev.confidence)}
-        if label != baseline_label and base is not None and (d := difference(run, base, languages, metric,
-                                                                               ev.bootstrap, ev.confidence)):
+        entry = {
+            "label": label,
+            **{k: run.info[k] for k in ("role", "control", "intermediate", "strategy")},
+            "form": form,
+            "seeds": run.seeds,
+            **describe(run, languages, metric, ev.bootstrap, ev.confidence),
+        }
+        if (
+            label != baseline_label
+            and base is not None
+            and (d := difference(run, base, languages, metric, ev.bootstrap, ev.confidence))
+        ):
             entry["benefit"], entry["average_benefit"] = d["per_language"], d["average"]
         if form == "unmerged" and run.info["role"] == "setup":
             entry["comparisons"] = _comparisons(state, task, run, runs, languages, metric)
         entry["confusion"], entry["collapsed"] = confusions(run, languages, list(task.labels))
         bench_form = deployment_bench_form(spec, run.info["strategy"], form)
         modules = DEPLOYMENT_FORMS.get(form).modules(_modules(run.info["strategy"], recipe))
-        entry.update({"modules_at_inference": modules,
-                      "bench_form": bench_form, "overhead": _overheads(bench, bench_form)})
+        entry.update(
+            {"modules_at_inference": modules, "bench_form": bench_form, "overhead": _overheads(bench, bench_form)}
+        )
         table.append(entry)
     order = {"baseline": 0, "setup": 1, "control": 2}
     table.sort(key=lambda e: (order.get(e["role"], 3), e["label"], e["form"]))
     per_example = all(run.per_example for run in runs.values())
-    return {"metric": metric, "languages": languages, "labels": list(task.labels), "baseline": baseline_label,
-            "n_seeds": len(recipe.seeds), "n_examples": _n_examples(first, languages),
-            "interval_method": TWO_WAY if per_example else SEEDS_ONLY, "rows": table}
+    return {
+        "metric": metric,
+        "languages": languages,
+        "labels": list(task.labels),
+        "baseline": baseline_label,
+        "n_seeds": len(recipe.seeds),
+        "n_examples": _n_examples(first, languages),
+        "interval_method": TWO_WAY if per_example else SEEDS_ONLY,
+        "rows": table,
+    }
 
 
 def _n_examples(run: RunSet, languages: list[str]) -> dict[str, int] | None:
@@ -189,8 +225,16 @@ def _control_run(state: RunState, task, run: RunSet, runs: dict, keyword: str) -
     """The unmerged run of `keyword`'s control for setup `run` (see adapterx.study.plan.comparison_row)."""
     label, _ = comparison_row(state.recipe, task, run.label, keyword)
     if label == "step-matched":
-        return next((r for (_, form), r in runs.items() if form == "unmerged" and r.info["control"] == "step-matched"
-                     and run.info["intermediate"] in (r.info["step_phases"] or [])), None)
+        return next(
+            (
+                r
+                for (_, form), r in runs.items()
+                if form == "unmerged"
+                and r.info["control"] == "step-matched"
+                and run.info["intermediate"] in (r.info["step_phases"] or [])
+            ),
+            None,
+        )
     return runs.get((label, "unmerged")) if label else None
 
 
@@ -214,15 +258,28 @@ def _expectations(state: RunState, target_name: str, runs: dict, target: dict) -
         setup = runs.get((e.setup, "unmerged"))
         other = None
         if setup is not None:
-            other = (_control_run(state, task, setup, runs, e.vs) if e.vs in CONTROL_KEYWORDS and e.vs != "baseline"
-                     else runs.get((target["baseline"] if e.vs == "baseline" else e.vs, "unmerged")))
+            other = (
+                _control_run(state, task, setup, runs, e.vs)
+                if e.vs in CONTROL_KEYWORDS and e.vs != "baseline"
+                else runs.get((target["baseline"] if e.vs == "baseline" else e.vs, "unmerged"))
+            )
         diff = None
         if setup is not None and other is not None:
             d = difference(setup, other, target["languages"], target["metric"], ev.bootstrap, ev.confidence)
             diff = d and (d["per_language"][e.language] if e.language else d["average"])
-        out.append({"target": target_name, "setup": e.setup, "vs": e.vs, "vs_row": other.label if other else None,
-                    "direction": e.direction, "language": e.language, "why": e.why, "difference": diff,
-                    "verdict": verdict(diff, e.direction)})
+        out.append(
+            {
+                "target": target_name,
+                "setup": e.setup,
+                "vs": e.vs,
+                "vs_row": other.label if other else None,
+                "direction": e.direction,
+                "language": e.language,
+                "why": e.why,
+                "difference": diff,
+                "verdict": verdict(diff, e.direction),
+            }
+        )
     return out
 
 
@@ -256,13 +313,33 @@ def _modules(strategy: str, recipe) -> int:
 def _bench_summary(bench: dict | None) -> dict | None:
     if not bench:
         return None
-    return {"backbone": bench.get("backbone"), "settings": bench.get("settings"), "notes": bench.get("notes", []),
-            "machine": bench.get("machine"),
-            "results": [{k: r.get(k) for k in ("form", "device", "dtype", "threads", "batch_size", "seq_len",
-                                                  "time_ms", "ratio_to_base", "throughput", "error")}
-                        for r in bench["results"]]}
+    return {
+        "backbone": bench.get("backbone"),
+        "settings": bench.get("settings"),
+        "notes": bench.get("notes", []),
+        "machine": bench.get("machine"),
+        "results": [
+            {
+                k: r.get(k)
+                for k in (
+                    "form",
+                    "device",
+                    "dtype",
+                    "threads",
+                    "batch_size",
+                    "seq_len",
+                    "time_ms",
+                    "ratio_to_base",
+                    "throughput",
+                    "error",
+                )
+            }
+            for r in bench["results"]
+        ],
+    }
 
 
 def _device() -> str:
     import torch
+
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"

@@ -10,8 +10,12 @@ from __future__ import annotations
 from adapterx.core.registry import Registry
 from adapterx.tasks.base import DataRequest, Loader, Task
 
-TASK_MODULES = ("adapterx.tasks.builtin", "adapterx.tasks.reviews", "adapterx.tasks.intermediate",
-                "adapterx.tasks.xtreme")
+TASK_MODULES = (
+    "adapterx.tasks.builtin",
+    "adapterx.tasks.reviews",
+    "adapterx.tasks.intermediate",
+    "adapterx.tasks.xtreme",
+)
 TASKS: Registry[Task] = Registry("task", group="adapterx.tasks", modules=TASK_MODULES)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import datasets
 
@@ -17,7 +17,7 @@ Loader = Callable[["DataRequest"], datasets.Dataset]
 @dataclass(frozen=True)
 class DataRequest:
     task: "Task"
-    split: str          # "train" | "validation" | "test"
+    split: str  # "train" | "validation" | "test"
     language: str
     data_dir: Path | None = None
 
@@ -27,19 +27,19 @@ class Task:
     """One task: a name, its languages, how to load it, its head and its metric."""
 
     name: str
-    role: str                         # "intermediate" | "target"
-    head: str                         # head kind, see adapterx.core.heads
-    metric: str                       # metric name, see adapterx.tasks.metrics
+    role: str  # "intermediate" | "target"
+    head: str  # head kind, see adapterx.core.heads
+    metric: str  # metric name, see adapterx.tasks.metrics
     loader: Loader
-    languages: tuple[str, ...] = ("en",)     # languages with evaluation data
-    train_language: str | None = "en"        # None: no training data (retrieval tasks)
-    labels: tuple[str, ...] = ()             # label names; empty for span QA / retrieval
-    text_fields: tuple[str, ...] = ()        # input fields, e.g. ("premise", "hypothesis")
+    languages: tuple[str, ...] = ("en",)  # languages with evaluation data
+    train_language: str | None = "en"  # None: no training data (retrieval tasks)
+    labels: tuple[str, ...] = ()  # label names; empty for span QA / retrieval
+    text_fields: tuple[str, ...] = ()  # input fields, e.g. ("premise", "hypothesis")
     label_field: str = "label"
     splits: tuple[str, ...] = ("train", "validation", "test")
     max_length: int = 128
     description: str = ""
-    options: dict = field(default_factory=dict)   # head/processor-specific settings
+    options: dict = field(default_factory=dict)  # head/processor-specific settings
 
     @property
     def num_labels(self) -> int:

@@ -50,11 +50,21 @@ def write_builtin_data(root: Path = BUILTIN_DATA) -> dict[str, int]:
     seed = _SEED["tiny-xnli"]
     test = tt.balanced(tt.xnli_item, TARGET_SIZES["test"], 3, seed + _SPLIT_OFFSET["test"])
     test_premises = {tinyworld.render(p, "en") for p, _, _ in test}
-    validation = tt.balanced(tt.xnli_item, TARGET_SIZES["validation"], 3, seed + _SPLIT_OFFSET["validation"],
-                             keep=lambda item: tinyworld.render(item[0], "en") not in test_premises)
+    validation = tt.balanced(
+        tt.xnli_item,
+        TARGET_SIZES["validation"],
+        3,
+        seed + _SPLIT_OFFSET["validation"],
+        keep=lambda item: tinyworld.render(item[0], "en") not in test_premises,
+    )
     held_out = {s for item in test + validation for s in tt.render_xnli(item, "en").values() if isinstance(s, str)}
-    train = tt.balanced(tt.xnli_item, TARGET_SIZES["train"], 3, seed,
-                        keep=lambda item: not held_out & set(tt.texts(tt.render_xnli(item, "en"))))
+    train = tt.balanced(
+        tt.xnli_item,
+        TARGET_SIZES["train"],
+        3,
+        seed,
+        keep=lambda item: not held_out & set(tt.texts(tt.render_xnli(item, "en"))),
+    )
     for language in tinyworld.LANGUAGES:
         for split, items in (("validation", validation), ("test", test)):
             _write_rows(root, "tiny-xnli", split, language, [tt.render_xnli(i, language) for i in items])
@@ -67,7 +77,7 @@ def write_builtin_data(root: Path = BUILTIN_DATA) -> dict[str, int]:
 
         def keep(row: dict) -> bool:
             clean = not any(tt.contains_any(text, held_out, lengths) for text in tt.texts(row))
-            dropped[task] += not clean
+            dropped[task] += not clean  # noqa: B023 - called within this iteration only
             return clean
 
         for split, n in sizes.items():
@@ -88,28 +98,72 @@ def _load_builtin(request: DataRequest):
     return load_jsonl(find_file(root, request.task.name, request.split, request.language, ("jsonl",)))
 
 
-def _classification(name: str, role: str, labels: tuple[str, ...], fields: tuple[str, ...], description: str,
-                    languages: tuple[str, ...] = ("en",)) -> Task:
-    return Task(name=name, role=role, head="classification", metric="accuracy", loader=_load_builtin, labels=labels,
-                text_fields=fields, max_length=48, languages=languages, options=_MEAN_POOLING, description=description)
+def _classification(
+    name: str,
+    role: str,
+    labels: tuple[str, ...],
+    fields: tuple[str, ...],
+    description: str,
+    languages: tuple[str, ...] = ("en",),
+) -> Task:
+    return Task(
+        name=name,
+        role=role,
+        head="classification",
+        metric="accuracy",
+        loader=_load_builtin,
+        labels=labels,
+        text_fields=fields,
+        max_length=48,
+        languages=languages,
+        options=_MEAN_POOLING,
+        description=description,
+    )
 
 
 for _task in (
-    _classification("tiny-nli", "intermediate", tt.NLI_LABELS, ("premise", "hypothesis"),
-                    "built-in English NLI (MNLI-like) over two-clause premises, synthetic"),
-    _classification("tiny-paraphrase", "intermediate", tt.PARAPHRASE_LABELS, ("sentence1", "sentence2"),
-                    "built-in English paraphrase identification (PAWS-like: role swaps, passives), synthetic"),
-    _classification("tiny-negation", "intermediate", tt.NEGATION_LABELS, ("sentence",),
-                    "built-in English negation detection, synthetic"),
-    _classification("tiny-sst", "intermediate", tt.SENTIMENT_LABELS, ("sentence",),
-                    "built-in English sentiment (SST-2-like), synthetic"),
-    _classification("tiny-xnli", "target", tt.NLI_LABELS, ("premise", "hypothesis"),
-                    "built-in cross-lingual NLI with XNLI's labels: English training, en/de/es/fr/tr evaluation",
-                    languages=tinyworld.LANGUAGES),
+    _classification(
+        "tiny-nli",
+        "intermediate",
+        tt.NLI_LABELS,
+        ("premise", "hypothesis"),
+        "built-in English NLI (MNLI-like) over two-clause premises, synthetic",
+    ),
+    _classification(
+        "tiny-paraphrase",
+        "intermediate",
+        tt.PARAPHRASE_LABELS,
+        ("sentence1", "sentence2"),
+        "built-in English paraphrase identification (PAWS-like: role swaps, passives), synthetic",
+    ),
+    _classification(
+        "tiny-negation",
+        "intermediate",
+        tt.NEGATION_LABELS,
+        ("sentence",),
+        "built-in English negation detection, synthetic",
+    ),
+    _classification(
+        "tiny-sst",
+        "intermediate",
+        tt.SENTIMENT_LABELS,
+        ("sentence",),
+        "built-in English sentiment (SST-2-like), synthetic",
+    ),
+    _classification(
+        "tiny-xnli",
+        "target",
+        tt.NLI_LABELS,
+        ("premise", "hypothesis"),
+        "built-in cross-lingual NLI with XNLI's labels: English training, en/de/es/fr/tr evaluation",
+        languages=tinyworld.LANGUAGES,
+    ),
 ):
     register_task(_task)
 
 if __name__ == "__main__":
     dropped = write_builtin_data()
-    print(f"wrote {BUILTIN_DATA}; intermediate examples dropped for containing a target evaluation sentence: "
-          + ", ".join(f"{task} {n}" for task, n in dropped.items()))
+    print(
+        f"wrote {BUILTIN_DATA}; intermediate examples dropped for containing a target evaluation sentence: "
+        + ", ".join(f"{task} {n}" for task, n in dropped.items())
+    )

@@ -19,7 +19,7 @@ import sys
 import unicodedata
 import warnings
 from collections import Counter
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from adapterx.core.registry import Registry
 
@@ -75,10 +75,13 @@ def _seqeval(predictions: Sequence[Sequence[str]], references: Sequence[Sequence
     from seqeval.metrics import f1_score, precision_score, recall_score
 
     preds, golds = [list(p) for p in predictions], [list(g) for g in references]
-    with warnings.catch_warnings():   # seqeval warns on tags without a B-/I- prefix (every UPOS tag)
+    with warnings.catch_warnings():  # seqeval warns on tags without a B-/I- prefix (every UPOS tag)
         warnings.simplefilter("ignore", UserWarning)
-        return {"f1": 100.0 * float(f1_score(golds, preds)), "precision": 100.0 * float(precision_score(golds, preds)),
-                "recall": 100.0 * float(recall_score(golds, preds))}
+        return {
+            "f1": 100.0 * float(f1_score(golds, preds)),
+            "precision": 100.0 * float(precision_score(golds, preds)),
+            "recall": 100.0 * float(recall_score(golds, preds)),
+        }
 
 
 @register_metric("ner_f1")
@@ -94,8 +97,12 @@ def pos_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[s
     letter as its chunk prefix, so neighbouring equal tags form one chunk), then token accuracy."""
     _check_sentences(predictions, references)
     scores = _seqeval(predictions, references)
-    return {"f1": scores["f1"], "accuracy": pos_accuracy(predictions, references)["accuracy"],
-            "precision": scores["precision"], "recall": scores["recall"]}
+    return {
+        "f1": scores["f1"],
+        "accuracy": pos_accuracy(predictions, references)["accuracy"],
+        "precision": scores["precision"],
+        "recall": scores["recall"],
+    }
 
 
 # ------------------------------------------------------------------------------------------------ span QA
@@ -108,7 +115,8 @@ def squad_normalize(text: str) -> str:
 
 
 MLQA_PUNCT = {chr(i) for i in range(sys.maxunicode) if unicodedata.category(chr(i)).startswith("P")} | set(
-    string.punctuation)
+    string.punctuation
+)
 MLQA_WHITESPACE_LANGS = ("en", "es", "hi", "vi", "de", "ar")
 MLQA_MIXED_SEGMENTATION_LANGS = ("zh",)
 MLQA_ARTICLES = {
@@ -117,8 +125,8 @@ MLQA_ARTICLES = {
     "vi": r"\b(của|là|cái|chiếc|những)\b",
     "de": r"\b(ein|eine|einen|einem|eines|einer|der|die|das|den|dem|des)\b",
     "ar": r"\sال^|ال",
-    "hi": None,   # Hindi has no formal articles
-    "zh": None,   # nor has Chinese
+    "hi": None,  # Hindi has no formal articles
+    "zh": None,  # nor has Chinese
 }
 
 
@@ -140,8 +148,7 @@ def mlqa_normalize(text: str, language: str) -> str:
     """MLQA's normalize_answer(s, lang): lower, drop Unicode punctuation, drop the language's articles, then
     re-tokenise (whitespace, or mixed segmentation for Chinese)."""
     if language not in MLQA_ARTICLES:
-        raise ValueError(f"MLQA has no normalisation for language {language!r}; languages: "
-                         f"{', '.join(MLQA_ARTICLES)}")
+        raise ValueError(f"MLQA has no normalisation for language {language!r}; languages: {', '.join(MLQA_ARTICLES)}")
     text = "".join(ch for ch in text.lower() if ch not in MLQA_PUNCT)
     if MLQA_ARTICLES[language]:
         text = re.sub(MLQA_ARTICLES[language], " ", text)
@@ -158,8 +165,9 @@ def _f1(prediction_tokens: list[str], gold_tokens: list[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _qa_scores(predictions: Sequence[str], references: Sequence[Sequence[str]],
-               normalize: Callable[[str], str]) -> dict[str, float]:
+def _qa_scores(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], normalize: Callable[[str], str]
+) -> dict[str, float]:
     _check_lengths(predictions, references)
     f1 = em = 0.0
     for pred, golds in zip(predictions, references):
@@ -174,15 +182,15 @@ def _qa_scores(predictions: Sequence[str], references: Sequence[Sequence[str]],
 
 
 @register_metric("squad")
-def squad(predictions: Sequence[str], references: Sequence[Sequence[str]], language: str | None = None
-          ) -> dict[str, float]:
+def squad(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], language: str | None = None
+) -> dict[str, float]:
     """SQuAD v1.1: per question the best F1 / exact match over its gold answers, averaged (`language` unused)."""
     return _qa_scores(predictions, references, squad_normalize)
 
 
 @register_metric("mlqa")
-def mlqa(predictions: Sequence[str], references: Sequence[Sequence[str]], language: str = "en"
-         ) -> dict[str, float]:
+def mlqa(predictions: Sequence[str], references: Sequence[Sequence[str]], language: str = "en") -> dict[str, float]:
     """MLQA's official F1 / exact match: as SQuAD, with the answer normalisation of the context language."""
     return _qa_scores(predictions, references, lambda s: mlqa_normalize(s, language))
 
@@ -211,8 +219,7 @@ def bucc_optimize_threshold(candidates: dict[Pair, float], gold: set[Pair]) -> f
 
 
 @register_metric("bucc_f1")
-def bucc_f1(candidates: dict[Pair, float], gold: Iterable[Pair], threshold: float | None = None
-            ) -> dict[str, float]:
+def bucc_f1(candidates: dict[Pair, float], gold: Iterable[Pair], threshold: float | None = None) -> dict[str, float]:
     """F1 of the candidate pairs scoring >= threshold against the gold pairs. With no threshold, it is chosen
     on these same candidates and gold (XTREME does this on the dev set, then applies it to the test set)."""
     gold = set(map(tuple, gold))
@@ -227,8 +234,7 @@ def bucc_f1(candidates: dict[Pair, float], gold: Iterable[Pair], threshold: floa
     else:
         precision, recall = correct / len(mined), correct / len(gold)
         f1 = 2 * precision * recall / (precision + recall)
-    return {"f1": 100.0 * f1, "precision": 100.0 * precision, "recall": 100.0 * recall,
-            "threshold": float(threshold)}
+    return {"f1": 100.0 * f1, "precision": 100.0 * precision, "recall": 100.0 * recall, "threshold": float(threshold)}
 
 
 @register_metric("tatoeba_accuracy")

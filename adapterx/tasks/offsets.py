@@ -9,16 +9,17 @@ over the combining marks that follow it and that no token of the whole text cove
 from __future__ import annotations
 
 import unicodedata
-from typing import Sequence
+from collections.abc import Sequence
 
 
-def cover_absorbed_marks(text: str, offsets: Sequence[Sequence[int]],
-                         all_offsets: Sequence[Sequence[int]] | None = None) -> list[tuple[int, int]]:
+def cover_absorbed_marks(
+    text: str, offsets: Sequence[Sequence[int]], all_offsets: Sequence[Sequence[int]] | None = None
+) -> list[tuple[int, int]]:
     """`offsets` with each token's end moved past the uncovered combining marks right after it. Coverage is
     read from `all_offsets` (the whole text's tokens; default `offsets`), so that a window of a long text does
     not take a mark that a token outside the window covers."""
     covered = [False] * len(text)
-    for start, end in (offsets if all_offsets is None else all_offsets):
+    for start, end in offsets if all_offsets is None else all_offsets:
         covered[start:end] = [True] * (end - start)
     widened = []
     for start, end in offsets:

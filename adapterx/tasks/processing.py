@@ -49,8 +49,9 @@ class ClassificationProcessor(Processor):
         labels = rows[task.label_field]
         bad = sorted({lab for lab in labels if not (isinstance(lab, int) and 0 <= lab < task.num_labels)})
         if bad:
-            raise AdapterxError(f"task {task.name!r}: labels {bad[:5]} outside 0..{task.num_labels - 1} "
-                                f"({', '.join(task.labels)})")
+            raise AdapterxError(
+                f"task {task.name!r}: labels {bad[:5]} outside 0..{task.num_labels - 1} ({', '.join(task.labels)})"
+            )
 
         def tokenize(batch):
             texts = [batch[f] for f in task.text_fields]
@@ -78,24 +79,33 @@ class SpanQAProcessor(Processor):
 
         def tokenize(batch, indices):
             questions = [_truncate_question(q.strip(), tokenizer, max_query) for q in batch["question"]]
-            out = tokenizer(questions, batch["context"], truncation="only_second", max_length=max_length,
-                            stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+            out = tokenizer(
+                questions,
+                batch["context"],
+                truncation="only_second",
+                max_length=max_length,
+                stride=stride,
+                return_overflowing_tokens=True,
+                return_offsets_mapping=True,
+            )
             whole = tokenizer(batch["context"], add_special_tokens=False, return_offsets_mapping=True)
             sample_map = out.pop("overflow_to_sample_mapping")
             out["labels"], out["example_index"], offsets_out = [], [], []
             for i, offsets in enumerate(out["offset_mapping"]):
                 sequence_ids = out.sequence_ids(i)
                 example = sample_map[i]
-                offsets = _context_offsets(batch["context"][example], offsets, sequence_ids,
-                                           whole["offset_mapping"][example])
+                offsets = _context_offsets(
+                    batch["context"][example], offsets, sequence_ids, whole["offset_mapping"][example]
+                )
                 out["example_index"].append(indices[example])
                 offsets_out.append([list(o) if s == 1 else [-1, -1] for o, s in zip(offsets, sequence_ids)])
                 out["labels"].append(_answer_tokens(batch["answers"][example], offsets, sequence_ids))
             out["offset_mapping"] = offsets_out
             return out
 
-        return rows.map(tokenize, batched=True, with_indices=True, remove_columns=rows.column_names,
-                        desc=f"encode {task.name}")
+        return rows.map(
+            tokenize, batched=True, with_indices=True, remove_columns=rows.column_names, desc=f"encode {task.name}"
+        )
 
     def collator(self, tokenizer):
         return PadCollator(tokenizer)
@@ -103,8 +113,9 @@ class SpanQAProcessor(Processor):
     def predict(self, logits: torch.Tensor, batch: dict[str, Any]) -> list:
         return list(logits.float().cpu().numpy())
 
-    def postprocess(self, task: Task, predictions: list, encoded: datasets.Dataset, rows: datasets.Dataset
-                    ) -> list[str]:
+    def postprocess(
+        self, task: Task, predictions: list, encoded: datasets.Dataset, rows: datasets.Dataset
+    ) -> list[str]:
         """The answer text of each row: the best span over its windows."""
         n_best = task.options.get("n_best", 20)
         max_answer = task.options.get("max_answer_length", 30)
@@ -123,7 +134,7 @@ class SpanQAProcessor(Processor):
                         continue
                     score = float(start_logits[s] + end_logits[e])
                     if example not in best or score > best[example][0]:
-                        best[example] = (score, contexts[example][offsets[s][0]:offsets[e][1]].strip())
+                        best[example] = (score, contexts[example][offsets[s][0] : offsets[e][1]].strip())
         return [best.get(i, (0.0, ""))[1] for i in range(len(rows))]
 
     def score(self, task, predictions, encoded, rows) -> dict:
@@ -143,7 +154,7 @@ def _truncate_question(question: str, tokenizer, max_tokens: int) -> str:
     enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
     if len(enc["input_ids"]) <= max_tokens:
         return question
-    return question[:enc["offset_mapping"][max_tokens - 1][1]]
+    return question[: enc["offset_mapping"][max_tokens - 1][1]]
 
 
 def _answer_tokens(answers: dict, offsets, sequence_ids) -> list[int]:
@@ -183,8 +194,9 @@ class MultipleChoiceProcessor(Processor):
             first = [c for c in batch["context"] for _ in range(k)]
             second = [choice for choices in batch["choices"] for choice in choices]
             flat = tokenizer(first, second, truncation=True, max_length=max_length_for(task, tokenizer))
-            return {key: [flat[key][i:i + k] for i in range(0, len(first), k)]
-                    for key in ("input_ids", "attention_mask")} | {"labels": batch["label"]}
+            return {
+                key: [flat[key][i : i + k] for i in range(0, len(first), k)] for key in ("input_ids", "attention_mask")
+            } | {"labels": batch["label"]}
 
         return rows.map(tokenize, batched=True, remove_columns=rows.column_names, desc=f"encode {task.name}")
 
@@ -192,8 +204,11 @@ class MultipleChoiceProcessor(Processor):
         pad = PadCollator(tokenizer)
 
         def collate(features: list[dict]) -> dict[str, torch.Tensor]:
-            flat = [{"input_ids": ids, "attention_mask": mask} for f in features
-                    for ids, mask in zip(f["input_ids"], f["attention_mask"])]
+            flat = [
+                {"input_ids": ids, "attention_mask": mask}
+                for f in features
+                for ids, mask in zip(f["input_ids"], f["attention_mask"])
+            ]
             batch = pad(flat)
             if "labels" in features[0]:
                 batch["labels"] = torch.tensor([f["labels"] for f in features])
@@ -208,8 +223,9 @@ def processor_for(task: Task) -> Processor:
     return HEADS.get(task.head).processor
 
 
-def evaluate_on_split(model, task: Task, rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
-                      batch_size: int = 32, **options) -> dict[str, float]:
+def evaluate_on_split(
+    model, task: Task, rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int = 32, **options
+) -> dict[str, float]:
     """Score `model` (an AdaptedModel; for retrieval tasks anything with `.encode` or a plain encoder) on raw,
     normalised `rows` of `task` with the task's metric, for any head kind. Options go to the processor, e.g.
     ``dev_rows=`` (BUCC: the dev split that picks the threshold) or ``layer=`` (retrieval)."""
@@ -222,9 +238,18 @@ def evaluate_on_split(model, task: Task, rows: datasets.Dataset, tokenizer: PreT
         model.train(was_training)
 
 
-def evaluate_language(model, task: Task, tokenizer: PreTrainedTokenizerBase, split: str, language: str, *,
-                      data_dir: str | Path | None = None, limit: int | None = None, batch_size: int = 32,
-                      **options) -> dict[str, float]:
+def evaluate_language(
+    model,
+    task: Task,
+    tokenizer: PreTrainedTokenizerBase,
+    split: str,
+    language: str,
+    *,
+    data_dir: str | Path | None = None,
+    limit: int | None = None,
+    batch_size: int = 32,
+    **options,
+) -> dict[str, float]:
     """Load `split` in `language` and score it; for a task whose metric needs a dev-set threshold (BUCC) the
     validation split of the same language is loaded to choose it."""
     rows = load_split(task, split, language, data_dir, limit=limit)
@@ -233,6 +258,18 @@ def evaluate_language(model, task: Task, tokenizer: PreTrainedTokenizerBase, spl
     return evaluate_on_split(model, task, rows, tokenizer, batch_size=batch_size, **options)
 
 
-__all__ = ["MODEL_INPUTS", "ClassificationProcessor", "MultipleChoiceProcessor", "PadCollator", "Processor",
-           "RetrievalProcessor", "SpanQAProcessor", "TaggingProcessor", "evaluate_language", "evaluate_on_split",
-           "mine_pairs", "nearest", "processor_for"]
+__all__ = [
+    "MODEL_INPUTS",
+    "ClassificationProcessor",
+    "MultipleChoiceProcessor",
+    "PadCollator",
+    "Processor",
+    "RetrievalProcessor",
+    "SpanQAProcessor",
+    "TaggingProcessor",
+    "evaluate_language",
+    "evaluate_on_split",
+    "mine_pairs",
+    "nearest",
+    "processor_for",
+]

@@ -37,8 +37,15 @@ class Processor:
     def score(self, task: Task, predictions: list, encoded: datasets.Dataset, rows: datasets.Dataset) -> dict:
         return get_metric(task.metric)(predictions, encoded["labels"])
 
-    def evaluate(self, model, task: Task, rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
-                 batch_size: int = 32, **options) -> dict[str, float]:
+    def evaluate(
+        self,
+        model,
+        task: Task,
+        rows: datasets.Dataset,
+        tokenizer: PreTrainedTokenizerBase,
+        batch_size: int = 32,
+        **options,
+    ) -> dict[str, float]:
         """encode → batches → model(**batch).logits → predict → score. Call under inference mode, model.eval()."""
         encoded = self.encode(task, rows, tokenizer)
         loader = DataLoader(encoded, batch_size=batch_size, collate_fn=self.collator(tokenizer))
@@ -76,8 +83,7 @@ class PadCollator:
 
         batch = {"input_ids": pad("input_ids", self.pad_id), "attention_mask": pad("attention_mask", 0)}
         if "labels" in features[0]:
-            batch["labels"] = (pad("labels", -100) if self.token_labels
-                               else torch.tensor([f["labels"] for f in features]))
+            batch["labels"] = (
+                pad("labels", -100) if self.token_labels else torch.tensor([f["labels"] for f in features])
+            )
         return batch
-
-

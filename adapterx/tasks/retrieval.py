@@ -55,8 +55,9 @@ class RetrievalProcessor(Processor):
                     side.append(k)
                     row.append(i)
         enc = tokenizer(texts, truncation=True, max_length=max_length_for(task, tokenizer))
-        return datasets.Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                                           "side": side, "row": row})
+        return datasets.Dataset.from_dict(
+            {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "side": side, "row": row}
+        )
 
     def collator(self, tokenizer):
         return PadCollator(tokenizer)
@@ -64,16 +65,19 @@ class RetrievalProcessor(Processor):
     def predict(self, logits: torch.Tensor, batch: dict[str, Any]) -> list:
         return list(logits.float().cpu())
 
-    def evaluate(self, model, task, rows, tokenizer, batch_size: int = 32, *, dev_rows=None, layer=None,
-                 **options) -> dict[str, float]:
+    def evaluate(
+        self, model, task, rows, tokenizer, batch_size: int = 32, *, dev_rows=None, layer=None, **options
+    ) -> dict[str, float]:
         threshold = None
         if dev_rows is not None and task.metric == "bucc_f1":
             dev = self.encode(task, dev_rows, tokenizer)
-            threshold = self.score(task, self.embed(model, task, dev, tokenizer, batch_size, layer), dev,
-                                   dev_rows)["threshold"]
+            threshold = self.score(task, self.embed(model, task, dev, tokenizer, batch_size, layer), dev, dev_rows)[
+                "threshold"
+            ]
         encoded = self.encode(task, rows, tokenizer)
-        return self.score(task, self.embed(model, task, encoded, tokenizer, batch_size, layer), encoded, rows,
-                          threshold=threshold)
+        return self.score(
+            task, self.embed(model, task, encoded, tokenizer, batch_size, layer), encoded, rows, threshold=threshold
+        )
 
     def embed(self, model, task, encoded, tokenizer, batch_size: int, layer: int | None) -> list[torch.Tensor]:
         loader = DataLoader(encoded, batch_size=batch_size, collate_fn=self.collator(tokenizer))
@@ -94,8 +98,10 @@ class RetrievalProcessor(Processor):
         if chosen is None:
             return max(1, round(num_layers * 14 / 24))
         if not -num_layers - 1 <= chosen <= num_layers:
-            raise AdapterxError(f"task {task.name!r}: layer {chosen} does not exist; the encoder has "
-                                f"{num_layers} layers (hidden_states 0..{num_layers})")
+            raise AdapterxError(
+                f"task {task.name!r}: layer {chosen} does not exist; the encoder has "
+                f"{num_layers} layers (hidden_states 0..{num_layers})"
+            )
         return chosen
 
     def score(self, task, predictions, encoded, rows, threshold: float | None = None) -> dict:
@@ -135,8 +141,14 @@ def _distinct(sentences: list[tuple[str, str]]) -> tuple[list[int], list[str], d
     return [first[t] for t in texts], texts, {t: next(iter(i)) for t, i in ids.items() if len(i) == 1}
 
 
-def bucc_candidates(source: list[tuple[str, str]], x: torch.Tensor, target: list[tuple[str, str]], y: torch.Tensor,
-                    scoring: str = "margin", k: int = 4) -> dict[Pair, float]:
+def bucc_candidates(
+    source: list[tuple[str, str]],
+    x: torch.Tensor,
+    target: list[tuple[str, str]],
+    y: torch.Tensor,
+    scoring: str = "margin",
+    k: int = 4,
+) -> dict[Pair, float]:
     """Mined (source id, target id) pairs with their scores, as XTREME's BUCC pipeline produces its candidates:
     mining among distinct sentences, pairs scoring > 0 only, ids through sentences that have a single id."""
     x_keep, x_texts, x_id = _distinct(source)
@@ -154,7 +166,7 @@ def _topk_chunked(x: torch.Tensor, y: torch.Tensor, k: int, chunk: int = 1024):
     k = min(k, y.shape[0])
     values, indices = [], []
     for start in range(0, x.shape[0], chunk):
-        v, i = (x[start:start + chunk] @ y.T).topk(k, dim=1)
+        v, i = (x[start : start + chunk] @ y.T).topk(k, dim=1)
         values.append(v)
         indices.append(i)
     return torch.cat(values), torch.cat(indices)
@@ -171,10 +183,10 @@ def _best(x, y, ind, scoring, x_mean, y_mean, chunk: int = 1024):
     Ratio margin: cos(x, y) / the mean of x's and y's average similarity to their k nearest neighbours."""
     best_index, best_score = [], []
     for start in range(0, x.shape[0], chunk):
-        sims = x[start:start + chunk] @ y.T
+        sims = x[start : start + chunk] @ y.T
         if scoring == "margin":
-            sims = sims / ((x_mean[start:start + chunk].unsqueeze(1) + y_mean.unsqueeze(0)) / 2)
-        candidates = torch.arange(y.shape[0]).expand(sims.shape[0], -1) if ind is None else ind[start:start + chunk]
+            sims = sims / ((x_mean[start : start + chunk].unsqueeze(1) + y_mean.unsqueeze(0)) / 2)
+        candidates = torch.arange(y.shape[0]).expand(sims.shape[0], -1) if ind is None else ind[start : start + chunk]
         score, which = sims.gather(1, candidates).max(1)
         best_index.append(candidates.gather(1, which.unsqueeze(1)).squeeze(1))
         best_score.append(score)
@@ -189,8 +201,7 @@ def nearest(x: torch.Tensor, y: torch.Tensor, scoring: str = "cosine", k: int = 
     return _best(x, y, None, scoring, x_mean, y_mean)[0].tolist()
 
 
-def mine_pairs(x: torch.Tensor, y: torch.Tensor, scoring: str = "margin", k: int = 4
-               ) -> dict[tuple[int, int], float]:
+def mine_pairs(x: torch.Tensor, y: torch.Tensor, scoring: str = "margin", k: int = 4) -> dict[tuple[int, int], float]:
     """XTREME/LASER's bitext mining with retrieval "max": the best target of each source and the best source of
     each target (among the k nearest), merged by falling score, each sentence used once."""
     x2y_sim, x2y_ind, x_mean, y2x_sim, y2x_ind, y_mean = _margin_inputs(x, y, k)
@@ -206,5 +217,3 @@ def mine_pairs(x: torch.Tensor, y: torch.Tensor, scoring: str = "margin", k: int
             seen_y.add(j)
             mined[(i, j)] = scores[n]
     return mined
-
-

@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import itertools
 import random
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import datasets
@@ -39,10 +39,12 @@ TARGET_DOMAINS = ("restaurant", "hotel", "shop")
 INTERMEDIATE_DOMAINS = ("film", "book", "app")
 SENTIMENT = ("negative", "positive")
 BUT = {"en": "But", "de": "Aber", "fr": "Mais", "ru": "Но", "zh": "但是"}
-TRAIN_CLAUSES = 6          # per (target domain, polarity); the other 8 are evaluation clauses
-SIZES = {"target": {"train": 128, "validation": 100, "test": 300},
-         "intermediate": {"train": 1200, "validation": 200, "test": 200}}
-_POOLING = {"head": {"pooling": "mean"}}   # multilingual-e5 is trained with mean pooling
+TRAIN_CLAUSES = 6  # per (target domain, polarity); the other 8 are evaluation clauses
+SIZES = {
+    "target": {"train": 128, "validation": 100, "test": 300},
+    "intermediate": {"train": 1200, "validation": 200, "test": 200},
+}
+_POOLING = {"head": {"pooling": "mean"}}  # multilingual-e5 is trained with mean pooling
 
 
 @lru_cache(maxsize=1)
@@ -100,18 +102,19 @@ def _take(items: list[tuple], sizes: dict[str, int], seed: int) -> dict[str, lis
     for split, n in sizes.items():
         if start + n > len(items):
             raise AdapterxError(f"{CLAUSES}: {len(items)} reviews cannot fill splits {sizes}")
-        out[split], start = items[start:start + n], start + n
+        out[split], start = items[start : start + n], start + n
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def split_items(task: str, split: str) -> tuple[tuple, ...]:
     """The items of one split of one review task (the same items in every language)."""
     train, evaluation, intermediate = _pools()
     if task == "reviews":
-        by_split = {"train": _take(_items(train, TARGET_DOMAINS), {"train": SIZES["target"]["train"]}, 1)["train"],
-                    **_take(_items(evaluation, TARGET_DOMAINS), {k: SIZES["target"][k] for k in ("validation", "test")},
-                            2)}
+        by_split = {
+            "train": _take(_items(train, TARGET_DOMAINS), {"train": SIZES["target"]["train"]}, 1)["train"],
+            **_take(_items(evaluation, TARGET_DOMAINS), {k: SIZES["target"][k] for k in ("validation", "test")}, 2),
+        }
     else:
         by_split = _take(_items(intermediate, INTERMEDIATE_DOMAINS), SIZES["intermediate"], 3)
     return tuple(by_split[split])
@@ -134,21 +137,49 @@ def _load(request: DataRequest) -> datasets.Dataset:
     return datasets.Dataset.from_list(rows(request.task.name, request.split, request.language))
 
 
-register_task(Task(
-    name="reviews", role="target", head="classification", metric="accuracy", loader=_load,
-    labels=SENTIMENT, text_fields=("sentence",), max_length=64, languages=LANGUAGES, options=_POOLING,
-    description="built-in review sentiment in natural language: English training, en/de/fr/ru/zh evaluation",
-))
-register_task(Task(
-    name="reviews-sentiment", role="intermediate", head="classification", metric="accuracy", loader=_load,
-    labels=SENTIMENT, text_fields=("sentence",), max_length=64, options=_POOLING,
-    description="built-in English sentiment of film, book and app reviews (another domain than 'reviews')",
-))
-register_task(Task(
-    name="reviews-topic", role="intermediate", head="classification", metric="accuracy", loader=_load,
-    labels=INTERMEDIATE_DOMAINS, text_fields=("sentence",), max_length=64, options=_POOLING,
-    description="built-in English topic of the reviews-sentiment sentences (film / book / app)",
-))
+register_task(
+    Task(
+        name="reviews",
+        role="target",
+        head="classification",
+        metric="accuracy",
+        loader=_load,
+        labels=SENTIMENT,
+        text_fields=("sentence",),
+        max_length=64,
+        languages=LANGUAGES,
+        options=_POOLING,
+        description="built-in review sentiment in natural language: English training, en/de/fr/ru/zh evaluation",
+    )
+)
+register_task(
+    Task(
+        name="reviews-sentiment",
+        role="intermediate",
+        head="classification",
+        metric="accuracy",
+        loader=_load,
+        labels=SENTIMENT,
+        text_fields=("sentence",),
+        max_length=64,
+        options=_POOLING,
+        description="built-in English sentiment of film, book and app reviews (another domain than 'reviews')",
+    )
+)
+register_task(
+    Task(
+        name="reviews-topic",
+        role="intermediate",
+        head="classification",
+        metric="accuracy",
+        loader=_load,
+        labels=INTERMEDIATE_DOMAINS,
+        text_fields=("sentence",),
+        max_length=64,
+        options=_POOLING,
+        description="built-in English topic of the reviews-sentiment sentences (film / book / app)",
+    )
+)
 
 if __name__ == "__main__":
     for name in ("reviews", "reviews-sentiment", "reviews-topic"):

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import datasets
 
@@ -103,12 +103,18 @@ def read_squad_json(path: Path) -> datasets.Dataset:
     for article in data:
         for paragraph in article["paragraphs"]:
             for qa in paragraph["qas"]:
-                rows.append({
-                    "id": str(qa["id"]), "title": article.get("title", "").strip(),
-                    "context": paragraph["context"], "question": qa["question"].strip(),
-                    "answers": {"text": [a["text"] for a in qa["answers"]],
-                                "answer_start": [int(a["answer_start"]) for a in qa["answers"]]},
-                })
+                rows.append(
+                    {
+                        "id": str(qa["id"]),
+                        "title": article.get("title", "").strip(),
+                        "context": paragraph["context"],
+                        "question": qa["question"].strip(),
+                        "answers": {
+                            "text": [a["text"] for a in qa["answers"]],
+                            "answer_start": [int(a["answer_start"]) for a in qa["answers"]],
+                        },
+                    }
+                )
     return datasets.Dataset.from_list(rows)
 
 
@@ -118,8 +124,11 @@ def read_panx(path: Path) -> datasets.Dataset:
     rows = read_conll(path)
 
     def strip(batch):
-        return {"tokens": [[t[t.index(":") + 1:].strip() if ":" in t else t for t in sentence]
-                           for sentence in batch["tokens"]]}
+        return {
+            "tokens": [
+                [t[t.index(":") + 1 :].strip() if ":" in t else t for t in sentence] for sentence in batch["tokens"]
+            ]
+        }
 
     return rows.map(strip, batched=True, desc="strip language prefix")
 
@@ -139,21 +148,28 @@ def read_aligned_lines(path: Path) -> datasets.Dataset:
 
 Reader = Callable[[Path], datasets.Dataset]
 READERS: dict[str, Reader] = {
-    "jsonl": load_jsonl, "tsv": read_tsv, "conll": read_conll, "conllu": read_conllu, "json": read_squad_json,
+    "jsonl": load_jsonl,
+    "tsv": read_tsv,
+    "conll": read_conll,
+    "conllu": read_conllu,
+    "json": read_squad_json,
     "source.txt": read_aligned_lines,
 }
 
 
-def read_local(root: Path, task: str, split: str, language: str, formats: tuple[str, ...],
-               readers: dict[str, Reader] | None = None) -> datasets.Dataset:
+def read_local(
+    root: Path, task: str, split: str, language: str, formats: tuple[str, ...], readers: dict[str, Reader] | None = None
+) -> datasets.Dataset:
     """The file of (split, language) read by the reader of its extension (`readers` first, then READERS)."""
     path = find_file(root, task, split, language, formats)
     ext = next(e for e in formats if path.name == f"{split}.{language}.{e}")
     try:
         return {**READERS, **(readers or {})}[ext](path)
     except UnicodeDecodeError as exc:
-        raise AdapterxError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); adapterx reads data files "
-                            f"as UTF-8: convert it, e.g. with iconv -t utf-8") from exc
+        raise AdapterxError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); adapterx reads data files "
+            f"as UTF-8: convert it, e.g. with iconv -t utf-8"
+        ) from exc
 
 
 # ------------------------------------------------------------------------------------------------ the hub
@@ -171,18 +187,20 @@ class Source:
     formats: tuple[str, ...] = ("jsonl",)
     normalise: Normaliser | None = None
     hub_filter: Callable[[dict, str], bool] | None = None
-    hub_note: str = ""        # why there is no hub copy, when hub_id is None; else what this source is
-    languages: tuple[str, ...] | None = None   # languages this source has, when fewer than the task's
-    readers: dict[str, Reader] | None = None   # extension → reader, where this task's files differ from READERS
+    hub_note: str = ""  # why there is no hub copy, when hub_id is None; else what this source is
+    languages: tuple[str, ...] | None = None  # languages this source has, when fewer than the task's
+    readers: dict[str, Reader] | None = None  # extension → reader, where this task's files differ from READERS
 
     def __call__(self, request: DataRequest) -> datasets.Dataset:
         if self.languages is not None and request.language not in self.languages:
             raise AdapterxError(
                 f"task {request.task.name!r} has no {request.split!r} data in {request.language!r}: that split "
-                f"is {self.hub_note or self.hub_id} in {', '.join(self.languages)} only")
+                f"is {self.hub_note or self.hub_id} in {', '.join(self.languages)} only"
+            )
         if request.data_dir is not None:
-            rows = read_local(request.data_dir, request.task.name, request.split, request.language, self.formats,
-                              self.readers)
+            rows = read_local(
+                request.data_dir, request.task.name, request.split, request.language, self.formats, self.readers
+            )
         else:
             rows = self.load_hub(request)
         return self.normalise(rows, request) if self.normalise else rows
@@ -209,20 +227,23 @@ class Source:
         if self.hub_id is None:
             raise AdapterxError(
                 f"task {task.name!r} has no public copy on the hub ({self.hub_note}); pass --data-dir with "
-                f"{task.name}/{request.split}.{request.language}.{{{','.join(self.formats)}}} in it")
+                f"{task.name}/{request.split}.{request.language}.{{{','.join(self.formats)}}} in it"
+            )
         config = self.hub_config(request.language)
         parts = []
         for hub_split in self.hub_splits(request.split, request.language):
             try:
                 parts.append(datasets.load_dataset(self.hub_id, config, split=hub_split, trust_remote_code=False))
-            except ValueError as exc:   # datasets: unknown split (its message lists the splits that exist)
-                raise AdapterxError(f"task {task.name!r}: {self.describe(request.language)} has no split "
-                                    f"{hub_split!r} ({exc})") from exc
-            except Exception as exc:    # offline, unknown config, ...
+            except ValueError as exc:  # datasets: unknown split (its message lists the splits that exist)
+                raise AdapterxError(
+                    f"task {task.name!r}: {self.describe(request.language)} has no split {hub_split!r} ({exc})"
+                ) from exc
+            except Exception as exc:  # offline, unknown config, ...
                 raise AdapterxError(
                     f"task {task.name!r}: cannot load {self.describe(request.language)} split {hub_split!r} "
                     f"from the hub: {type(exc).__name__}: {exc}. Offline? Pass --data-dir with local copies "
-                    f"({task.name}/{request.split}.{request.language}.{{{','.join(self.formats)}}})") from exc
+                    f"({task.name}/{request.split}.{request.language}.{{{','.join(self.formats)}}})"
+                ) from exc
         rows = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
         if self.hub_filter is not None:
             language = request.language
@@ -283,8 +304,10 @@ def require_fields(rows: datasets.Dataset, request: DataRequest, *alternatives: 
     for names in alternatives:
         found = next((n for n in names if n in rows.column_names), None)
         if found is None:
-            raise AdapterxError(f"task {request.task.name!r} ({request.split}.{request.language}): the data has "
-                                f"none of the fields {list(names)}; fields: {rows.column_names}")
+            raise AdapterxError(
+                f"task {request.task.name!r} ({request.split}.{request.language}): the data has "
+                f"none of the fields {list(names)}; fields: {rows.column_names}"
+            )
         chosen.append(found)
     return chosen
 
@@ -300,11 +323,15 @@ def label_index(value, labels: tuple[str, ...], request: DataRequest) -> int:
     elif value in labels:
         return labels.index(value)
     else:
-        raise AdapterxError(f"task {request.task.name!r} ({request.split}.{request.language}): unknown label "
-                            f"{value!r}; labels: {', '.join(labels)}")
+        raise AdapterxError(
+            f"task {request.task.name!r} ({request.split}.{request.language}): unknown label "
+            f"{value!r}; labels: {', '.join(labels)}"
+        )
     if not 0 <= index < len(labels):
-        raise AdapterxError(f"task {request.task.name!r} ({request.split}.{request.language}): label {index} "
-                            f"outside 0..{len(labels) - 1} (unlabelled test data?)")
+        raise AdapterxError(
+            f"task {request.task.name!r} ({request.split}.{request.language}): label {index} "
+            f"outside 0..{len(labels) - 1} (unlabelled test data?)"
+        )
     return index
 
 
@@ -316,8 +343,9 @@ def class_names(rows: datasets.Dataset, column: str) -> list[str] | None:
 
 
 # ------------------------------------------------------------------------------------------------ normalisers
-def classification(fields: dict[str, tuple[str, ...]], label: tuple[str, ...] = ("label",),
-                   aliases: dict[str, str] | None = None) -> Normaliser:
+def classification(
+    fields: dict[str, tuple[str, ...]], label: tuple[str, ...] = ("label",), aliases: dict[str, str] | None = None
+) -> Normaliser:
     """Rows → the task's text fields (each from the first present alias) and an integer `label`."""
     aliases = aliases or {}
 
@@ -333,12 +361,15 @@ def classification(fields: dict[str, tuple[str, ...]], label: tuple[str, ...] = 
             return out
 
         return rows.map(convert, batched=True, remove_columns=rows.column_names, desc="normalise")
+
     return normalise
 
 
-def tagging(tokens: tuple[str, ...] = ("tokens", "words"),
-            tags: tuple[str, ...] = ("tags", "pos_tags", "ner_tags", "ner", "pos_tag"),
-            other: str | None = None) -> Normaliser:
+def tagging(
+    tokens: tuple[str, ...] = ("tokens", "words"),
+    tags: tuple[str, ...] = ("tags", "pos_tags", "ner_tags", "ner", "pos_tag"),
+    other: str | None = None,
+) -> Normaliser:
     """Rows → tokens (list[str], as they are) and tags (indices into the task's labels; tag names or ClassLabel
     ids in). `other`: the label for unknown tags."""
 
@@ -358,10 +389,13 @@ def tagging(tokens: tuple[str, ...] = ("tokens", "words"),
             return label_index(tag, labels, request)
 
         def convert(batch):
-            return {"tokens": [list(sentence) for sentence in batch[tok_field]],
-                    "tags": [[tag_id(t) for t in sentence] for sentence in batch[tag_field]]}
+            return {
+                "tokens": [list(sentence) for sentence in batch[tok_field]],
+                "tags": [[tag_id(t) for t in sentence] for sentence in batch[tag_field]],
+            }
 
         return rows.map(convert, batched=True, remove_columns=rows.column_names, desc="normalise")
+
     return normalise
 
 
@@ -381,11 +415,31 @@ def retrieval(rows: datasets.Dataset, request: DataRequest) -> datasets.Dataset:
         src_ids, trg_ids = rows["source_id"], rows["target_id"]
     else:
         src_ids, trg_ids = [f"s{i}" for i in range(n)], [f"t{i}" for i in range(n)]
-    return datasets.Dataset.from_dict({
-        "source_id": list(src_ids), "source_sentence": [s.strip() for s in rows[src]],
-        "target_id": list(trg_ids), "target_sentence": [t.strip() for t in rows[trg]],
-    })
+    return datasets.Dataset.from_dict(
+        {
+            "source_id": list(src_ids),
+            "source_sentence": [s.strip() for s in rows[src]],
+            "target_id": list(trg_ids),
+            "target_sentence": [t.strip() for t in rows[trg]],
+        }
+    )
 
 
-__all__ = ["READERS", "BySplit", "Concat", "Reader", "Source", "available", "class_names", "classification", "describe_loader",
-           "label_index", "read_local", "read_panx", "require_fields", "retrieval", "span_qa", "tagging"]
+__all__ = [
+    "READERS",
+    "BySplit",
+    "Concat",
+    "Reader",
+    "Source",
+    "available",
+    "class_names",
+    "classification",
+    "describe_loader",
+    "label_index",
+    "read_local",
+    "read_panx",
+    "require_fields",
+    "retrieval",
+    "span_qa",
+    "tagging",
+]

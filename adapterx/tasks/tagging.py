@@ -43,7 +43,7 @@ def _special_template(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], li
     """The special tokens before and after a single sequence (<s> … </s> for XLM-R)."""
     template = tokenizer.build_inputs_with_special_tokens([-1])
     at = template.index(-1)
-    return template[:at], template[at + 1:]
+    return template[:at], template[at + 1 :]
 
 
 class TaggingProcessor(Processor):
@@ -58,8 +58,13 @@ class TaggingProcessor(Processor):
             raise AdapterxError(f"task {task.name!r}: max_length {task.max_length} leaves no room for words")
 
         def tokenize(batch, indices):
-            out: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": [], "word_index": [],
-                                    "sentence": []}
+            out: dict[str, list] = {
+                "input_ids": [],
+                "attention_mask": [],
+                "labels": [],
+                "word_index": [],
+                "sentence": [],
+            }
             for index, words, tags in zip(indices, batch["tokens"], batch["tags"]):
                 if len(tags) != len(words):
                     raise AdapterxError(f"task {task.name!r}: a sentence has {len(words)} words and {len(tags)} tags")
@@ -81,8 +86,9 @@ class TaggingProcessor(Processor):
                     out["sentence"].append(index)
             return out
 
-        return rows.map(tokenize, batched=True, with_indices=True, remove_columns=rows.column_names,
-                        desc=f"encode {task.name}")
+        return rows.map(
+            tokenize, batched=True, with_indices=True, remove_columns=rows.column_names, desc=f"encode {task.name}"
+        )
 
     def collator(self, tokenizer):
         return PadCollator(tokenizer, token_labels=True)
@@ -96,8 +102,10 @@ class TaggingProcessor(Processor):
             found = by_sentence.get(i, {})
             missing = [w for w in range(len(tags)) if w not in found]
             if missing:
-                raise AdapterxError(f"task {task.name!r}: sentence {i} has no prediction for word(s) {missing[:5]}; "
-                                    "every word must be scored (this is a bug in adapterx, please report)")
+                raise AdapterxError(
+                    f"task {task.name!r}: sentence {i} has no prediction for word(s) {missing[:5]}; "
+                    "every word must be scored (this is a bug in adapterx, please report)"
+                )
             predicted.append([task.labels[found[w]] for w in range(len(tags))])
             gold.append([task.labels[t] for t in tags])
         return get_metric(task.metric)(predicted, gold)

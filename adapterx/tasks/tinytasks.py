@@ -19,7 +19,7 @@ dropped, and target training items never repeat an evaluation premise: no test s
 from __future__ import annotations
 
 import random
-from typing import Callable
+from collections.abc import Callable
 
 from adapterx.core import tinyworld as tw
 from adapterx.core.tinyworld import Clause
@@ -33,15 +33,28 @@ TARGET_POOLS = ("target", "shared")
 INTERMEDIATE_POOLS = ("shared", "intermediate")
 
 
-def random_clause(rng: random.Random, pools: tuple[str, ...], *, adjective: float = 1.0, time: float = 0.4,
-                  negated: float = 0.3, animate_object: float = 0.4) -> Clause:
+def random_clause(
+    rng: random.Random,
+    pools: tuple[str, ...],
+    *,
+    adjective: float = 1.0,
+    time: float = 0.4,
+    negated: float = 0.3,
+    animate_object: float = 0.4,
+) -> Clause:
     verb = rng.choice(tw.verbs(pools))
     subject = rng.choice(tw.nouns(pools, animate=True))
     people = [n for n in tw.nouns(pools, animate=True) if n != subject]
     animate = tw.takes_animate(verb) and rng.random() < animate_object
     obj = rng.choice(people if animate else tw.nouns(pools, animate=False))
-    return Clause(subject, verb, obj, rng.choice(tw.adjectives(pools)) if rng.random() < adjective else None,
-                  rng.random() < negated, rng.choice(tw.TIME_WORDS) if rng.random() < time else None)
+    return Clause(
+        subject,
+        verb,
+        obj,
+        rng.choice(tw.adjectives(pools)) if rng.random() < adjective else None,
+        rng.random() < negated,
+        rng.choice(tw.TIME_WORDS) if rng.random() < time else None,
+    )
 
 
 def _other(rng: random.Random, options: list[str], current: str) -> str:
@@ -100,8 +113,11 @@ def nli_example(rng: random.Random, label: int) -> dict:
         about = rng.choice([first, second])
         premise = f"{premise} and {tw.render(second, 'en')}"
     hyp = hypothesis(rng, about, label, INTERMEDIATE_POOLS)
-    return {"premise": premise, "hypothesis": tw.render_passive(hyp) if rng.random() < 0.3 else tw.render(hyp, "en"),
-            "label": label}
+    return {
+        "premise": premise,
+        "hypothesis": tw.render_passive(hyp) if rng.random() < 0.3 else tw.render(hyp, "en"),
+        "label": label,
+    }
 
 
 def _forms(c: Clause) -> list[str]:
@@ -136,8 +152,7 @@ def paraphrase_example(rng: random.Random, label: int) -> dict:
         verbs = [v for v in tw.verbs(pools) if tw.takes_animate(v) or not person_object]
         other = c.replace(verb=_other(rng, verbs, c.verb))
     elif kind == "object":
-        other = c.replace(obj=_other(rng, [o for o in tw.nouns(pools, animate=person_object) if o != c.subject],
-                                     c.obj))
+        other = c.replace(obj=_other(rng, [o for o in tw.nouns(pools, animate=person_object) if o != c.subject], c.obj))
     else:
         other = c.replace(subject=_other(rng, [s for s in tw.nouns(pools, animate=True) if s != c.obj], c.subject))
     return {"sentence1": first, "sentence2": _surface(rng, other, second_form), "label": label}
@@ -147,30 +162,42 @@ def negation_example(rng: random.Random, label: int) -> dict:
     """Is the sentence negated (active, passive, or "the dog is (not) happy")?"""
     if rng.random() < 0.25:
         pools = INTERMEDIATE_POOLS
-        return {"sentence": tw.render_copula(rng.choice(tw.nouns(pools, animate=True)),
-                                             rng.choice(tw.adjectives(pools)), bool(label),
-                                             rng.choice([None, *tw.TIME_WORDS])), "label": label}
+        return {
+            "sentence": tw.render_copula(
+                rng.choice(tw.nouns(pools, animate=True)),
+                rng.choice(tw.adjectives(pools)),
+                bool(label),
+                rng.choice([None, *tw.TIME_WORDS]),
+            ),
+            "label": label,
+        }
     c = random_clause(rng, INTERMEDIATE_POOLS, adjective=0.5).replace(negated=bool(label))
     return {"sentence": _surface(rng, c), "label": label}
 
 
 def sentiment_example(rng: random.Random, label: int) -> dict:
-    """"the dog is (not) ADJ": polarity of ADJ, flipped by "not"; "the ADJ dog eats ...": polarity of ADJ
+    """ "the dog is (not) ADJ": polarity of ADJ, flipped by "not"; "the ADJ dog eats ...": polarity of ADJ
     (negating the verb says nothing of the dog)."""
     pools = INTERMEDIATE_POOLS
     if rng.random() < 0.6:
         negated = rng.random() < 0.4
         adjective = rng.choice(tw.adjectives(pools, polarity=label if not negated else 1 - label))
-        sentence = tw.render_copula(rng.choice(tw.nouns(pools, animate=True)), adjective, negated,
-                                    rng.choice([None, *tw.TIME_WORDS]))
+        sentence = tw.render_copula(
+            rng.choice(tw.nouns(pools, animate=True)), adjective, negated, rng.choice([None, *tw.TIME_WORDS])
+        )
         return {"sentence": sentence, "label": label}
     c = random_clause(rng, pools).replace(adjective=rng.choice(tw.adjectives(pools, polarity=label)))
     return {"sentence": _surface(rng, c), "label": label}
 
 
 # ------------------------------------------------------------------------------------------- sets
-def balanced(make: Callable[[random.Random, int], object], n: int, n_labels: int, seed: int,
-             keep: Callable[[object], bool] = lambda _: True) -> list:
+def balanced(
+    make: Callable[[random.Random, int], object],
+    n: int,
+    n_labels: int,
+    seed: int,
+    keep: Callable[[object], bool] = lambda _: True,
+) -> list:
     """n items from `make(rng, label)`, labels balanced and shuffled, without the ones `keep` rejects;
     reproducible by seed."""
     rng = random.Random(seed)
@@ -186,7 +213,7 @@ def balanced(make: Callable[[random.Random, int], object], n: int, n_labels: int
 def contains_any(text: str, sentences: set[str], lengths: set[int]) -> bool:
     """Whether `text` contains one of `sentences` word for word (at word boundaries)."""
     words = text.split()
-    return any(" ".join(words[i:i + n]) in sentences for n in lengths for i in range(len(words) - n + 1))
+    return any(" ".join(words[i : i + n]) in sentences for n in lengths for i in range(len(words) - n + 1))
 
 
 def texts(row: dict) -> list[str]:

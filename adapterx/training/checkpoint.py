@@ -25,8 +25,9 @@ from adapterx.core.io import atomic_directory
 from adapterx.store import check_safetensors
 
 
-def save_checkpoint(directory: Path, trainable: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
-                    state: dict, keep: int) -> Path:
+def save_checkpoint(
+    directory: Path, trainable: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, state: dict, keep: int
+) -> Path:
     path = directory / f"step-{state['step']}"
     opt_state = optimizer.state_dict()
     tensors, scalars = {}, {}
@@ -36,14 +37,13 @@ def save_checkpoint(directory: Path, trainable: dict[str, torch.Tensor], optimiz
                 tensors[f"{index}.{key}"] = value.detach().contiguous().cpu()
             else:
                 scalars[f"{index}.{key}"] = value
-    tensors["rng.cpu"] = torch.get_rng_state()   # dropout draws continue exactly where they stopped
+    tensors["rng.cpu"] = torch.get_rng_state()  # dropout draws continue exactly where they stopped
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     with atomic_directory(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
         save_file(tensors, str(tmp / "optimizer.safetensors"))
-        (tmp / "optimizer.json").write_text(json.dumps({"param_groups": opt_state["param_groups"],
-                                                        "scalars": scalars}))
+        (tmp / "optimizer.json").write_text(json.dumps({"param_groups": opt_state["param_groups"], "scalars": scalars}))
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
     _prune(directory, keep, state.get("run_digest"))
     return path
@@ -86,8 +86,11 @@ def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
 
 def _prune(directory: Path, keep: int, digest: str | None = None) -> None:
     """Remove all but the newest `keep` checkpoints of the run with `digest` (every checkpoint if None)."""
-    own = [(step, path) for step, path in _checkpoints(directory)
-           if digest is None or read_state(path).get("run_digest") == digest]
+    own = [
+        (step, path)
+        for step, path in _checkpoints(directory)
+        if digest is None or read_state(path).get("run_digest") == digest
+    ]
     for _, path in own[:-keep]:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -110,13 +113,17 @@ def prepare_run_directory(output_dir: Path, *, resume: bool, overwrite: bool) ->
     checkpoints = output_dir / "checkpoints"
     if resume:
         if latest_checkpoint(checkpoints) is None and (output_dir / "adapter").exists() and not overwrite:
-            raise AdapterxError(f"{output_dir}: nothing to resume: the run finished (its adapter is saved and no "
-                                f"checkpoint is left); pass --overwrite to train it again")
+            raise AdapterxError(
+                f"{output_dir}: nothing to resume: the run finished (its adapter is saved and no "
+                f"checkpoint is left); pass --overwrite to train it again"
+            )
         return
     held = sorted(p.name for p in output_dir.iterdir()) if output_dir.is_dir() else []
     if held and not overwrite:
-        raise AdapterxError(f"{output_dir}: is not empty (holds {', '.join(held[:4])}"
-                            f"{', ...' if len(held) > 4 else ''}); --resume continues the run it holds, "
-                            f"--overwrite replaces it")
+        raise AdapterxError(
+            f"{output_dir}: is not empty (holds {', '.join(held[:4])}"
+            f"{', ...' if len(held) > 4 else ''}); --resume continues the run it holds, "
+            f"--overwrite replaces it"
+        )
     if overwrite:
         shutil.rmtree(checkpoints, ignore_errors=True)

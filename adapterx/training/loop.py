@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import datasets
 import torch
@@ -41,17 +41,17 @@ class TrainConfig:
 
     epochs: float = 3.0
     batch_size: int = 16
-    learning_rate: float = 1e-3      # adapters want 1e-4..1e-3 where full fine-tuning used 1e-5
+    learning_rate: float = 1e-3  # adapters want 1e-4..1e-3 where full fine-tuning used 1e-5
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
     schedule: str = "linear"
     max_grad_norm: float = 1.0
     gradient_accumulation: int = 1
-    max_steps: int | None = None     # overrides epochs when set
-    eval_every: int | None = None    # steps; default: once per epoch
+    max_steps: int | None = None  # overrides epochs when set
+    eval_every: int | None = None  # steps; default: once per epoch
     eval_examples: int | None = None  # dev examples per evaluation (the first N; jiant: 500); None: all
-    select: str = "best"             # the saved weights: "best" evaluated (dev) or "last" (adapterx.selection)
-    patience: int | None = None      # stop after N evaluations without a dev gain (jiant: 30); None: never
+    select: str = "best"  # the saved weights: "best" evaluated (dev) or "last" (adapterx.selection)
+    patience: int | None = None  # stop after N evaluations without a dev gain (jiant: 30); None: never
     checkpoint_every: int | None = None  # steps; default: once per epoch
     keep_checkpoints: int = 2
     seed: int = 0
@@ -69,11 +69,11 @@ class TrainConfig:
 class TrainResult:
     steps: int
     seconds: float
-    losses: list[tuple[int, float]] = field(default_factory=list)   # (step, mean loss since last log)
-    evals: list[dict] = field(default_factory=list)                 # {"step": n, metric: value, ...}
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, mean loss since last log)
+    evals: list[dict] = field(default_factory=list)  # {"step": n, metric: value, ...}
     parameters: dict[str, int] = field(default_factory=dict)
     resumed_from: int | None = None
-    selected: dict = field(default_factory=dict)                   # which step's weights were kept, and why
+    selected: dict = field(default_factory=dict)  # which step's weights were kept, and why
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -90,7 +90,7 @@ class SeededBatchSampler(Sampler[list[int]]):
     def __iter__(self):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
         for start in range(self.skip * self.batch_size, self.size, self.batch_size):
-            yield order[start:start + self.batch_size]
+            yield order[start : start + self.batch_size]
 
     def __len__(self) -> int:
         return math.ceil(self.size / self.batch_size)
@@ -131,12 +131,13 @@ def _extra_trainable(model: AdaptedModel, own: dict[str, torch.Tensor]) -> list[
     return [(n, p) for n, p in model.encoder.named_parameters() if p.requires_grad and p.data_ptr() not in held]
 
 
-def restore_trainable_state(model: AdaptedModel, adapter: str, head: str | list[str],
-                            state: dict[str, torch.Tensor]) -> None:
+def restore_trainable_state(
+    model: AdaptedModel, adapter: str, head: str | list[str], state: dict[str, torch.Tensor]
+) -> None:
     heads = _head_list(head)
-    adapter_part = {k[len("adapter."):]: v for k, v in state.items() if k.startswith("adapter.")}
+    adapter_part = {k[len("adapter.") :]: v for k, v in state.items() if k.startswith("adapter.")}
     get_method(model.adapters[adapter].kind).load_adapter_state(model, adapter, adapter_part)
-    extra = {k[len("extra."):]: v for k, v in state.items() if k.startswith("extra.")}
+    extra = {k[len("extra.") :]: v for k, v in state.items() if k.startswith("extra.")}
     params = dict(model.encoder.named_parameters())
     if not set(extra) <= set(params):
         raise AdapterxError(f"checkpoint holds tensors {sorted(set(extra) - set(params))[:3]} this model lacks")
@@ -145,8 +146,9 @@ def restore_trainable_state(model: AdaptedModel, adapter: str, head: str | list[
             params[n].copy_(tensor)
     for name in heads:
         prefix = _head_prefix(heads, name)
-        model.heads[name].load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
-                                          strict=True)
+        model.heads[name].load_state_dict(
+            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, strict=True
+        )
 
 
 @dataclass
@@ -175,8 +177,15 @@ class _Setup:
     steps_per_epoch: int
 
 
-def _set_up(model: AdaptedModel, adapter: str, train_data: datasets.Dataset, collate, config: TrainConfig,
-            description: str, batch_sampler: "SeededBatchSampler | None") -> _Setup:
+def _set_up(
+    model: AdaptedModel,
+    adapter: str,
+    train_data: datasets.Dataset,
+    collate,
+    config: TrainConfig,
+    description: str,
+    batch_sampler: "SeededBatchSampler | None",
+) -> _Setup:
     """Seed, check there is something to train on, and build the loader, optimiser and schedule."""
     accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation)
     torch.manual_seed(config.seed)
@@ -184,29 +193,43 @@ def _set_up(model: AdaptedModel, adapter: str, train_data: datasets.Dataset, col
     if not params:
         raise AdapterxError(f"adapter {adapter!r} has no trainable parameters: activate it with trainable=")
     sampler = batch_sampler or SeededBatchSampler(len(train_data), config.batch_size, config.seed)
-    if len(sampler) == 0:   # an epoch without batches would never reach the last step
+    if len(sampler) == 0:  # an epoch without batches would never reach the last step
         raise AdapterxError(f"{description}: the training data is empty; nothing to train on")
     # a generator of its own: starting an iterator must not draw from the global one (dropout's), or a
     # resumed run would see other dropout masks than the uninterrupted one
-    loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate,
-                        generator=torch.Generator().manual_seed(config.seed))
+    loader = DataLoader(
+        train_data, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator().manual_seed(config.seed)
+    )
     steps_per_epoch = max(1, math.ceil(len(loader) / config.gradient_accumulation))
     total_steps = planned_steps(config, len(loader))
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = get_scheduler(config.schedule, optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
+    scheduler = get_scheduler(
+        config.schedule,
+        optimizer,
+        num_warmup_steps=int(config.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
     prepared_model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    return _Setup(accelerator, params, sampler, loader, optimizer, scheduler, prepared_model, total_steps,
-                  steps_per_epoch)
+    return _Setup(
+        accelerator, params, sampler, loader, optimizer, scheduler, prepared_model, total_steps, steps_per_epoch
+    )
 
 
-def _resume(model: AdaptedModel, adapter: str, heads: list[str], setup: _Setup, checkpoint_dir: Path,
-            run_config: dict | None, result: TrainResult, selection: Selection) -> _Progress:
+def _resume(
+    model: AdaptedModel,
+    adapter: str,
+    heads: list[str],
+    setup: _Setup,
+    checkpoint_dir: Path,
+    run_config: dict | None,
+    result: TrainResult,
+    selection: Selection,
+) -> _Progress:
     """Continue from the newest checkpoint (if any) after checking it belongs to this run's configuration."""
     ckpt = latest_checkpoint(checkpoint_dir)
     if ckpt is None:
         return _Progress()
-    if run_config is not None:   # before loading: another run's tensors may not even fit
+    if run_config is not None:  # before loading: another run's tensors may not even fit
         check_resumable(read_state(ckpt).get("run_config"), run_config, ckpt)
     tensors, state = load_checkpoint(ckpt, setup.optimizer)
     restore_trainable_state(model, adapter, heads, tensors)
@@ -217,21 +240,43 @@ def _resume(model: AdaptedModel, adapter: str, heads: list[str], setup: _Setup, 
     selection.restore(state.get("selection"), tensors)
     running, running_n = state.get("running", (0.0, 0))
     # the log and the time cover the whole run
-    return _Progress(state["step"], state["epoch"], state["batches_in_epoch"], state.get("seconds", 0.0),
-                     running, running_n)
+    return _Progress(
+        state["step"], state["epoch"], state["batches_in_epoch"], state.get("seconds", 0.0), running, running_n
+    )
 
 
-def _save(checkpoint_dir: Path, model: AdaptedModel, adapter: str, heads: list[str], setup: _Setup,
-          progress: _Progress, result: TrainResult, selection: Selection, seconds: float, run_config: dict | None,
-          keep: int) -> None:
-    save_checkpoint(checkpoint_dir, {**trainable_state(model, adapter, heads), **selection.checkpoint_tensors()},
-                    setup.optimizer, {
-                        "step": progress.step, "epoch": progress.epoch, "batches_in_epoch": progress.batches_done,
-                        "scheduler": setup.scheduler.state_dict(), "losses": result.losses, "evals": result.evals,
-                        "selection": selection.to_json(), "seconds": seconds,
-                        "running": [progress.running, progress.running_n], "run_config": run_config,
-                        "run_digest": config_digest(run_config) if run_config is not None else None,
-                    }, keep=keep)
+def _save(
+    checkpoint_dir: Path,
+    model: AdaptedModel,
+    adapter: str,
+    heads: list[str],
+    setup: _Setup,
+    progress: _Progress,
+    result: TrainResult,
+    selection: Selection,
+    seconds: float,
+    run_config: dict | None,
+    keep: int,
+) -> None:
+    save_checkpoint(
+        checkpoint_dir,
+        {**trainable_state(model, adapter, heads), **selection.checkpoint_tensors()},
+        setup.optimizer,
+        {
+            "step": progress.step,
+            "epoch": progress.epoch,
+            "batches_in_epoch": progress.batches_done,
+            "scheduler": setup.scheduler.state_dict(),
+            "losses": result.losses,
+            "evals": result.evals,
+            "selection": selection.to_json(),
+            "seconds": seconds,
+            "running": [progress.running, progress.running_n],
+            "run_config": run_config,
+            "run_digest": config_digest(run_config) if run_config is not None else None,
+        },
+        keep=keep,
+    )
 
 
 def _optimise(setup: _Setup, batch: dict, max_grad_norm: float) -> torch.Tensor:
@@ -247,8 +292,17 @@ def _optimise(setup: _Setup, batch: dict, max_grad_norm: float) -> torch.Tensor:
     return loss
 
 
-def _evaluate(model: AdaptedModel, adapter: str, heads: list[str], setup: _Setup, step: int, evaluator: Evaluator,
-              result: TrainResult, selection: Selection, description: str) -> bool:
+def _evaluate(
+    model: AdaptedModel,
+    adapter: str,
+    heads: list[str],
+    setup: _Setup,
+    step: int,
+    evaluator: Evaluator,
+    result: TrainResult,
+    selection: Selection,
+    description: str,
+) -> bool:
     """Score English dev, log it, and let the selection keep the best weights; True when patience ran out."""
     setup.prepared_model.eval()
     scores = evaluator(model)
@@ -259,10 +313,21 @@ def _evaluate(model: AdaptedModel, adapter: str, heads: list[str], setup: _Setup
     return stop
 
 
-def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], train_data: datasets.Dataset, collate,
-                  config: TrainConfig, output_dir: Path, evaluator: Evaluator | None = None,
-                  resume: bool = False, progress: bool = True, description: str = "train",
-                  batch_sampler: "SeededBatchSampler | None" = None, run_config: dict | None = None) -> TrainResult:
+def train_adapter(
+    model: AdaptedModel,
+    adapter: str,
+    head: str | list[str],
+    train_data: datasets.Dataset,
+    collate,
+    config: TrainConfig,
+    output_dir: Path,
+    evaluator: Evaluator | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    description: str = "train",
+    batch_sampler: "SeededBatchSampler | None" = None,
+    run_config: dict | None = None,
+) -> TrainResult:
     """Train adapter `adapter` and head `head` on encoded `train_data`; checkpoints go to output_dir.
 
     Several heads (multi-task training): pass their names and a `batch_sampler` whose batches each come from one
@@ -280,8 +345,14 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
     eval_every = config.eval_every or s.steps_per_epoch
     checkpoint_every = config.checkpoint_every or s.steps_per_epoch
     started = time.perf_counter()
-    bar = tqdm(total=s.total_steps, initial=at.step, desc=description, unit="step", dynamic_ncols=True,
-               disable=not show_progress(progress) or not s.accelerator.is_main_process)
+    bar = tqdm(
+        total=s.total_steps,
+        initial=at.step,
+        desc=description,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not show_progress(progress) or not s.accelerator.is_main_process,
+    )
     stop = False
     while at.step < s.total_steps and not stop:
         s.sampler.epoch, s.sampler.skip = at.epoch, at.batches_done
@@ -301,10 +372,25 @@ def train_adapter(model: AdaptedModel, adapter: str, head: str | list[str], trai
                 at.running, at.running_n = 0.0, 0
             if evaluator is not None and (at.step % eval_every == 0 or at.step == s.total_steps):
                 stop = _evaluate(model, adapter, heads, s, at.step, evaluator, result, selection, description)
-            if (at.step % checkpoint_every == 0 and at.step < s.total_steps and not stop
-                    and s.accelerator.is_main_process):
-                _save(checkpoint_dir, model, adapter, heads, s, at, result, selection,
-                      at.seconds_before + time.perf_counter() - started, run_config, config.keep_checkpoints)
+            if (
+                at.step % checkpoint_every == 0
+                and at.step < s.total_steps
+                and not stop
+                and s.accelerator.is_main_process
+            ):
+                _save(
+                    checkpoint_dir,
+                    model,
+                    adapter,
+                    heads,
+                    s,
+                    at,
+                    result,
+                    selection,
+                    at.seconds_before + time.perf_counter() - started,
+                    run_config,
+                    config.keep_checkpoints,
+                )
             if at.step >= s.total_steps or stop:
                 break
         else:

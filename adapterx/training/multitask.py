@@ -39,11 +39,11 @@ class MixtureBatchSampler(Sampler[list[int]]):
         batches = []
         for size, offset in zip(self.sizes, self.offsets):
             order = (torch.randperm(size, generator=gen) + offset).tolist()
-            batches += [order[i:i + self.batch_size] for i in range(0, size, self.batch_size)]
+            batches += [order[i : i + self.batch_size] for i in range(0, size, self.batch_size)]
         return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
 
     def __iter__(self):
-        yield from self._batches()[self.skip:]
+        yield from self._batches()[self.skip :]
 
     def __len__(self) -> int:
         return sum(math.ceil(s / self.batch_size) for s in self.sizes)
@@ -62,15 +62,32 @@ class MixtureCollator:
         return batch
 
 
-def train_multitask(backbone: Backbone, tasks: list[Task], spec: AdapterSpec, config: TrainConfig, output_dir: Path,
-                    *, data_dir: Path | None = None, train_limit: int | None = None, resume: bool = False,
-                    overwrite: bool = False, progress: bool = True) -> TrainedAdapter:
+def train_multitask(
+    backbone: Backbone,
+    tasks: list[Task],
+    spec: AdapterSpec,
+    config: TrainConfig,
+    output_dir: Path,
+    *,
+    data_dir: Path | None = None,
+    train_limit: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TrainedAdapter:
     """Train one adapter on the mixture of `tasks`; saved (without heads) to ``output_dir/adapter``."""
     prepare_run_directory(Path(output_dir), resume=resume, overwrite=overwrite)
-    identity = run_config(tasks=[t.name for t in tasks], spec=spec, train=config, strategy="multitask",
-                          backbone_fingerprint=backbone.fingerprint, data_dir=data_dir, train_limit=train_limit)
+    identity = run_config(
+        tasks=[t.name for t in tasks],
+        spec=spec,
+        train=config,
+        strategy="multitask",
+        backbone_fingerprint=backbone.fingerprint,
+        data_dir=data_dir,
+        train_limit=train_limit,
+    )
     tokenizer = backbone.tokenizer
-    seed_everything(config.seed)   # before the adapter and the heads are created
+    seed_everything(config.seed)  # before the adapter and the heads are created
     prepared = transfer.prepare("none", backbone.fresh_copy(), spec, None)
     model, name = prepared.model, prepared.trainable
     parts: list[datasets.Dataset] = []
@@ -84,11 +101,29 @@ def train_multitask(backbone: Backbone, tasks: list[Task], spec: AdapterSpec, co
         heads.append(head)
         collators.append(processor.collator(tokenizer))
     sampler = MixtureBatchSampler([len(p) for p in parts], config.batch_size, config.seed)
-    result = train_adapter(model, name, heads, ConcatDataset(parts), MixtureCollator(heads, collators), config,
-                           Path(output_dir), resume=resume, progress=progress, description="multitask",
-                           batch_sampler=sampler, run_config=identity)
+    result = train_adapter(
+        model,
+        name,
+        heads,
+        ConcatDataset(parts),
+        MixtureCollator(heads, collators),
+        config,
+        Path(output_dir),
+        resume=resume,
+        progress=progress,
+        description="multitask",
+        batch_sampler=sampler,
+        run_config=identity,
+    )
     validation = {"loss": result.losses[-1][1] if result.losses else float("nan")}
-    return save_trained(model, name, Path(output_dir), result, config, validation,
-                        training={"strategy": "multitask", "tasks": [t.name for t in tasks],
-                                  "sizes": [len(p) for p in parts]},
-                        task="+".join(t.name for t in tasks), languages=("en",))
+    return save_trained(
+        model,
+        name,
+        Path(output_dir),
+        result,
+        config,
+        validation,
+        training={"strategy": "multitask", "tasks": [t.name for t in tasks], "sizes": [len(p) for p in parts]},
+        task="+".join(t.name for t in tasks),
+        languages=("en",),
+    )

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from adapterx.core import validate as check
 from adapterx.core.errors import AdapterxError
@@ -21,15 +22,31 @@ from adapterx.core.errors import AdapterxError
 NOT_IN_DIGEST = ("keep_checkpoints",)
 
 # how `adapterx train` spells TrainConfig's fields, for messages
-CLI_NAMES = {"epochs": "--epochs", "batch_size": "--batch-size", "learning_rate": "--lr",
-             "warmup_ratio": "--warmup", "schedule": "--schedule", "max_steps": "--max-steps",
-             "eval_every": "--eval-every", "checkpoint_every": "--checkpoint-every", "seed": "--seed",
-             "eval_examples": "--eval-examples", "select": "--select", "patience": "--patience"}
+CLI_NAMES = {
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "learning_rate": "--lr",
+    "warmup_ratio": "--warmup",
+    "schedule": "--schedule",
+    "max_steps": "--max-steps",
+    "eval_every": "--eval-every",
+    "checkpoint_every": "--checkpoint-every",
+    "seed": "--seed",
+    "eval_examples": "--eval-examples",
+    "select": "--select",
+    "patience": "--patience",
+}
 
 
-def check_train_config(config: Any, where: str = "train", names: Mapping[str, str] | None = None,
-                       schedules: tuple[str, ...] = (), select_rules: tuple[str, ...] = ()) -> None:
+def check_train_config(
+    config: Any,
+    where: str = "train",
+    names: Mapping[str, str] | None = None,
+    schedules: tuple[str, ...] = (),
+    select_rules: tuple[str, ...] = (),
+) -> None:
     """Range-check every field of a TrainConfig; the error names ``where.field`` (or ``names[field]``)."""
+
     def name(field: str) -> str:
         return (names or {}).get(field) or f"{where}.{field}"
 
@@ -54,19 +71,31 @@ def check_train_config(config: Any, where: str = "train", names: Mapping[str, st
         check.choice(c.select, name("select"), select_rules)
 
 
-def run_config(*, tasks: list[str], spec: Any, train: Any, backbone_fingerprint: str, strategy: str = "none",
-               intermediates: list[str] | None = None, data_dir: str | None = None,
-               train_limit: int | None = None) -> dict:
+def run_config(
+    *,
+    tasks: list[str],
+    spec: Any,
+    train: Any,
+    backbone_fingerprint: str,
+    strategy: str = "none",
+    intermediates: list[str] | None = None,
+    data_dir: str | None = None,
+    train_limit: int | None = None,
+) -> dict:
     """The configuration a run's checkpoints are bound to (JSON-able). `intermediates`: the weight digests of
     the adapters the run builds on; `data_dir` as given (a path is part of what data was read)."""
     train_fields = asdict(train) if is_dataclass(train) else dict(train)
     for field in NOT_IN_DIGEST:
         train_fields.pop(field, None)
-    return {"tasks": list(tasks), "data": {"data_dir": None if data_dir is None else str(data_dir),
-                                           "train_limit": train_limit},
-            "spec": spec.to_json() if hasattr(spec, "to_json") else dict(spec), "strategy": strategy,
-            "intermediates": list(intermediates or []), "train": train_fields,
-            "backbone": backbone_fingerprint}
+    return {
+        "tasks": list(tasks),
+        "data": {"data_dir": None if data_dir is None else str(data_dir), "train_limit": train_limit},
+        "spec": spec.to_json() if hasattr(spec, "to_json") else dict(spec),
+        "strategy": strategy,
+        "intermediates": list(intermediates or []),
+        "train": train_fields,
+        "backbone": backbone_fingerprint,
+    }
 
 
 def config_digest(config: Mapping) -> str:
@@ -88,14 +117,18 @@ def differing_fields(recorded: Mapping, current: Mapping, prefix: str = "") -> l
 def check_resumable(recorded: Mapping | None, current: Mapping, checkpoint: object) -> None:
     """Refuse to resume from `checkpoint` (recorded configuration `recorded`) a run configured as `current`."""
     if recorded is None:
-        raise AdapterxError(f"{checkpoint}: this checkpoint records no run configuration (written by an older "
-                            f"adapterx), so it cannot be matched to this run; start afresh with --overwrite")
+        raise AdapterxError(
+            f"{checkpoint}: this checkpoint records no run configuration (written by an older "
+            f"adapterx), so it cannot be matched to this run; start afresh with --overwrite"
+        )
     differ = differing_fields(recorded, current)
     if differ:
         shown = "; ".join(f"{f}: checkpoint {_leaf(recorded, f)!r}, now {_leaf(current, f)!r}" for f in differ[:4])
         more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
-        raise AdapterxError(f"{checkpoint}: cannot resume: the checkpoint belongs to a run with other settings "
-                            f"({shown}{more}); resume with the same settings, or start afresh with --overwrite")
+        raise AdapterxError(
+            f"{checkpoint}: cannot resume: the checkpoint belongs to a run with other settings "
+            f"({shown}{more}); resume with the same settings, or start afresh with --overwrite"
+        )
 
 
 def _leaf(config: Mapping, dotted: str):

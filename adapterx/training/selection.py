@@ -27,8 +27,8 @@ BEST_PREFIX = "best."
 class Selection:
     """Best-so-far on dev: its step, score and tensors, and evaluations since the last gain."""
 
-    rule: str = "best"                 # "best": load the best evaluated weights at the end; "last": keep the last
-    patience: int | None = None        # stop after this many evaluations without a gain (None: never)
+    rule: str = "best"  # "best": load the best evaluated weights at the end; "last": keep the last
+    patience: int | None = None  # stop after this many evaluations without a gain (None: never)
     metric: str | None = None
     best_step: int | None = None
     best_score: float | None = None
@@ -50,8 +50,14 @@ class Selection:
             self.evals_since_best += 1
         if self.patience is not None and self.evals_since_best >= self.patience:
             self.stopped_at = step
-            log.info("early stop at step %d: %d evaluations without a gain over step %d (%s %.4f)", step,
-                     self.evals_since_best, self.best_step, metric, self.best_score)
+            log.info(
+                "early stop at step %d: %d evaluations without a gain over step %d (%s %.4f)",
+                step,
+                self.evals_since_best,
+                self.best_step,
+                metric,
+                self.best_score,
+            )
             return True
         return False
 
@@ -72,17 +78,23 @@ class Selection:
             return
         for name in ("metric", "best_step", "best_score", "best_scores", "evals_since_best"):
             setattr(self, name, data.get(name, getattr(self, name)))
-        best = {k[len(BEST_PREFIX):]: v for k, v in tensors.items() if k.startswith(BEST_PREFIX)}
+        best = {k[len(BEST_PREFIX) :]: v for k, v in tensors.items() if k.startswith(BEST_PREFIX)}
         self.best_state = best or None
 
     # ------------------------------------------------------------------------------------------- the end
     def chosen(self, last_step: int) -> dict:
         """What the saved adapter is: which step, on what score, by which rule."""
         use_best = self.rule == "best" and self.best_state is not None
-        return {"rule": self.rule if self.best_step is not None else "last (no evaluation)",
-                "step": self.best_step if use_best else last_step, "metric": self.metric,
-                "score": self.best_score if use_best else None, "scores": self.best_scores if use_best else {},
-                "patience": self.patience, "stopped_early_at": self.stopped_at, "last_step": last_step}
+        return {
+            "rule": self.rule if self.best_step is not None else "last (no evaluation)",
+            "step": self.best_step if use_best else last_step,
+            "metric": self.metric,
+            "score": self.best_score if use_best else None,
+            "scores": self.best_scores if use_best else {},
+            "patience": self.patience,
+            "stopped_early_at": self.stopped_at,
+            "last_step": last_step,
+        }
 
     def wants_best(self) -> bool:
         return self.rule == "best" and self.best_state is not None

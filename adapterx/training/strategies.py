@@ -23,15 +23,15 @@ function (from outside the package: the ``adapterx.strategies`` entry-point grou
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from adapterx import store
 from adapterx.core.backbone import Backbone
 from adapterx.core.errors import AdapterxError, CompositionError
-from adapterx.core.registry import Registry
 from adapterx.core.model import AdaptedModel
+from adapterx.core.registry import Registry
 from adapterx.deploy.setup import (
     FUSED,
     FUSION,
@@ -79,11 +79,13 @@ class TransferStrategy:
 STRATEGIES: Registry[TransferStrategy] = Registry("transfer strategy", group="adapterx.strategies")
 
 
-def register_strategy(name: str, *, intermediates: tuple[int, int | None], modules: Callable[[int], int],
-                      inference: str, about: str = "") -> Callable[[Build], Build]:
+def register_strategy(
+    name: str, *, intermediates: tuple[int, int | None], modules: Callable[[int], int], inference: str, about: str = ""
+) -> Callable[[Build], Build]:
     def decorate(fn: Build) -> Build:
         STRATEGIES.register(name, TransferStrategy(name, fn, intermediates, modules, inference, about))
         return fn
+
     return decorate
 
 
@@ -103,8 +105,9 @@ def as_paths(intermediates: Path | str | Sequence[Path | str] | None) -> list[Pa
     return [Path(p) for p in intermediates]
 
 
-def prepare(strategy: str, backbone: Backbone, spec: AdapterSpec,
-            intermediates: Path | str | Sequence[Path | str] | None) -> PreparedModel:
+def prepare(
+    strategy: str, backbone: Backbone, spec: AdapterSpec, intermediates: Path | str | Sequence[Path | str] | None
+) -> PreparedModel:
     """The model to train for `strategy`; `intermediates` is a list of adapter directories (one path or None
     are accepted too). The count is checked against the strategy before anything is loaded."""
     paths = check_intermediates(strategy, intermediates)
@@ -123,19 +126,31 @@ def check_intermediates(strategy: str, intermediates: Path | str | Sequence[Path
         else:
             wants = f"at least {fewest} intermediate adapters"
         hint = " (several intermediate adapters: strategy 'fuse')" if len(paths) > 1 and most == 1 else ""
-        raise AdapterxError(f"transfer strategy {strategy!r} takes {wants}, got {len(paths)}"
-                            f"{': ' + ', '.join(map(str, paths)) if paths else ''}{hint}")
+        raise AdapterxError(
+            f"transfer strategy {strategy!r} takes {wants}, got {len(paths)}"
+            f"{': ' + ', '.join(map(str, paths)) if paths else ''}{hint}"
+        )
     return paths
 
 
 def _requirement(record, path: Path, role: str, **more) -> dict:
-    return {"name": record.name, "path": str(Path(path).resolve()), "weights_digest": record.metadata["weights_digest"],
-            "role": role, **more}
+    return {
+        "name": record.name,
+        "path": str(Path(path).resolve()),
+        "weights_digest": record.metadata["weights_digest"],
+        "role": role,
+        **more,
+    }
 
 
 # ============================================================================================ strategies
-@register_strategy("none", intermediates=(0, 0), modules=lambda n: 1, inference="1 (target adapter)",
-                   about="the target adapter alone, trained from scratch (the target-only baseline)")
+@register_strategy(
+    "none",
+    intermediates=(0, 0),
+    modules=lambda n: 1,
+    inference="1 (target adapter)",
+    about="the target adapter alone, trained from scratch (the target-only baseline)",
+)
 def _none(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
     model = AdaptedModel(backbone)
     store.add_adapter(model, TARGET, spec)
@@ -143,31 +158,43 @@ def _none(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> P
     return PreparedModel(model, TARGET)
 
 
-@register_strategy("stack", intermediates=(1, 1), modules=lambda n: 2,
-                   inference="2 (intermediate + target adapter)",
-                   about="the intermediate adapter stays frozen beneath a new target adapter")
+@register_strategy(
+    "stack",
+    intermediates=(1, 1),
+    modules=lambda n: 2,
+    inference="2 (intermediate + target adapter)",
+    about="the intermediate adapter stays frozen beneath a new target adapter",
+)
 def _stack(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
     [intermediate] = intermediates
     model = AdaptedModel(backbone)
     record = store.load_adapter(model, intermediate, name=INTERMEDIATE, with_head=False)
     if get_method(record.kind).family != get_method(spec.kind).family:
-        raise CompositionError(f"cannot stack a {spec.kind} target adapter on the {record.kind} adapter "
-                               f"{intermediate}: they come from different adapter libraries")
+        raise CompositionError(
+            f"cannot stack a {spec.kind} target adapter on the {record.kind} adapter "
+            f"{intermediate}: they come from different adapter libraries"
+        )
     store.add_adapter(model, TARGET, spec)
     store.activate(model, [INTERMEDIATE, TARGET], trainable=TARGET)
     return PreparedModel(model, TARGET, requires=[_requirement(record, intermediate, STACKED)])
 
 
-@register_strategy("continue", intermediates=(1, 1), modules=lambda n: 1,
-                   inference="1 (target adapter, initialised from the intermediate)",
-                   about="the target adapter starts from the intermediate adapter's weights and trains on")
+@register_strategy(
+    "continue",
+    intermediates=(1, 1),
+    modules=lambda n: 1,
+    inference="1 (target adapter, initialised from the intermediate)",
+    about="the target adapter starts from the intermediate adapter's weights and trains on",
+)
 def _continue(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
     [intermediate] = intermediates
     model = AdaptedModel(backbone)
     record = store.load_adapter(model, intermediate, name=INTERMEDIATE, with_head=False)
     if record.spec != spec:
-        raise CompositionError(f"strategy 'continue' trains the intermediate adapter on: its spec "
-                               f"{record.spec} (from {intermediate}) must equal the target spec {spec}")
+        raise CompositionError(
+            f"strategy 'continue' trains the intermediate adapter on: its spec "
+            f"{record.spec} (from {intermediate}) must equal the target spec {spec}"
+        )
     store.add_adapter(model, TARGET, spec)
     method = get_method(spec.kind)
     method.copy_weights(model, INTERMEDIATE, TARGET)
@@ -187,19 +214,25 @@ def kind_problem(strategy: str, intermediate_kind: str, target_kind: str) -> str
     intermediate, target = get_method(intermediate_kind), get_method(target_kind)
     if strategy == "merge-then-train" and not intermediate.mergeable:
         mergeable = " or ".join(f"{get_method(k).name} (kind={k})" for k in kinds() if get_method(k).mergeable)
-        return (f"strategy 'merge-then-train' folds the intermediate adapter into the base weights, but a "
-                f"{intermediate_kind} adapter cannot be merged "
-                f"({intermediate.not_mergeable_reason or 'it is not a weight change'}). Train the intermediate "
-                f"adapter as {mergeable}, or use strategy 'stack' or 'continue' (or 'fuse' over several adapters of "
-                f"a fusable kind)")
+        return (
+            f"strategy 'merge-then-train' folds the intermediate adapter into the base weights, but a "
+            f"{intermediate_kind} adapter cannot be merged "
+            f"({intermediate.not_mergeable_reason or 'it is not a weight change'}). Train the intermediate "
+            f"adapter as {mergeable}, or use strategy 'stack' or 'continue' (or 'fuse' over several adapters of "
+            f"a fusable kind)"
+        )
     fusable = " or ".join(k for k in kinds() if get_method(k).fusable)
     if strategy == "fuse" and not intermediate.fusable:
-        return (f"strategy 'fuse' needs {fusable} intermediate adapters (AdapterFusion), not {intermediate_kind}; "
-                f"train the intermediates as {fusable}, or use strategy 'stack', 'continue' or "
-                f"'merge-then-train' with one intermediate")
+        return (
+            f"strategy 'fuse' needs {fusable} intermediate adapters (AdapterFusion), not {intermediate_kind}; "
+            f"train the intermediates as {fusable}, or use strategy 'stack', 'continue' or "
+            f"'merge-then-train' with one intermediate"
+        )
     if strategy == "fuse" and not target.fusable:
-        return (f"strategy 'fuse' stacks the new target adapter on the fusion layer: the target must be a "
-                f"{fusable} adapter, not {target_kind}")
+        return (
+            f"strategy 'fuse' stacks the new target adapter on the fusion layer: the target must be a "
+            f"{fusable} adapter, not {target_kind}"
+        )
     return ""
 
 
@@ -210,9 +243,13 @@ def _check_kinds(strategy: str, intermediates: list[Path], spec: AdapterSpec) ->
             raise CompositionError(f"{path}: {problem}")
 
 
-@register_strategy("merge-then-train", intermediates=(1, 1), modules=lambda n: 1,
-                   inference="1 (target adapter; the intermediate is in the weights; 0 once a LoRA target is merged)",
-                   about="a LoRA intermediate is folded into the base weights; a new target adapter trains on them")
+@register_strategy(
+    "merge-then-train",
+    intermediates=(1, 1),
+    modules=lambda n: 1,
+    inference="1 (target adapter; the intermediate is in the weights; 0 once a LoRA target is merged)",
+    about="a LoRA intermediate is folded into the base weights; a new target adapter trains on them",
+)
 def _merge_then_train(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
     [intermediate] = intermediates
     _check_kinds("merge-then-train", intermediates, spec)
@@ -222,15 +259,29 @@ def _merge_then_train(backbone: Backbone, spec: AdapterSpec, intermediates: list
     store.add_adapter(model, TARGET, spec)
     store.activate(model, [TARGET], trainable=TARGET)
     metadata = store.read_metadata(intermediate)
-    return PreparedModel(model, TARGET, requires=[{
-        "name": INTERMEDIATE, "path": str(Path(intermediate).resolve()), "weights_digest": metadata["weights_digest"],
-        "role": MERGED, "base_model": original}])
+    return PreparedModel(
+        model,
+        TARGET,
+        requires=[
+            {
+                "name": INTERMEDIATE,
+                "path": str(Path(intermediate).resolve()),
+                "weights_digest": metadata["weights_digest"],
+                "role": MERGED,
+                "base_model": original,
+            }
+        ],
+    )
 
 
 # -------------------------------------------------------------------------------------------- fuse
-@register_strategy("fuse", intermediates=(2, None), modules=lambda n: n + 2,
-                   inference="n + 2 (n intermediate adapters + fusion layer + target adapter)",
-                   about="AdapterFusion over several bottleneck intermediates, a new target adapter on top")
+@register_strategy(
+    "fuse",
+    intermediates=(2, None),
+    modules=lambda n: n + 2,
+    inference="n + 2 (n intermediate adapters + fusion layer + target adapter)",
+    about="AdapterFusion over several bottleneck intermediates, a new target adapter on top",
+)
 def _fuse(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> PreparedModel:
     """AdapterFusion (Pfeiffer et al. 2021, the adapters library's "dynamic" fusion) over the frozen intermediate
     bottleneck adapters, with a new target adapter stacked on it: ``Stack(Fuse(i_1, ..., i_n), target)`` (the
@@ -239,8 +290,10 @@ def _fuse(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> P
     regularisation of the fusion's value matrices towards identity (the library leaves it to its Trainer)."""
     _check_kinds("fuse", intermediates, spec)
     model = AdaptedModel(backbone)
-    records = [store.load_adapter(model, path, name=f"{INTERMEDIATE}_{i}", with_head=False)
-               for i, path in enumerate(intermediates, 1)]
+    records = [
+        store.load_adapter(model, path, name=f"{INTERMEDIATE}_{i}", with_head=False)
+        for i, path in enumerate(intermediates, 1)
+    ]
     names = [r.name for r in records]
     store.add_adapter(model, TARGET, spec)
     method = get_method(spec.kind)
@@ -249,10 +302,19 @@ def _fuse(backbone: Backbone, spec: AdapterSpec, intermediates: list[Path]) -> P
 
     def save_fusion(directory: Path) -> list[dict]:
         weights = method.save_fusion(model, names, Path(directory) / FUSION_DIR)
-        return [{"name": fusion, "path": FUSION_DIR, "weights_digest": store.file_digest(weights), "role": FUSION,
-                 "fuses": names}]
+        return [
+            {
+                "name": fusion,
+                "path": FUSION_DIR,
+                "weights_digest": store.file_digest(weights),
+                "role": FUSION,
+                "fuses": names,
+            }
+        ]
 
-    return PreparedModel(model, TARGET, requires=[_requirement(r, p, FUSED) for r, p in zip(records, intermediates)],
-                         save_extra=save_fusion)
-
-
+    return PreparedModel(
+        model,
+        TARGET,
+        requires=[_requirement(r, p, FUSED) for r, p in zip(records, intermediates)],
+        save_extra=save_fusion,
+    )

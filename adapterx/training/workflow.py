@@ -32,10 +32,23 @@ class TrainedAdapter:
     validation: dict[str, float]
 
 
-def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainConfig, output_dir: Path, *,
-               strategy: str = "none", intermediate: Path | None = None, intermediates: list[Path] | None = None,
-               data_dir: Path | None = None, train_limit: int | None = None, eval_limit: int | None = None,
-               resume: bool = False, overwrite: bool = False, progress: bool = True) -> TrainedAdapter:
+def train_task(
+    backbone: Backbone,
+    task: Task,
+    spec: AdapterSpec,
+    config: TrainConfig,
+    output_dir: Path,
+    *,
+    strategy: str = "none",
+    intermediate: Path | None = None,
+    intermediates: list[Path] | None = None,
+    data_dir: Path | None = None,
+    train_limit: int | None = None,
+    eval_limit: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TrainedAdapter:
     """Train an adapter for `task` and save it (with head and provenance) to ``output_dir/adapter``.
 
     The target builds on `intermediate` (one adapter directory) or `intermediates` (several, e.g. for strategy
@@ -51,18 +64,26 @@ def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainC
         raise AdapterxError(f"backbone {backbone.name!r} has no tokenizer; it serves latency benchmarks only")
     output_dir = Path(output_dir)
     prepare_run_directory(output_dir, resume=resume, overwrite=overwrite)
-    identity = run_config(tasks=[task.name], spec=spec, train=config, backbone_fingerprint=backbone.fingerprint,
-                          strategy=strategy, intermediates=[store.read_metadata(p)["weights_digest"] for p in inputs],
-                          data_dir=data_dir, train_limit=train_limit)
+    identity = run_config(
+        tasks=[task.name],
+        spec=spec,
+        train=config,
+        backbone_fingerprint=backbone.fingerprint,
+        strategy=strategy,
+        intermediates=[store.read_metadata(p)["weights_digest"] for p in inputs],
+        data_dir=data_dir,
+        train_limit=train_limit,
+    )
     tokenizer = backbone.tokenizer
     processor = processor_for(task)
     train_rows = load_split(task, "train", data_dir=data_dir, limit=train_limit)
     limits = [n for n in (eval_limit, config.eval_examples) if n is not None]
-    eval_rows = load_split(task, "validation", task.train_language, data_dir=data_dir,
-                           limit=min(limits) if limits else None)
+    eval_rows = load_split(
+        task, "validation", task.train_language, data_dir=data_dir, limit=min(limits) if limits else None
+    )
     encoded = processor.encode(task, train_rows, tokenizer)
 
-    seed_everything(config.seed)   # before the adapter and the head are created: they draw their initial values
+    seed_everything(config.seed)  # before the adapter and the head are created: they draw their initial values
     prepared = transfer.prepare(strategy, backbone.fresh_copy(), spec, inputs)
     model = prepared.model
     model.add_head(prepared.trainable, head_spec(task))
@@ -71,19 +92,44 @@ def train_task(backbone: Backbone, task: Task, spec: AdapterSpec, config: TrainC
     def evaluator(m) -> dict[str, float]:
         return evaluate_on_split(m, task, eval_rows, tokenizer)
 
-    result = train_adapter(model, prepared.trainable, prepared.trainable, encoded, processor.collator(tokenizer),
-                           config, output_dir, evaluator=evaluator, resume=resume, progress=progress,
-                           description=f"{task.name}/{strategy}", run_config=identity)
+    result = train_adapter(
+        model,
+        prepared.trainable,
+        prepared.trainable,
+        encoded,
+        processor.collator(tokenizer),
+        config,
+        output_dir,
+        evaluator=evaluator,
+        resume=resume,
+        progress=progress,
+        description=f"{task.name}/{strategy}",
+        run_config=identity,
+    )
     if model.backbone.current_fingerprint() != fingerprint_before:
         raise AdapterxError("the base weights changed during training: this is a bug in adapterx, please report")
     validation = result.selected.get("scores") or (result.evals[-1] if result.evals else evaluator(model))
     validation = {k: v for k, v in validation.items() if k != "step"}
-    return save_trained(model, prepared.trainable, output_dir, result, config, validation,
-                        training={"strategy": strategy, "evals": result.evals}, task=task.name, labels=task.labels,
-                        languages=task.languages, head=prepared.trainable,
-                        metrics={"validation": validation, "validation_language": task.train_language,
-                                 "validation_examples": len(eval_rows)},
-                        requires=prepared.requires, save_extra=prepared.save_extra)
+    return save_trained(
+        model,
+        prepared.trainable,
+        output_dir,
+        result,
+        config,
+        validation,
+        training={"strategy": strategy, "evals": result.evals},
+        task=task.name,
+        labels=task.labels,
+        languages=task.languages,
+        head=prepared.trainable,
+        metrics={
+            "validation": validation,
+            "validation_language": task.train_language,
+            "validation_examples": len(eval_rows),
+        },
+        requires=prepared.requires,
+        save_extra=prepared.save_extra,
+    )
 
 
 def head_spec(task: Task) -> HeadSpec:
@@ -91,14 +137,30 @@ def head_spec(task: Task) -> HeadSpec:
     return HeadSpec(task.head, task.num_labels, dict(task.options.get("head", {})))
 
 
-def save_trained(model: AdaptedModel, name: str, output_dir: Path, result: TrainResult, config: TrainConfig,
-                 validation: dict[str, float], *, training: dict, **metadata) -> TrainedAdapter:
+def save_trained(
+    model: AdaptedModel,
+    name: str,
+    output_dir: Path,
+    result: TrainResult,
+    config: TrainConfig,
+    validation: dict[str, float],
+    *,
+    training: dict,
+    **metadata,
+) -> TrainedAdapter:
     """The end of every training run: save adapter `name` to ``output_dir/adapter`` with its training log
     (`training` plus the config, steps, time, parameter counts, losses and which step's weights were kept) and
     `metadata` (see `store.save_adapter`), then drop the checkpoints, which the finished run has spent."""
     adapter_dir = Path(output_dir) / "adapter"
-    log = {**training, "config": vars(config), "steps": result.steps, "seconds": round(result.seconds, 2),
-           "parameters": result.parameters, "losses": result.losses, "selected": result.selected}
+    log = {
+        **training,
+        "config": vars(config),
+        "steps": result.steps,
+        "seconds": round(result.seconds, 2),
+        "parameters": result.parameters,
+        "losses": result.losses,
+        "selected": result.selected,
+    }
     store.save_adapter(model, name, adapter_dir, training=log, **metadata)
     shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
     return TrainedAdapter(adapter_dir, result, validation)

@@ -51,7 +51,7 @@ def cli(*argv: str) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main([str(a) for a in argv])
-        except SystemExit as exc:   # argparse
+        except SystemExit as exc:  # argparse
             code = exc.code if isinstance(exc.code, int) else 1
     return code, out.getvalue(), err.getvalue()
 
@@ -59,7 +59,7 @@ def cli(*argv: str) -> tuple[int, str, str]:
 def one_line_error(argv: list, *fragments: str) -> str:
     """Assert that `adapterx argv` exits 2 with one line on stderr, no traceback, naming every fragment."""
     code, _, err = cli(*argv)
-    lines = [line for line in err.splitlines() if line.strip()]   # progress bars' \r count as lines too
+    lines = [line for line in err.splitlines() if line.strip()]  # progress bars' \r count as lines too
     assert code == 2, f"exit {code}; stderr:\n{err[-3000:]}"
     assert "Traceback" not in err and sum("error" in line.lower() for line in lines) == 1, err[-3000:]
     assert lines[-1].startswith("adapterx: error: "), err[-3000:]
@@ -99,6 +99,7 @@ def writes_fail_under(root: Path, code: int = errno.ENOSPC, what: tuple[str, ...
     root = str(Path(root).resolve())
     real_open, real_os_open, real_mkdir = builtins.open, os.open, os.mkdir
     import safetensors.torch as st
+
     real_save = st.save_file
 
     def inside(path) -> bool:
@@ -111,7 +112,12 @@ def writes_fail_under(root: Path, code: int = errno.ENOSPC, what: tuple[str, ...
         raise OSError(code, os.strerror(code), os.fsdecode(path))
 
     def fake_open(file, mode="r", *args, **kwargs):
-        if "open" in what and isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+") and inside(file):
+        if (
+            "open" in what
+            and isinstance(file, (str, bytes, os.PathLike))
+            and any(c in mode for c in "wax+")
+            and inside(file)
+        ):
             fail(file)
         return real_open(file, mode, *args, **kwargs)
 
@@ -131,7 +137,7 @@ def writes_fail_under(root: Path, code: int = errno.ENOSPC, what: tuple[str, ...
         return real_save(tensors, filename, *args, **kwargs)
 
     builtins.open, os.open, os.mkdir, st.save_file = fake_open, fake_os_open, fake_mkdir, fake_save
-    patched = []   # every module that imported safetensors' writer by name (adapterx, peft, transformers)
+    patched = []  # every module that imported safetensors' writer by name (adapterx, peft, transformers)
     for module in list(sys.modules.values()):
         for attr, value in list(getattr(module, "__dict__", {}).items()):
             if value is real_save:
@@ -152,8 +158,10 @@ class Hang(BaseException):
 @contextlib.contextmanager
 def deadline(seconds: int):
     """Fail (instead of hanging the suite) if the block runs longer than `seconds`."""
+
     def expired(signum, frame):
         raise Hang(f"still running after {seconds} s (endless loop?)")
+
     previous = signal.signal(signal.SIGALRM, expired)
     signal.alarm(seconds)
     try:

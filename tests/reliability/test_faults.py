@@ -19,16 +19,22 @@ def _train(out, *extra):
 def test_a_zero_or_negative_train_limit_is_refused_not_looped_on(kit, tmp_path, limit):
     before = kit.snapshot(tmp_path)
     with kit.deadline(30):
-        kit.one_line_error(["train", "--task", "tiny-xnli", "--output", tmp_path / "run", "--max-steps", "2",
-                        "--train-limit", limit], "--train-limit", limit)
+        kit.one_line_error(
+            ["train", "--task", "tiny-xnli", "--output", tmp_path / "run", "--max-steps", "2", "--train-limit", limit],
+            "--train-limit",
+            limit,
+        )
     assert kit.snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("field", ["target.train_limit", "intermediate.train_limit"])
 def test_a_zero_train_limit_in_a_recipe_fails_the_dry_run(kit, tmp_path, field):
     section = field.split(".")[0]
-    old = "  train_limit: 16\n  train: {max_steps: 2, batch_size: 8}\nevaluate" if section == "target" else \
-        "  train_limit: 16\n  train: {max_steps: 2, batch_size: 8}\ntarget"
+    old = (
+        "  train_limit: 16\n  train: {max_steps: 2, batch_size: 8}\nevaluate"
+        if section == "target"
+        else "  train_limit: 16\n  train: {max_steps: 2, batch_size: 8}\ntarget"
+    )
     path = kit.recipe_file(tmp_path, tmp_path / "out", (old, old.replace("train_limit: 16", "train_limit: 0")))
     before = kit.snapshot(tmp_path)
     with kit.deadline(30):
@@ -42,49 +48,98 @@ def test_an_empty_data_file_is_an_error_naming_task_split_and_limit(kit, tmp_pat
     (data / "train.en.tsv").write_text("sentence1\tsentence2\tgold_label\n", encoding="utf-8")
     before = kit.snapshot(tmp_path)
     with kit.deadline(30):
-        kit.one_line_error(["train", "--task", "mnli", "--data-dir", tmp_path / "data", "--output", tmp_path / "run",
-                        "--max-steps", "2"], "'mnli'", "train", "limit")
+        kit.one_line_error(
+            [
+                "train",
+                "--task",
+                "mnli",
+                "--data-dir",
+                tmp_path / "data",
+                "--output",
+                tmp_path / "run",
+                "--max-steps",
+                "2",
+            ],
+            "'mnli'",
+            "train",
+            "limit",
+        )
     assert kit.snapshot(tmp_path) == before
 
 
 # ----------------------------------------------------------------------------- case 2: ranges of numbers
-@pytest.mark.parametrize("option, value", [
-    ("--max-steps", "-5"), ("--max-steps", "0"), ("--epochs", "0"), ("--epochs", "nan"), ("--batch-size", "0"),
-    ("--lr", "0"), ("--lr", "inf"), ("--lr", "nan"), ("--warmup", "-0.1"), ("--eval-every", "0"),
-    ("--checkpoint-every", "-1"), ("--seed", "-1"),
-])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--max-steps", "-5"),
+        ("--max-steps", "0"),
+        ("--epochs", "0"),
+        ("--epochs", "nan"),
+        ("--batch-size", "0"),
+        ("--lr", "0"),
+        ("--lr", "inf"),
+        ("--lr", "nan"),
+        ("--warmup", "-0.1"),
+        ("--eval-every", "0"),
+        ("--checkpoint-every", "-1"),
+        ("--seed", "-1"),
+    ],
+)
 def test_train_options_out_of_range_are_refused(kit, tmp_path, option, value):
     before = kit.snapshot(tmp_path)
     kit.one_line_error(["train", "--task", "tiny-xnli", "--output", tmp_path / "run", option, value], option)
     assert kit.snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("argv, option", [
-    (["evaluate", "--task", "tiny-xnli", "--adapter", "x", "--bootstrap", "0"], "--bootstrap"),
-    (["evaluate", "--task", "tiny-xnli", "--adapter", "x", "--confidence", "1.5"], "--confidence"),
-    (["evaluate", "--task", "tiny-xnli", "--adapter", "x", "--limit", "0"], "--limit"),
-    (["compose", "--adapter", "inter=x", "--adapter", "target=y", "--mode", "ties", "--density", "1.5"], "--density"),
-    (["compose", "--adapter", "inter=x", "--adapter", "target=y", "--mode", "weighted", "--weights", "0.5,nan"],
-     "--weights"),
-    (["merge", "--adapter", "x", "--output", "out", "--tolerance", "-1"], "--tolerance"),
-    (["merge", "--adapter", "x", "--output", "out", "--tolerance", "nan"], "--tolerance"),
-])
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["evaluate", "--task", "tiny-xnli", "--adapter", "x", "--bootstrap", "0"], "--bootstrap"),
+        (["evaluate", "--task", "tiny-xnli", "--adapter", "x", "--confidence", "1.5"], "--confidence"),
+        (["evaluate", "--task", "tiny-xnli", "--adapter", "x", "--limit", "0"], "--limit"),
+        (
+            ["compose", "--adapter", "inter=x", "--adapter", "target=y", "--mode", "ties", "--density", "1.5"],
+            "--density",
+        ),
+        (
+            ["compose", "--adapter", "inter=x", "--adapter", "target=y", "--mode", "weighted", "--weights", "0.5,nan"],
+            "--weights",
+        ),
+        (["merge", "--adapter", "x", "--output", "out", "--tolerance", "-1"], "--tolerance"),
+        (["merge", "--adapter", "x", "--output", "out", "--tolerance", "nan"], "--tolerance"),
+    ],
+)
 def test_other_numeric_options_out_of_range_are_refused(kit, tmp_path, monkeypatch, argv, option):
     monkeypatch.chdir(tmp_path)
     kit.one_line_error(argv, option)
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("old, new, field", [
-    ("train: {max_steps: 2, batch_size: 8}\nevaluate", "train: {max_steps: -5, batch_size: 8}\nevaluate",
-     "target.train.max_steps"),
-    ("train: {max_steps: 2, batch_size: 8}\ntarget", "train: {max_steps: 2, batch_size: 8, epochs: .nan}\ntarget",
-     "intermediate.train.epochs"),
-    ("train: {max_steps: 2, batch_size: 8}\nevaluate", "train: {max_steps: 2, eval_every: 0}\nevaluate",
-     "target.train.eval_every"),
-    ("train: {max_steps: 2, batch_size: 8}\nevaluate", "train: {max_steps: 2, weight_decay: -1}\nevaluate",
-     "target.train.weight_decay"),
-])
+@pytest.mark.parametrize(
+    "old, new, field",
+    [
+        (
+            "train: {max_steps: 2, batch_size: 8}\nevaluate",
+            "train: {max_steps: -5, batch_size: 8}\nevaluate",
+            "target.train.max_steps",
+        ),
+        (
+            "train: {max_steps: 2, batch_size: 8}\ntarget",
+            "train: {max_steps: 2, batch_size: 8, epochs: .nan}\ntarget",
+            "intermediate.train.epochs",
+        ),
+        (
+            "train: {max_steps: 2, batch_size: 8}\nevaluate",
+            "train: {max_steps: 2, eval_every: 0}\nevaluate",
+            "target.train.eval_every",
+        ),
+        (
+            "train: {max_steps: 2, batch_size: 8}\nevaluate",
+            "train: {max_steps: 2, weight_decay: -1}\nevaluate",
+            "target.train.weight_decay",
+        ),
+    ],
+)
 def test_recipe_train_fields_out_of_range_fail_the_dry_run(kit, tmp_path, old, new, field):
     path = kit.recipe_file(tmp_path, tmp_path / "out", (old, new))
     before = kit.snapshot(tmp_path)
@@ -93,32 +148,35 @@ def test_recipe_train_fields_out_of_range_fail_the_dry_run(kit, tmp_path, old, n
 
 
 # ----------------------------------------------------------------------------- case 7: --dry-run checks all
-@pytest.mark.parametrize("old, new, field", [
-    ("bench: {enabled: false}", "bench: {iterations: 0}", "bench.iterations"),
-    ("bench: {enabled: false}", "bench: {clock: sundial}", "bench.clock"),
-    ("bench: {enabled: false}", "bench: {batch_sizes: [0]}", "bench.batch_sizes"),
-    ("bench: {enabled: false}", "bench: {seq_lens: [100000]}", "bench.seq_lens"),
-    ("bench: {enabled: false}", "bench: {warmup: -1}", "bench.warmup"),
-    ("bench: {enabled: false}", "bench: {shape: xlm-roberta-hug}", "bench.shape"),
-    ("splits: [test]", "splits: [dev]", "evaluate.splits"),
-    ("limit: 8", "limit: -5", "evaluate.limit"),
-    ("forms: [unmerged]", "forms: [unmerged], bootstrap: 0", "evaluate.bootstrap"),
-    ("{kind: lora, r: 4}", "{kind: lora, r: 4, alpha: sixteen}", "adapter.alpha"),
-    ("{kind: lora, r: 4}", "{kind: lora, r: true}", "adapter.r"),
-    ("{kind: lora, r: 4}", "{kind: lora, r: 4, target_modules: [nonexistent, value]}", "nonexistent"),
-    ("{kind: lora, r: 4}", "{kind: lora, r: 4, target_modules: query}", None),
-    ("{kind: lora, r: 4}", "{kind: prompt, num_virtual_tokens: 500}", "num_virtual_tokens"),
-    ("backbone: builtin:tiny-xlmr", "backbone: builtin:tiny-xlmrr", "backbone"),
-    ("backbone: builtin:tiny-xlmr", "backbone: builtin:tiny-xlmr@abc", "backbone"),
-    ("seeds: [0]", "seeds: [-1]", "seeds"),
-])
+@pytest.mark.parametrize(
+    "old, new, field",
+    [
+        ("bench: {enabled: false}", "bench: {iterations: 0}", "bench.iterations"),
+        ("bench: {enabled: false}", "bench: {clock: sundial}", "bench.clock"),
+        ("bench: {enabled: false}", "bench: {batch_sizes: [0]}", "bench.batch_sizes"),
+        ("bench: {enabled: false}", "bench: {seq_lens: [100000]}", "bench.seq_lens"),
+        ("bench: {enabled: false}", "bench: {warmup: -1}", "bench.warmup"),
+        ("bench: {enabled: false}", "bench: {shape: xlm-roberta-hug}", "bench.shape"),
+        ("splits: [test]", "splits: [dev]", "evaluate.splits"),
+        ("limit: 8", "limit: -5", "evaluate.limit"),
+        ("forms: [unmerged]", "forms: [unmerged], bootstrap: 0", "evaluate.bootstrap"),
+        ("{kind: lora, r: 4}", "{kind: lora, r: 4, alpha: sixteen}", "adapter.alpha"),
+        ("{kind: lora, r: 4}", "{kind: lora, r: true}", "adapter.r"),
+        ("{kind: lora, r: 4}", "{kind: lora, r: 4, target_modules: [nonexistent, value]}", "nonexistent"),
+        ("{kind: lora, r: 4}", "{kind: lora, r: 4, target_modules: query}", None),
+        ("{kind: lora, r: 4}", "{kind: prompt, num_virtual_tokens: 500}", "num_virtual_tokens"),
+        ("backbone: builtin:tiny-xlmr", "backbone: builtin:tiny-xlmrr", "backbone"),
+        ("backbone: builtin:tiny-xlmr", "backbone: builtin:tiny-xlmr@abc", "backbone"),
+        ("seeds: [0]", "seeds: [-1]", "seeds"),
+    ],
+)
 def test_the_dry_run_checks_every_field(kit, tmp_path, old, new, field):
     text_old, text_new = old, new
     if old == "seeds: [0]":
         text_old, text_new = "bench: {enabled: false}", "bench: {enabled: false}\nseeds: [-1]"
     path = kit.recipe_file(tmp_path, tmp_path / "out", (text_old, text_new))
     before = kit.snapshot(tmp_path)
-    if field is None:   # accepted: a single module name is a list of one, not of letters
+    if field is None:  # accepted: a single module name is a list of one, not of letters
         code, out, err = kit.cli("run", path, "--dry-run")
         assert code == 0, err
     else:
@@ -135,13 +193,21 @@ def test_a_recipe_that_is_not_utf8_is_named(kit, tmp_path):
 
 
 # ----------------------------------------------------------------------------- case 6: one-line errors
-@pytest.mark.parametrize("value, field", [
-    ("kind=lora,r=true", "r"), ("kind=lora,alpha=abc", "alpha"), ("kind=lora,r=[1", "r"),
-    ("kind=lora,r=2.5", "r"), ("kind=lora,dropout=x", "dropout"), ("kind=lora,target_modules=1", "target_modules"),
-    ("kind=lora,target_modules=nonexistent+value", "nonexistent"), ("kind=bottleneck,reduction_factor=yes",
-                                                                    "reduction_factor"),
-    ("kind=prefix,prefix_projection=3", "prefix_projection"), ("kind=lora,r", "r"),
-])
+@pytest.mark.parametrize(
+    "value, field",
+    [
+        ("kind=lora,r=true", "r"),
+        ("kind=lora,alpha=abc", "alpha"),
+        ("kind=lora,r=[1", "r"),
+        ("kind=lora,r=2.5", "r"),
+        ("kind=lora,dropout=x", "dropout"),
+        ("kind=lora,target_modules=1", "target_modules"),
+        ("kind=lora,target_modules=nonexistent+value", "nonexistent"),
+        ("kind=bottleneck,reduction_factor=yes", "reduction_factor"),
+        ("kind=prefix,prefix_projection=3", "prefix_projection"),
+        ("kind=lora,r", "r"),
+    ],
+)
 def test_adapter_option_values_are_typed(kit, tmp_path, value, field):
     before = kit.snapshot(tmp_path)
     message = kit.one_line_error(_train(tmp_path / "run", "--adapter", value), "--adapter", field)
@@ -168,8 +234,11 @@ def test_a_data_file_that_is_not_utf8_is_named(kit, tmp_path):
     data.mkdir(parents=True)
     (data / "train.en.tsv").write_bytes(b"sentence1\tsentence2\tgold_label\ncaf\xe9 ok\tthe man\tneutral\n")
     before = kit.snapshot(tmp_path)
-    kit.one_line_error(["train", "--task", "mnli", "--data-dir", tmp_path / "data", "--output", tmp_path / "run",
-                    "--max-steps", "1"], str(data / "train.en.tsv"), "UTF-8")
+    kit.one_line_error(
+        ["train", "--task", "mnli", "--data-dir", tmp_path / "data", "--output", tmp_path / "run", "--max-steps", "1"],
+        str(data / "train.en.tsv"),
+        "UTF-8",
+    )
     assert kit.snapshot(tmp_path) == before
 
 
@@ -177,9 +246,11 @@ def test_a_data_file_that_is_not_utf8_is_named(kit, tmp_path):
 def test_an_output_that_is_an_existing_file_is_named(kit, tmp_path, command):
     target = tmp_path / "taken"
     target.write_text("mine\n")
-    argv = {"train": _train(target),
-            "merge": ["merge", "--adapter", tmp_path / "nothing", "--output", target],
-            "compose": ["compose", "--adapter", f"a={tmp_path / 'nothing'}", "--output", target]}[command]
+    argv = {
+        "train": _train(target),
+        "merge": ["merge", "--adapter", tmp_path / "nothing", "--output", target],
+        "compose": ["compose", "--adapter", f"a={tmp_path / 'nothing'}", "--output", target],
+    }[command]
     before = kit.snapshot(tmp_path)
     kit.one_line_error(argv, str(target))
     assert kit.snapshot(tmp_path) == before

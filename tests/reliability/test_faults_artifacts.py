@@ -31,20 +31,41 @@ def _phases(out: Path) -> dict[str, bool]:
 def test_a_stacked_target_evaluates_after_its_runs_moved(kit, tmp_path):
     runs = tmp_path / "a" / "runs"
     assert kit.cli("train", "--task", "tiny-nli", "--output", runs / "nli", *TRAIN)[0] == 0
-    code, _, err = kit.cli("train", "--task", "tiny-xnli", "--strategy", "stack", "--on-top-of", runs / "nli" / "adapter",
-                       "--output", runs / "xnli", *TRAIN)
+    code, _, err = kit.cli(
+        "train",
+        "--task",
+        "tiny-xnli",
+        "--strategy",
+        "stack",
+        "--on-top-of",
+        runs / "nli" / "adapter",
+        "--output",
+        runs / "xnli",
+        *TRAIN,
+    )
     assert code == 0, err
     [need] = json.loads((runs / "xnli" / "adapter" / "adapterx.json").read_text())["requires"]
     assert not Path(need["path"]).is_absolute()
     moved = tmp_path / "b" / "elsewhere"
     moved.parent.mkdir()
     shutil.move(str(runs), str(moved))
-    code, _, err = kit.cli("evaluate", "--task", "tiny-xnli", "--adapter", moved / "xnli" / "adapter", "--languages", "en",
-                       "--limit", "8", "--bootstrap", "10")
+    code, _, err = kit.cli(
+        "evaluate",
+        "--task",
+        "tiny-xnli",
+        "--adapter",
+        moved / "xnli" / "adapter",
+        "--languages",
+        "en",
+        "--limit",
+        "8",
+        "--bootstrap",
+        "10",
+    )
     assert code == 0, err
 
 
-@pytest.mark.slow   # a fresh process or a whole study: seconds; runs in CI with -m slow
+@pytest.mark.slow  # a fresh process or a whole study: seconds; runs in CI with -m slow
 def test_a_copied_study_reuses_every_phase_bench_included(kit, tmp_path):
     first = kit.recipe_file(tmp_path, tmp_path / "a", BENCH, name="a.yaml")
     assert kit.cli("run", first)[0] == 0
@@ -60,8 +81,11 @@ def test_a_copied_study_reuses_every_phase_bench_included(kit, tmp_path):
 
 # ----------------------------------------------------------------------------- case 10: umask
 def _modes(root: Path) -> set[tuple[str, str]]:
-    return {("dir" if p.is_dir() else "file", oct(stat.S_IMODE(p.stat().st_mode))) for p in root.rglob("*")
-            if p.name != LOCK_FILE}
+    return {
+        ("dir" if p.is_dir() else "file", oct(stat.S_IMODE(p.stat().st_mode)))
+        for p in root.rglob("*")
+        if p.name != LOCK_FILE
+    }
 
 
 @pytest.fixture
@@ -71,16 +95,32 @@ def umask():
     os.umask(previous)
 
 
-@pytest.mark.parametrize("mask, modes", [(0o022, {("dir", "0o755"), ("file", "0o644")}),
-                                         (0o077, {("dir", "0o700"), ("file", "0o600")})])
+@pytest.mark.parametrize(
+    "mask, modes", [(0o022, {("dir", "0o755"), ("file", "0o644")}), (0o077, {("dir", "0o700"), ("file", "0o600")})]
+)
 def test_outputs_follow_the_umask(kit, tmp_path, umask, mask, modes):
     umask(mask)
     adapter = kit.make_adapter(load_backbone("builtin:tiny-xlmr"), tmp_path / "saved" / "xnli", r=2)
-    commands = [["train", "--task", "tiny-xnli", "--output", tmp_path / "train", *TRAIN],
-                ["merge", "--adapter", adapter, "--output", tmp_path / "merged"],
-                ["compose", "--adapter", f"target={adapter}", "--output", tmp_path / "composed"],
-                ["evaluate", "--task", "tiny-xnli", "--adapter", adapter, "--languages", "en", "--limit", "8",
-                 "--bootstrap", "10", "--output", tmp_path / "scores" / "s.json"]]
+    commands = [
+        ["train", "--task", "tiny-xnli", "--output", tmp_path / "train", *TRAIN],
+        ["merge", "--adapter", adapter, "--output", tmp_path / "merged"],
+        ["compose", "--adapter", f"target={adapter}", "--output", tmp_path / "composed"],
+        [
+            "evaluate",
+            "--task",
+            "tiny-xnli",
+            "--adapter",
+            adapter,
+            "--languages",
+            "en",
+            "--limit",
+            "8",
+            "--bootstrap",
+            "10",
+            "--output",
+            tmp_path / "scores" / "s.json",
+        ],
+    ]
     for argv in commands:
         code, _, err = kit.cli(*argv)
         assert code == 0, err
@@ -116,7 +156,10 @@ def test_a_run_waits_for_the_directory_then_runs(kit, tmp_path):
     assert time.monotonic() - started >= 1.0
 
 
-SLOW_RECIPE = ("train: {max_steps: 2, batch_size: 8}\nevaluate", "train: {max_steps: 200, batch_size: 8, eval_every: 200, checkpoint_every: 200}\nevaluate")
+SLOW_RECIPE = (
+    "train: {max_steps: 2, batch_size: 8}\nevaluate",
+    "train: {max_steps: 200, batch_size: 8, eval_every: 200, checkpoint_every: 200}\nevaluate",
+)
 
 
 @pytest.mark.slow
@@ -129,13 +172,18 @@ def test_two_runs_at_once_on_one_directory(kit, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
 
     def start(*extra):
-        return subprocess.Popen([sys.executable, "-m", "adapterx.cli", "run", str(recipe), *extra], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "adapterx.cli", "run", str(recipe), *extra],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     plain = [start(), start()]
-    time.sleep(3)   # so that one of the plain two holds the directory by the time this one asks
+    time.sleep(3)  # so that one of the plain two holds the directory by the time this one asks
     waiting = start("--wait", "900")
-    results = {p.pid: (p, *p.communicate(timeout=900)) for p in [*plain, waiting]}   # (process, stdout, stderr)
+    results = {p.pid: (p, *p.communicate(timeout=900)) for p in [*plain, waiting]}  # (process, stdout, stderr)
     holders = [pid for pid, (p, out, err) in results.items() if p.returncode == 0 and "training" in out + err]
     assert len(holders) == 1, {pid: (p.returncode, err[-2000:]) for pid, (p, _, err) in results.items()}
     [holder] = holders
@@ -147,4 +195,4 @@ def test_two_runs_at_once_on_one_directory(kit, tmp_path):
     _, out3, err3 = results[waiting.pid]
     assert waiting.returncode == 0, err3[-3000:]
     assert "waiting" in out3 + err3 and "training" not in out3 + err3 and "reused" in out3 + err3
-    assert all(_phases(tmp_path / "out").values())    # the results of the last run: every phase reused
+    assert all(_phases(tmp_path / "out").values())  # the results of the last run: every phase reused

@@ -10,7 +10,6 @@ import shutil
 
 import pytest
 import torch
-
 from safetensors.torch import load_file
 
 from adapterx import store
@@ -23,15 +22,33 @@ from adapterx.core.model import AdaptedModel
 def adapters(kit, tmp_path_factory):
     base = load_backbone("builtin:tiny-xlmr")
     root = tmp_path_factory.mktemp("saved")
-    return {"lora": kit.make_adapter(base.fresh_copy(), root / "lora", r=2),
-            "lora2": kit.make_adapter(base.fresh_copy(), root / "lora2", r=2, seed=1),
-            "bottleneck": kit.make_adapter(base.fresh_copy(), root / "bottleneck", "bottleneck", reduction_factor=8),
-            "prompt": kit.make_adapter(base.fresh_copy(), root / "prompt", "prompt", num_virtual_tokens=4)}
+    return {
+        "lora": kit.make_adapter(base.fresh_copy(), root / "lora", r=2),
+        "lora2": kit.make_adapter(base.fresh_copy(), root / "lora2", r=2, seed=1),
+        "bottleneck": kit.make_adapter(base.fresh_copy(), root / "bottleneck", "bottleneck", reduction_factor=8),
+        "prompt": kit.make_adapter(base.fresh_copy(), root / "prompt", "prompt", num_virtual_tokens=4),
+    }
 
 
 def _evaluate(task, adapter, out, *extra):
-    return ["evaluate", "--task", task, "--adapter", adapter, "--split", "test", "--languages", "en", "--limit", "8",
-            "--bootstrap", "10", "--output", out, *extra]
+    return [
+        "evaluate",
+        "--task",
+        task,
+        "--adapter",
+        adapter,
+        "--split",
+        "test",
+        "--languages",
+        "en",
+        "--limit",
+        "8",
+        "--bootstrap",
+        "10",
+        "--output",
+        out,
+        *extra,
+    ]
 
 
 def _copy(adapters, name, tmp_path):
@@ -47,8 +64,12 @@ def test_the_adapters_evaluate_as_saved(kit, adapters, tmp_path):
 # ----------------------------------------------------------------------------- case 4: the head fits the task
 def test_a_three_class_head_is_refused_on_a_two_class_task(kit, adapters, tmp_path):
     before = kit.snapshot(tmp_path)
-    kit.one_line_error(_evaluate("tiny-sst", adapters["lora"], tmp_path / "scores.json"),
-                   str(adapters["lora"] / "adapterx.json"), "'tiny-sst'", "contradiction")
+    kit.one_line_error(
+        _evaluate("tiny-sst", adapters["lora"], tmp_path / "scores.json"),
+        str(adapters["lora"] / "adapterx.json"),
+        "'tiny-sst'",
+        "contradiction",
+    )
     assert kit.snapshot(tmp_path) == before
 
 
@@ -67,8 +88,11 @@ def test_weights_swapped_in_from_another_adapter_are_refused(kit, adapters, tmp_
     directory = _copy(adapters, "lora", tmp_path)
     shutil.copy(adapters["lora2"] / "adapter_model.safetensors", directory / "adapter_model.safetensors")
     before = kit.snapshot(tmp_path)
-    kit.one_line_error(_evaluate("tiny-xnli", directory, tmp_path / "scores.json"),
-                   str(directory / "adapter_model.safetensors"), "weights_digest")
+    kit.one_line_error(
+        _evaluate("tiny-xnli", directory, tmp_path / "scores.json"),
+        str(directory / "adapter_model.safetensors"),
+        "weights_digest",
+    )
     assert kit.snapshot(tmp_path) == before
     with pytest.raises(AdapterFileError, match="weights_digest"):
         store.load_adapter(AdaptedModel(pristine_backbone.fresh_copy()), directory)
@@ -109,8 +133,9 @@ def test_weights_file_pointed_elsewhere_is_refused_and_the_pickle_never_loaded(k
     assert kit.snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("kind, pickle_name", [("bottleneck", "pytorch_adapter.bin"),
-                                               ("lora", "adapter_model.bin"), ("lora", "weights.pt")])
+@pytest.mark.parametrize(
+    "kind, pickle_name", [("bottleneck", "pytorch_adapter.bin"), ("lora", "adapter_model.bin"), ("lora", "weights.pt")]
+)
 def test_a_pickle_beside_the_weights_is_refused(kit, adapters, tmp_path, kind, pickle_name):
     directory = _copy(adapters, kind, tmp_path)
     marker = tmp_path / "unpickled"
@@ -124,6 +149,9 @@ def test_a_pickle_beside_the_weights_is_refused(kit, adapters, tmp_path, kind, p
 @pytest.mark.parametrize("kind, form", [("bottleneck", "merged"), ("prompt", "fused"), ("prompt", "merged")])
 def test_a_form_no_adapter_can_take_is_one_line(kit, adapters, tmp_path, kind, form):
     before = kit.snapshot(tmp_path)
-    kit.one_line_error(_evaluate("tiny-xnli", adapters[kind], tmp_path / "scores.json", "--forms", form),
-                   f"forms {form}", f"({kind}): form {form!r}")
+    kit.one_line_error(
+        _evaluate("tiny-xnli", adapters[kind], tmp_path / "scores.json", "--forms", form),
+        f"forms {form}",
+        f"({kind}): form {form!r}",
+    )
     assert kit.snapshot(tmp_path) == before

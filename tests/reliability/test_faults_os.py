@@ -28,8 +28,21 @@ def _argv(command, lora, out):
         "merge": ["merge", "--adapter", lora, "--output", out],
         "compose": ["compose", "--adapter", f"target={lora}", "--output", out],
         "compose-json": ["compose", "--adapter", f"target={lora}", "--output", out / "c.json"],
-        "evaluate": ["evaluate", "--task", "tiny-xnli", "--adapter", lora, "--languages", "en", "--limit", "8",
-                     "--bootstrap", "10", "--output", out / "scores.json"],
+        "evaluate": [
+            "evaluate",
+            "--task",
+            "tiny-xnli",
+            "--adapter",
+            lora,
+            "--languages",
+            "en",
+            "--limit",
+            "8",
+            "--bootstrap",
+            "10",
+            "--output",
+            out / "scores.json",
+        ],
     }[command]
 
 

@@ -14,8 +14,20 @@ from safetensors.torch import load_file
 import adapterx.training.loop as loop
 from adapterx.training.checkpoint import _prune, latest_checkpoint
 
-RUN = ["--task", "tiny-xnli", "--max-steps", "4", "--batch-size", "8", "--train-limit", "32",
-       "--checkpoint-every", "1", "--eval-every", "1"]
+RUN = [
+    "--task",
+    "tiny-xnli",
+    "--max-steps",
+    "4",
+    "--batch-size",
+    "8",
+    "--train-limit",
+    "32",
+    "--checkpoint-every",
+    "1",
+    "--eval-every",
+    "1",
+]
 
 
 class Killed(BaseException):
@@ -23,7 +35,7 @@ class Killed(BaseException):
 
 
 def train(kit, out, *extra):
-    torch.manual_seed(1234)   # the fresh adapter's and head's initial weights come from the global generator
+    torch.manual_seed(1234)  # the fresh adapter's and head's initial weights come from the global generator
     return kit.cli("train", "--output", out, *RUN, *extra)
 
 
@@ -55,7 +67,7 @@ def uninterrupted(kit, tmp_path_factory):
     return out
 
 
-@pytest.mark.slow   # a fresh process or a whole study: seconds; runs in CI with -m slow
+@pytest.mark.slow  # a fresh process or a whole study: seconds; runs in CI with -m slow
 def test_a_resumed_run_is_the_uninterrupted_run(kit, uninterrupted, tmp_path, monkeypatch):
     out = tmp_path / "run"
     killed_after(kit, monkeypatch, out, 2)
@@ -80,18 +92,24 @@ def interrupted(kit, tmp_path, monkeypatch):
     return out
 
 
-@pytest.mark.parametrize("extra, fields", [
-    (["--lr", "0.5"], ["train.learning_rate", "0.001", "0.5"]),
-    (["--task", "tiny-nli"], ["tasks", "tiny-xnli", "tiny-nli"]),
-    (["--adapter", "kind=lora,r=4"], ["spec.r"]),
-    (["--seed", "3"], ["train.seed"]),
-    (["--train-limit", "16"], ["data.train_limit"]),
-    (["--backbone", "builtin:tiny-xlmr@1"], ["backbone"]),
-])
+@pytest.mark.parametrize(
+    "extra, fields",
+    [
+        (["--lr", "0.5"], ["train.learning_rate", "0.001", "0.5"]),
+        (["--task", "tiny-nli"], ["tasks", "tiny-xnli", "tiny-nli"]),
+        (["--adapter", "kind=lora,r=4"], ["spec.r"]),
+        (["--seed", "3"], ["train.seed"]),
+        (["--train-limit", "16"], ["data.train_limit"]),
+        (["--backbone", "builtin:tiny-xlmr@1"], ["backbone"]),
+    ],
+)
 def test_resume_refuses_another_configuration(kit, interrupted, tmp_path, extra, fields):
     before = kit.snapshot(tmp_path)
-    kit.one_line_error(["train", "--output", interrupted, *RUN, *extra, "--resume"],
-                   str(interrupted / "checkpoints" / "step-2"), *fields)
+    kit.one_line_error(
+        ["train", "--output", interrupted, *RUN, *extra, "--resume"],
+        str(interrupted / "checkpoints" / "step-2"),
+        *fields,
+    )
     assert kit.snapshot(tmp_path) == before
 
 

@@ -19,17 +19,22 @@ import torch
 from adapterx.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-QUICK = {"train": ["--max-steps", "4", "--train-limit", "32", "--batch-size", "8"],
-         "evaluate": ["--limit", "16", "--bootstrap", "20"]}
+QUICK = {
+    "train": ["--max-steps", "4", "--train-limit", "32", "--batch-size", "8"],
+    "evaluate": ["--limit", "16", "--bootstrap", "20"],
+}
 # inputs the examples name but no example makes: (directory, `adapterx train` options)
-INPUTS = {"runs/base": ["--task", "tiny-xnli"], "runs/a": ["--task", "tiny-xnli"],
-          "runs/b": ["--task", "tiny-xnli", "--seed", "1"],
-          "runs/lang": ["--task", "tiny-nli", "--adapter", "kind=bottleneck,reduction_factor=8"],
-          "runs/task": ["--task", "tiny-xnli", "--adapter", "kind=bottleneck,reduction_factor=8"]}
+INPUTS = {
+    "runs/base": ["--task", "tiny-xnli"],
+    "runs/a": ["--task", "tiny-xnli"],
+    "runs/b": ["--task", "tiny-xnli", "--seed", "1"],
+    "runs/lang": ["--task", "tiny-nli", "--adapter", "kind=bottleneck,reduction_factor=8"],
+    "runs/task": ["--task", "tiny-xnli", "--adapter", "kind=bottleneck,reduction_factor=8"],
+}
 
 
 def _texts(parser) -> list[str]:
-    texts = [parser.format_help()]     # as printed (a lazy sub-command parser adds its texts on first use)
+    texts = [parser.format_help()]  # as printed (a lazy sub-command parser adds its texts on first use)
     for action in parser._actions:
         if hasattr(action, "choices") and isinstance(action.choices, dict):
             for sub in action.choices.values():
@@ -99,9 +104,9 @@ def test_every_example_runs(kit, command, workspace, monkeypatch):
     for flag, value in zip(quick[::2], quick[1::2]):
         if flag not in argv:
             argv += [flag, value]
-    if argv[0] == "bench" and "--quick" not in argv:   # the grid as shown, timed in 3 rounds (20 s at most)
+    if argv[0] == "bench" and "--quick" not in argv:  # the grid as shown, timed in 3 rounds (20 s at most)
         for flag, value in (("--iterations", "3"), ("--warmup", "0"), ("--max-seconds", "20")):
-            argv = argv[:argv.index(flag)] + argv[argv.index(flag) + 2:] if flag in argv else argv
+            argv = argv[: argv.index(flag)] + argv[argv.index(flag) + 2 :] if flag in argv else argv
             argv += [flag, value]
     code, out, err = kit.cli(*argv)
     if "--devices" in argv and "cuda" in argv and not torch.cuda.is_available():

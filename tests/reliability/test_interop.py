@@ -39,8 +39,11 @@ def artifacts(kit, tmp_path_factory):
     root = tmp_path_factory.mktemp("interop")
     runs = {"tiny": root / "tiny-xlmr"}
     assert kit.cli("export-backbone", "builtin:tiny-xlmr", runs["tiny"])[0] == 0
-    for name, extra in {"xnli": [], "on-exported": ["--backbone", runs["tiny"].resolve()],
-                        "bottleneck": ["--adapter", "kind=bottleneck,reduction_factor=8"]}.items():
+    for name, extra in {
+        "xnli": [],
+        "on-exported": ["--backbone", runs["tiny"].resolve()],
+        "bottleneck": ["--adapter", "kind=bottleneck,reduction_factor=8"],
+    }.items():
         code, _, err = kit.cli("train", "--output", root / name, *TRAIN, *extra)
         assert code == 0, err
         runs[name] = root / name / "adapter"
@@ -73,8 +76,9 @@ def _site_without(root: Path, blocked: tuple[str, ...]) -> Path:
     view.mkdir()
     for entry in site.iterdir():
         stem = entry.name.lower().replace("-", "_")
-        if entry.suffix == ".pth" or any(stem == b or stem.startswith((b + "_", b + ".", f"__editable__.{b}",
-                                                                        f"__editable___{b}")) for b in blocked):
+        if entry.suffix == ".pth" or any(
+            stem == b or stem.startswith((b + "_", b + ".", f"__editable__.{b}", f"__editable___{b}")) for b in blocked
+        ):
             continue
         (view / entry.name).symlink_to(entry)
     return view
@@ -84,24 +88,32 @@ def run_fresh(tmp_path: Path, blocks: list[str], variables: dict, result: str, b
     """Run docs/interop.md's `blocks` in a new interpreter that cannot import `blocked`; returns `result` (a
     tensor) as a list, and which blocked modules were importable or imported."""
     code = doc_blocks()
-    script = "\n".join([
-        "import importlib.util, json, sys", f"sys.path.insert(0, {str(_site_without(tmp_path, blocked))!r})",
-        *(f"{k} = {v!r}" for k, v in variables.items()), *(code[b] for b in blocks),
-        f"blocked = {blocked!r}",
-        f"print(json.dumps({{'result': {result}.tolist(), 'installed': [b for b in blocked if "
-        f"importlib.util.find_spec(b)], 'imported': sorted(m for m in sys.modules if m.split('.')[0] in blocked)}}))"])
+    script = "\n".join(
+        [
+            "import importlib.util, json, sys",
+            f"sys.path.insert(0, {str(_site_without(tmp_path, blocked))!r})",
+            *(f"{k} = {v!r}" for k, v in variables.items()),
+            *(code[b] for b in blocks),
+            f"blocked = {blocked!r}",
+            f"print(json.dumps({{'result': {result}.tolist(), 'installed': [b for b in blocked if "
+            f"importlib.util.find_spec(b)], 'imported': sorted(m for m in sys.modules if m.split('.')[0] in blocked)}}))",
+        ]
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-S", "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                          env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads(done.stdout.strip().splitlines()[-1])
     assert data["installed"] == [] and data["imported"] == [], data
     return data
 
 
-@pytest.mark.slow   # a fresh process or a whole study: seconds; runs in CI with -m slow
-def test_export_backbone_writes_a_plain_checkpoint_with_the_same_fingerprint(kit, artifacts, pristine_backbone, tmp_path):
+@pytest.mark.slow  # a fresh process or a whole study: seconds; runs in CI with -m slow
+def test_export_backbone_writes_a_plain_checkpoint_with_the_same_fingerprint(
+    kit, artifacts, pristine_backbone, tmp_path
+):
     files = {p.name for p in artifacts["tiny"].iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "adapterx_backbone.json"} <= files
     assert not any(name.endswith((".bin", ".pt")) for name in files)
@@ -110,10 +122,14 @@ def test_export_backbone_writes_a_plain_checkpoint_with_the_same_fingerprint(kit
     kit.one_line_error(["export-backbone", "random:xlm-roberta-base", tmp_path / "r"], "no tokenizer")
 
 
-@pytest.mark.slow   # a fresh interpreter importing torch and transformers: 5-20 s
+@pytest.mark.slow  # a fresh interpreter importing torch and transformers: 5-20 s
 def test_peft_and_autopeft_load_without_adapterx(artifacts, tmp_path):
-    variables = {"BACKBONE_DIR": str(artifacts["tiny"]), "ADAPTER_DIR": str(artifacts["xnli"]), "TEXTS": TEXTS,
-                 "ADAPTER_ON_EXPORTED_DIR": str(artifacts["on-exported"])}
+    variables = {
+        "BACKBONE_DIR": str(artifacts["tiny"]),
+        "ADAPTER_DIR": str(artifacts["xnli"]),
+        "TEXTS": TEXTS,
+        "ADAPTER_ON_EXPORTED_DIR": str(artifacts["on-exported"]),
+    }
     peft = run_fresh(tmp_path, ["backbone", "peft"], variables, "hidden", ("adapterx", "adapters"))
     want = adapterx_hidden("builtin:tiny-xlmr", artifacts["xnli"])
     assert (torch.tensor(peft["result"]) - want).abs().max() <= ATOL
@@ -122,7 +138,7 @@ def test_peft_and_autopeft_load_without_adapterx(artifacts, tmp_path):
     assert (torch.tensor(auto["result"]) - want).abs().max() <= ATOL
 
 
-@pytest.mark.slow   # a fresh interpreter importing torch and transformers: 5-20 s
+@pytest.mark.slow  # a fresh interpreter importing torch and transformers: 5-20 s
 def test_the_adapters_library_loads_a_bottleneck_without_adapterx(artifacts, tmp_path):
     variables = {"BACKBONE_DIR": str(artifacts["tiny"]), "ADAPTER_DIR": str(artifacts["bottleneck"]), "TEXTS": TEXTS}
     got = run_fresh(tmp_path, ["backbone", "adapters"], variables, "hidden", ("adapterx", "peft"))
@@ -130,14 +146,21 @@ def test_the_adapters_library_loads_a_bottleneck_without_adapterx(artifacts, tmp
     assert (torch.tensor(got["result"]) - want).abs().max() <= ATOL
 
 
-@pytest.mark.slow   # a fresh interpreter importing torch and transformers: 5-20 s
+@pytest.mark.slow  # a fresh interpreter importing torch and transformers: 5-20 s
 def test_a_merged_mean_pooled_head_runs_from_its_readme_without_adapterx(artifacts, tmp_path, pristine_backbone):
     readme = (artifacts["merged"] / "README.md").read_text()
-    assert MEAN_POOLED_CLASSIFIER.strip() in readme and MEAN_POOLED_CLASSIFIER.strip() in doc_blocks()[
-        "merged-mean-pooled"]
+    assert (
+        MEAN_POOLED_CLASSIFIER.strip() in readme
+        and MEAN_POOLED_CLASSIFIER.strip() in doc_blocks()["merged-mean-pooled"]
+    )
     assert "adapterx and peft are not needed" in readme
-    got = run_fresh(tmp_path, ["merged-mean-pooled"], {"MERGED_DIR": str(artifacts["merged"]), "TEXTS": TEXTS},
-                    "logits", ("adapterx", "peft", "adapters"))
+    got = run_fresh(
+        tmp_path,
+        ["merged-mean-pooled"],
+        {"MERGED_DIR": str(artifacts["merged"]), "TEXTS": TEXTS},
+        "logits",
+        ("adapterx", "peft", "adapters"),
+    )
     model = load_for_inference(pristine_backbone.fresh_copy(), artifacts["xnli"])
     with torch.no_grad():
         want = model(*_encoded(pristine_backbone)).logits

@@ -6,8 +6,9 @@ kind; each kind says which blocks and weighted methods it supports (`Method.comp
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Sequence
+from typing import ClassVar
 
 from adapterx.core.errors import CompositionError
 from adapterx.core.registry import Registry
@@ -32,8 +33,11 @@ class Block:
         return {}
 
     def to_dict(self) -> dict:
-        return {"block": self.kind, "children": [c if isinstance(c, str) else c.to_dict() for c in self.children],
-                **self.options()}
+        return {
+            "block": self.kind,
+            "children": [c if isinstance(c, str) else c.to_dict() for c in self.children],
+            **self.options(),
+        }
 
     def to_setup(self):
         """The block as a setup for `adapterx.store.activate_setup`: nested ``(block, [children], {options})``."""
@@ -66,11 +70,15 @@ def register_block(cls: type[Block], about: str | None = None) -> type[Block]:
     """Register a block kind (as manifests name it); with `about`, also the mode of the same name (no weights)."""
     BLOCKS.register(cls.kind, cls)
     if about is not None:
+
         def build(names: Sequence[str], weights: Sequence[float] | None, density: float | None) -> Block:
             if weights is not None or density is not None:
-                raise CompositionError(f"mode {cls.kind!r} takes no weights or density (they belong to the weighted "
-                                       f"modes {', '.join(WEIGHTED_METHODS)})")
+                raise CompositionError(
+                    f"mode {cls.kind!r} takes no weights or density (they belong to the weighted "
+                    f"modes {', '.join(WEIGHTED_METHODS)})"
+                )
             return cls(*names)
+
         MODES.register(cls.kind, CompositionMode(cls.kind, about, build))
     return cls
 
@@ -87,11 +95,17 @@ class Mixed(Block):
     kind = "mixed"
 
 
-register_block(Stack, "every part active together, bottom first: each adapter reads the output of the one below "
-                      "(weight deltas simply add up)")
+register_block(
+    Stack,
+    "every part active together, bottom first: each adapter reads the output of the one below "
+    "(weight deltas simply add up)",
+)
 register_block(Sum, "every part's weight delta added at once (kinds that are a weight change)")
-register_block(Mixed, "many adapters on one base: each row of a batch goes through its own adapter and head, in one "
-                      "forward pass (with --check: row i through the i-th part)")
+register_block(
+    Mixed,
+    "many adapters on one base: each row of a batch goes through its own adapter and head, in one "
+    "forward pass (with --check: row i through the i-th part)",
+)
 
 
 @dataclass(frozen=True)
@@ -115,12 +129,18 @@ WEIGHTED_METHODS: dict[str, WeightedMethod] = {
 class Weighted(Block):
     kind = "weighted"
 
-    def __init__(self, *children: str, weights: Sequence[float] | None = None, method: str = "weighted",
-                 density: float | None = None):
+    def __init__(
+        self,
+        *children: str,
+        weights: Sequence[float] | None = None,
+        method: str = "weighted",
+        density: float | None = None,
+    ):
         super().__init__(*children)
         n = len(children)
-        self.weights: tuple[float, ...] = tuple(float(w) for w in weights) if weights is not None else \
-            tuple(1.0 / n for _ in children) if n else ()
+        self.weights: tuple[float, ...] = (
+            tuple(float(w) for w in weights) if weights is not None else tuple(1.0 / n for _ in children) if n else ()
+        )
         self.method = method
         self.density = density
 
@@ -131,10 +151,12 @@ class Weighted(Block):
 def _register_weighted_modes() -> None:
     """Each weighted method is a mode: a Weighted block over the parts (density 0.5 unless given, where needed)."""
     for method, entry in WEIGHTED_METHODS.items():
+
         def build(names, weights, density, method=method, entry=entry) -> Block:
             if entry.needs_density and density is None:
                 density = 0.5
             return Weighted(*names, weights=weights, method=method, density=density)
+
         about = entry.about + (" (--density, default 0.5: the share kept)" if entry.needs_density else "")
         MODES.register(method, CompositionMode(method, about, build))
 
@@ -150,8 +172,9 @@ ALLOWED_CHILDREN: dict[type[Block], tuple[type, ...]] = {
 }
 
 
-def from_mode(mode: str, names: Sequence[str], *, weights: Sequence[float] | None = None,
-              density: float | None = None) -> Block:
+def from_mode(
+    mode: str, names: Sequence[str], *, weights: Sequence[float] | None = None, density: float | None = None
+) -> Block:
     """The block that `adapterx compose --mode MODE` over parts `names` (bottom first) means."""
     return MODES.get(mode).block(names, weights, density)
 

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from adapterx import store
 from adapterx.core.backbone import Backbone, load_backbone
@@ -17,14 +17,23 @@ from adapterx.deploy.compose.runtime import ComposedModel
 from adapterx.deploy.compose.validate import head_part, validate
 
 
-def compose(backbone: Backbone | str, parts: Mapping[str, str | Path] | Sequence[tuple[str, str | Path]],
-            composition: Block | str = "stack", *, weights: Sequence[float] | None = None,
-            density: float | None = None, head: str | None = None) -> ComposedModel:
+def compose(
+    backbone: Backbone | str,
+    parts: Mapping[str, str | Path] | Sequence[tuple[str, str | Path]],
+    composition: Block | str = "stack",
+    *,
+    weights: Sequence[float] | None = None,
+    density: float | None = None,
+    head: str | None = None,
+) -> ComposedModel:
     """Load the frozen base once and attach the saved adapters `parts` ({name: directory}, bottom first),
     combined as `composition` (a Block, or a mode name of `MODES` over all parts in order)."""
     read = read_parts(parts)
-    block = composition if isinstance(composition, Block) else \
-        from_mode(composition, list(read), weights=weights, density=density)
+    block = (
+        composition
+        if isinstance(composition, Block)
+        else from_mode(composition, list(read), weights=weights, density=density)
+    )
     if isinstance(composition, Block) and (weights is not None or density is not None):
         raise CompositionError("weights/density belong inside a Weighted block when a Block is given")
     validate(block, read, head=head)
@@ -37,8 +46,9 @@ def compose(backbone: Backbone | str, parts: Mapping[str, str | Path] | Sequence
     head_name = head_part(block, read, head)
     mixed = isinstance(block, Mixed)
     for part in read.values():
-        store.load_adapter(model, part.path, name=part.name,
-                           with_head=bool(part.head) and (mixed or part.name == head_name))
+        store.load_adapter(
+            model, part.path, name=part.name, with_head=bool(part.head) and (mixed or part.name == head_name)
+        )
     # a mixed batch names its adapters row by row at each call; everything else is activated once
     active = [] if mixed else store.activate_setup(model, block.to_setup())
     if head_name is not None:
@@ -57,9 +67,11 @@ def load_manifest(path: str | Path, backbone: Backbone | str | None = None) -> C
     if isinstance(backbone, str):
         backbone = load_backbone(backbone)
     if data["backbone"].get("fingerprint") != backbone.fingerprint:
-        raise BackboneMismatchError(f"{path}: composed on backbone {data['backbone'].get('name')!r} "
-                                    f"({data['backbone'].get('fingerprint')}), but the backbone given is "
-                                    f"{backbone.name!r} ({backbone.fingerprint})")
+        raise BackboneMismatchError(
+            f"{path}: composed on backbone {data['backbone'].get('name')!r} "
+            f"({data['backbone'].get('fingerprint')}), but the backbone given is "
+            f"{backbone.name!r} ({backbone.fingerprint})"
+        )
     block = from_dict(data["composition"])
     if not isinstance(block, Block):
         raise AdapterFileError(path, "composition is a bare name, not a block")

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Protocol
 
 from adapterx import store
 from adapterx.core.backbone import Backbone
@@ -56,14 +57,26 @@ def _manifest(composed: Composed, where: Path, locations: Mapping[str, Path]) ->
     for n, p in composed.parts.items():
         location = Path(locations[n])
         rel = Path(_relative(location, where))
-        parts.append({"name": n, "path": rel.as_posix(), "kind": p.kind, "task": p.metadata.get("task"),
-                      "labels": p.labels,
-                      "files": {f.name: store.file_digest(f) for f in p.files()}})
-    return {"format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION,
-            "backbone": {"name": composed.backbone.name, "fingerprint": composed.backbone.fingerprint},
-            "composition": composed.composition.to_dict(), "head": composed.head, "parts": parts,
-            "library_versions": store.library_versions(),
-            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        parts.append(
+            {
+                "name": n,
+                "path": rel.as_posix(),
+                "kind": p.kind,
+                "task": p.metadata.get("task"),
+                "labels": p.labels,
+                "files": {f.name: store.file_digest(f) for f in p.files()},
+            }
+        )
+    return {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_VERSION,
+        "backbone": {"name": composed.backbone.name, "fingerprint": composed.backbone.fingerprint},
+        "composition": composed.composition.to_dict(),
+        "head": composed.head,
+        "parts": parts,
+        "library_versions": store.library_versions(),
+        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def _relative(target: Path, base: Path) -> str:
@@ -103,7 +116,9 @@ def checked_parts(data: dict, root: Path, path: str | Path) -> list[tuple[str, P
                 raise AdapterFileError(file, f"missing (part {entry['name']!r} of the composition in {path})")
             actual = store.file_digest(file)
             if actual != digest:
-                raise CompositionError(f"{file}: changed since the composition {path} was saved (digest {actual}, "
-                                       f"manifest has {digest}); re-save the composition or restore the file")
+                raise CompositionError(
+                    f"{file}: changed since the composition {path} was saved (digest {actual}, "
+                    f"manifest has {digest}); re-save the composition or restore the file"
+                )
         parts.append((entry["name"], location))
     return parts

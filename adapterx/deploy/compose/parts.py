@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from adapterx import store
 from adapterx.core.errors import CompositionError
@@ -63,7 +63,7 @@ def read_part(name: str, path: str | Path) -> Part:
     check_name(name)
     path = Path(path).expanduser()
     metadata = store.read_metadata(path)
-    method = get_method(metadata["kind"])   # an unknown kind names the known ones
+    method = get_method(metadata["kind"])  # an unknown kind names the known ones
     store.check_weights(path, metadata, method.weights_file)
     if metadata.get("head"):
         store.check_safetensors(path / store.HEAD_FILE)
@@ -81,8 +81,10 @@ def read_parts(parts: Mapping[str, str | Path] | Sequence[tuple[str, str | Path]
     out: dict[str, Part] = {}
     for name, path in items:
         if name in out:
-            raise CompositionError(f"adapter name {name!r} is given twice ({out[name].path} and {path}); "
-                                   f"name each part once, e.g. --adapter inter=DIR --adapter target=DIR")
+            raise CompositionError(
+                f"adapter name {name!r} is given twice ({out[name].path} and {path}); "
+                f"name each part once, e.g. --adapter inter=DIR --adapter target=DIR"
+            )
         out[name] = read_part(name, path)
     check_requirements(out)
     return out
@@ -96,19 +98,24 @@ def check_requirements(parts: Mapping[str, Part]) -> None:
     for part in parts.values():
         for need in part.metadata.get("requires", []):
             role = need.get("role", "stacked")
-            need = {**need, "path": os.path.normpath(part.path / need.get("path", "?"))}   # recorded relative
+            need = {**need, "path": os.path.normpath(part.path / need.get("path", "?"))}  # recorded relative
             if role in ("stacked", "fused") and need.get("weights_digest") not in digests:
                 raise CompositionError(
                     f"{part.path}: this adapter was trained on top of {need.get('path')} ({role}); without it the "
                     f"composition computes something else. Add it below: --adapter {need.get('name')}="
-                    f"{need.get('path')} before --adapter {part.name}={part.path}")
+                    f"{need.get('path')} before --adapter {part.name}={part.path}"
+                )
             if role in ("merged_into_base", "fusion"):
-                what = ("a base with that adapter merged into its weights (strategy merge-then-train)"
-                        if role == "merged_into_base" else "an AdapterFusion layer (strategy fuse)")
+                what = (
+                    "a base with that adapter merged into its weights (strategy merge-then-train)"
+                    if role == "merged_into_base"
+                    else "an AdapterFusion layer (strategy fuse)"
+                )
                 raise CompositionError(
                     f"{part.path}: this adapter was trained on {what}: {need.get('path')}; compose cannot rebuild "
                     f"that. Evaluate it with `adapterx evaluate --adapter {part.path}` "
-                    f"(adapterx.deploy.setup.load_for_inference rebuilds it)")
+                    f"(adapterx.deploy.setup.load_for_inference rebuilds it)"
+                )
 
 
 def kinds_summary(parts: Sequence[Part]) -> str:

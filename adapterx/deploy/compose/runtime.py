@@ -4,9 +4,9 @@ gathered low-rank product for mergeable kinds (``fast=True``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -31,7 +31,7 @@ class ComposedModel:
     composition: Block
     parts: dict[str, Part]
     head: str | None
-    active: list[str]                       # adapter names active in `model` (a weighted merge adds one)
+    active: list[str]  # adapter names active in `model` (a weighted merge adds one)
     _gathered: object = field(default=None, repr=False)
 
     @property
@@ -52,8 +52,9 @@ class ComposedModel:
         return self.model.encode(input_ids, attention_mask).last_hidden_state
 
     @torch.no_grad()
-    def forward_rows(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, row_adapters: Sequence[str],
-                     *, fast: bool = False) -> list[torch.Tensor]:
+    def forward_rows(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, row_adapters: Sequence[str], *, fast: bool = False
+    ) -> list[torch.Tensor]:
         """One encoder pass over a batch whose row j uses adapter ``row_adapters[j]``; row j's logits come
         from that adapter's head. ``fast=True`` (mergeable kinds, LoRA) uses `adapterx.deploy.fastlora`'s gathered
         low-rank product instead of the library's per-adapter sub-batches (peft #2283); it builds a second, plain
@@ -73,8 +74,10 @@ class ComposedModel:
         for name in dict.fromkeys(rows):
             at = [j for j, n in enumerate(rows) if n == name]
             if name not in self.model.heads:
-                raise AdapterFileError(self.parts[name].path / store.METADATA_FILE,
-                                       f"adapter {name!r} was saved without a head, so its rows have no logits")
+                raise AdapterFileError(
+                    self.parts[name].path / store.METADATA_FILE,
+                    f"adapter {name!r} was saved without a head, so its rows have no logits",
+                )
             index = torch.tensor(at, device=hidden.device)
             logits = self.model.heads[name](hidden.index_select(0, index), attention_mask.index_select(0, index))
             for k, j in enumerate(at):
@@ -84,11 +87,13 @@ class ComposedModel:
     def _gathered_rows(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: list[str]) -> torch.Tensor:
         if self._gathered is None:
             names = self.composition.names()
-            self._gathered = fastlora.apply_gathered_lora(plain_base_copy(self.model), row_factors(self.model, names),
-                                                          names).eval()
+            self._gathered = fastlora.apply_gathered_lora(
+                plain_base_copy(self.model), row_factors(self.model, names), names
+            ).eval()
         gathered = self._gathered
-        return gathered(input_ids=input_ids, attention_mask=attention_mask,
-                        adapter_ids=gathered.adapter_ids(rows)).last_hidden_state
+        return gathered(
+            input_ids=input_ids, attention_mask=attention_mask, adapter_ids=gathered.adapter_ids(rows)
+        ).last_hidden_state
 
     def fused(self) -> AdaptedModel | None:
         """The composition as plain modules on a plain copy of the base, no adapter library at inference
@@ -103,18 +108,32 @@ class ComposedModel:
         adapters = {n: _adapter_size(self.model, n) for n in self.model.adapters}
         heads = {n: sum(p.numel() for p in h.parameters()) for n, h in self.model.heads.items()}
         active = sum(adapters[n] for n in self.active)
-        return {"base": base, "adapters": adapters, "heads": heads, "active_adapters": active,
-                "head": heads.get(self.head, 0) if self.head else sum(heads.values())}
+        return {
+            "base": base,
+            "adapters": adapters,
+            "heads": heads,
+            "active_adapters": active,
+            "head": heads.get(self.head, 0) if self.head else sum(heads.values()),
+        }
 
     def describe(self) -> str:
         lines = [f"{self.composition} on {self.backbone.name} ({self.backbone.fingerprint})"]
         counts = self.parameter_counts()
         for p in self.parts.values():
-            role = "head used" if p.name == self.head else ("own head per row" if isinstance(
-                self.composition, Mixed) and p.head else ("head ignored" if p.head else "no head"))
-            lines.append(f"  {p.name:<12} {p.kind} ({_spec_text(p.metadata['spec'])}) task {p.metadata.get('task')!r} "
-                         f"labels {p.labels or '-'}: {counts['adapters'][p.name]:,} adapter params, {role}  "
-                         f"[{p.path}]")
+            role = (
+                "head used"
+                if p.name == self.head
+                else (
+                    "own head per row"
+                    if isinstance(self.composition, Mixed) and p.head
+                    else ("head ignored" if p.head else "no head")
+                )
+            )
+            lines.append(
+                f"  {p.name:<12} {p.kind} ({_spec_text(p.metadata['spec'])}) task {p.metadata.get('task')!r} "
+                f"labels {p.labels or '-'}: {counts['adapters'][p.name]:,} adapter params, {role}  "
+                f"[{p.path}]"
+            )
         for n in self.active:
             if n not in self.parts:
                 lines.append(f"  {n:<12} (made by the weighted merge) {counts['adapters'][n]:,} adapter params")
@@ -135,12 +154,16 @@ def _parameters_line(counts: dict, mixed: bool) -> str:
     if mixed:
         per_row = max(counts["adapters"].values())
         share = 100.0 * (sum(counts["adapters"].values()) + counts["head"]) / counts["base"]
-        return (f"parameters: base {counts['base']:,}; adapters {sum(counts['adapters'].values()):,} "
-                f"(one per row, at most {per_row:,}); heads {counts['head']:,} (+{share:.2f}% over the "
-                f"base, all adapters and heads held)")
+        return (
+            f"parameters: base {counts['base']:,}; adapters {sum(counts['adapters'].values()):,} "
+            f"(one per row, at most {per_row:,}); heads {counts['head']:,} (+{share:.2f}% over the "
+            f"base, all adapters and heads held)"
+        )
     share = 100.0 * (counts["active_adapters"] + counts["head"]) / counts["base"]
-    return (f"parameters: base {counts['base']:,}; active adapters {counts['active_adapters']:,}; "
-            f"head {counts['head']:,} (+{share:.2f}% over the base)")
+    return (
+        f"parameters: base {counts['base']:,}; active adapters {counts['active_adapters']:,}; "
+        f"head {counts['head']:,} (+{share:.2f}% over the base)"
+    )
 
 
 def _adapter_size(model: AdaptedModel, name: str) -> int:

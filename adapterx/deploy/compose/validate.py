@@ -5,7 +5,7 @@ which part's head reads the result. Every error says what is wrong and what woul
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 from adapterx import store
 from adapterx.core.errors import AdapterFileError, BackboneMismatchError, CompositionError, unknown
@@ -43,13 +43,18 @@ def validate(block: Block, parts: Mapping[str, Part] | None = None, *, head: str
         raise CompositionError(
             f"{block}: these adapters come from two adapter libraries and cannot be composed in one model "
             f"(one library per model): {kinds_summary(used)}. Compose adapters of one kind; only {mergeable} "
-            f"parts can be merged into the base weights")
+            f"parts can be merged into the base weights"
+        )
     bases = {(p.metadata["base_model"].get("fingerprint"), p.metadata["base_model"].get("name")) for p in used}
     if len(bases) > 1:
-        listing = "; ".join(f"{p.path}: {p.metadata['base_model'].get('name')!r} "
-                            f"{p.metadata['base_model'].get('fingerprint')}" for p in used)
-        raise BackboneMismatchError(f"{block}: adapters were trained on different backbones ({listing}); "
-                                    f"compose adapters trained on one backbone")
+        listing = "; ".join(
+            f"{p.path}: {p.metadata['base_model'].get('name')!r} {p.metadata['base_model'].get('fingerprint')}"
+            for p in used
+        )
+        raise BackboneMismatchError(
+            f"{block}: adapters were trained on different backbones ({listing}); "
+            f"compose adapters trained on one backbone"
+        )
     for b in [block, *(w for w in weighted_blocks(block) if w is not block)]:
         _check_kinds(b, parts)
     for w in weighted_blocks(block):
@@ -80,15 +85,19 @@ def _validate_weights(block: Weighted) -> None:
     if block.method not in WEIGHTED_METHODS:
         raise unknown("weighted method", block.method, WEIGHTED_METHODS)
     if len(block.weights) != len(block.children):
-        raise CompositionError(f"{block}: {len(block.weights)} weights for {len(block.children)} adapters; "
-                               f"give one weight per adapter, e.g. --weights "
-                               f"{','.join(['0.5'] * len(block.children))}")
+        raise CompositionError(
+            f"{block}: {len(block.weights)} weights for {len(block.children)} adapters; "
+            f"give one weight per adapter, e.g. --weights "
+            f"{','.join(['0.5'] * len(block.children))}"
+        )
     if not all(math.isfinite(w) for w in block.weights):
         raise CompositionError(f"{block}: weights must be finite numbers")
     needs = WEIGHTED_METHODS[block.method].needs_density
     if needs and not (block.density is not None and 0.0 < float(block.density) <= 1.0):
-        raise CompositionError(f"{block}: method {block.method!r} needs a density in (0, 1] (the share of "
-                               f"each delta kept), e.g. --density 0.5")
+        raise CompositionError(
+            f"{block}: method {block.method!r} needs a density in (0, 1] (the share of "
+            f"each delta kept), e.g. --density 0.5"
+        )
     if not needs and block.density is not None:
         raise CompositionError(f"{block}: method {block.method!r} takes no density")
 
@@ -104,20 +113,26 @@ def _check_kinds(block: Block, parts: Mapping[str, Part]) -> None:
         if problem:
             raise CompositionError(f"{block}: {problem}. Parts: {kinds_summary(group)}")
         if isinstance(block, (Stack, Sum)) and len(block.children) > 1 and not method.stackable:
-            raise CompositionError(f"{block}: {kind} adapters run alone, never beside another adapter; compose one "
-                                   f"of them at a time. Parts: {kinds_summary(group)}")
+            raise CompositionError(
+                f"{block}: {kind} adapters run alone, never beside another adapter; compose one "
+                f"of them at a time. Parts: {kinds_summary(group)}"
+            )
 
 
 def _check_labels(block: Weighted, parts: Mapping[str, Part]) -> None:
     with_heads = [parts[n] for n in block.names() if parts[n].head]
     label_sets = {(p.head.get("kind"), p.head.get("num_labels"), tuple(p.labels)) for p in with_heads}
     if len(label_sets) > 1:
-        listing = "; ".join(f"{p.name!r} ({p.path / store.METADATA_FILE}): {p.head.get('kind')} head, labels "
-                            f"{p.labels or p.head.get('num_labels')}" for p in with_heads)
+        listing = "; ".join(
+            f"{p.name!r} ({p.path / store.METADATA_FILE}): {p.head.get('kind')} head, labels "
+            f"{p.labels or p.head.get('num_labels')}"
+            for p in with_heads
+        )
         raise CompositionError(
             f"{block}: a weighted merge gives one adapter, read by one head, but these adapters' heads have "
             f"different label sets: {listing}. Merge adapters of one task, or compose them as a stack (the last "
-            f"adapter's head is used)")
+            f"adapter's head is used)"
+        )
 
 
 def head_part(block: Block, parts: Mapping[str, Part], head: str | None = None) -> str | None:
@@ -132,7 +147,9 @@ def head_part(block: Block, parts: Mapping[str, Part], head: str | None = None) 
         if head not in names:
             raise unknown("head (a part of the composition)", head, names)
         if not parts[head].head:
-            raise AdapterFileError(parts[head].path / store.METADATA_FILE,
-                                   f"adapter {head!r} was saved without a head; pick another part's head")
+            raise AdapterFileError(
+                parts[head].path / store.METADATA_FILE,
+                f"adapter {head!r} was saved without a head; pick another part's head",
+            )
         return head
     return names[-1] if parts[names[-1]].head else None
