@@ -73,34 +73,15 @@ class SpanQAProcessor(Processor):
 
     def encode(self, task: Task, rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
         require_columns(task, rows, ("context", "question", "answers"))
-        max_length = max_length_for(task, tokenizer)
-        stride = min(task.options.get("doc_stride", 128), max_length // 3)
-        max_query = task.options.get("max_query_length", 64)
+        settings = qa_settings(task, tokenizer)
 
         def tokenize(batch, indices):
-            questions = [_truncate_question(q.strip(), tokenizer, max_query) for q in batch["question"]]
-            out = tokenizer(
-                questions,
-                batch["context"],
-                truncation="only_second",
-                max_length=max_length,
-                stride=stride,
-                return_overflowing_tokens=True,
-                return_offsets_mapping=True,
-            )
-            whole = tokenizer(batch["context"], add_special_tokens=False, return_offsets_mapping=True)
-            sample_map = out.pop("overflow_to_sample_mapping")
-            out["labels"], out["example_index"], offsets_out = [], [], []
-            for i, offsets in enumerate(out["offset_mapping"]):
-                sequence_ids = out.sequence_ids(i)
-                example = sample_map[i]
-                offsets = _context_offsets(
-                    batch["context"][example], offsets, sequence_ids, whole["offset_mapping"][example]
-                )
-                out["example_index"].append(indices[example])
-                offsets_out.append([list(o) if s == 1 else [-1, -1] for o, s in zip(offsets, sequence_ids)])
-                out["labels"].append(_answer_tokens(batch["answers"][example], offsets, sequence_ids))
-            out["offset_mapping"] = offsets_out
+            out = qa_windows(tokenizer, batch["question"], batch["context"], **settings)
+            out["labels"] = [
+                _answer_tokens(batch["answers"][example], offsets)
+                for offsets, example in zip(out["offset_mapping"], out["example_index"])
+            ]
+            out["example_index"] = [indices[example] for example in out["example_index"]]
             return out
 
         return rows.map(
@@ -119,28 +100,89 @@ class SpanQAProcessor(Processor):
         """The answer text of each row: the best span over its windows."""
         n_best = task.options.get("n_best", 20)
         max_answer = task.options.get("max_answer_length", 30)
-        best: dict[int, tuple[float, str]] = {}
+        best: dict[int, tuple[float, int, int]] = {}
         contexts = rows["context"]
         for logits, offsets, example in zip(predictions, encoded["offset_mapping"], encoded["example_index"]):
-            length = len(offsets)
-            start_logits, end_logits = logits[:length, 0], logits[:length, 1]
-            starts = np.argsort(start_logits)[::-1][:n_best]
-            ends = np.argsort(end_logits)[::-1][:n_best]
-            for s in starts:
-                if offsets[s][0] < 0:
-                    continue
-                for e in ends:
-                    if offsets[e][0] < 0 or e < s or e - s + 1 > max_answer:
-                        continue
-                    score = float(start_logits[s] + end_logits[e])
-                    if example not in best or score > best[example][0]:
-                        best[example] = (score, contexts[example][offsets[s][0] : offsets[e][1]].strip())
-        return [best.get(i, (0.0, ""))[1] for i in range(len(rows))]
+            found = best_span(logits, offsets, n_best, max_answer)
+            if found is not None and (example not in best or found[0] > best[example][0]):
+                best[example] = found
+        return [contexts[i][best[i][1] : best[i][2]].strip() if i in best else "" for i in range(len(rows))]
 
     def score(self, task, predictions, encoded, rows) -> dict:
         answers = self.postprocess(task, predictions, encoded, rows)
         language = rows["language"][0] if "language" in rows.column_names and len(rows) else "en"
         return get_metric(task.metric)(answers, [a["text"] for a in rows["answers"]], language=language)
+
+
+def qa_settings(task: Task, tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
+    """The window settings of `task` (keyword arguments of `qa_windows`): its max_length, a doc_stride capped at a
+    third of the window, and max_query_length."""
+    max_length = max_length_for(task, tokenizer)
+    return {
+        "max_length": max_length,
+        "stride": min(task.options.get("doc_stride", 128), max_length // 3),
+        "max_query": task.options.get("max_query_length", 64),
+    }
+
+
+def qa_windows(
+    tokenizer: PreTrainedTokenizerBase,
+    questions: list[str],
+    contexts: list[str],
+    *,
+    max_length: int,
+    stride: int,
+    max_query: int,
+) -> dict[str, list]:
+    """(question, context) pairs as windows of at most `max_length` tokens overlapping by `stride`: input_ids,
+    attention_mask, offset_mapping (each context token's character span in its context, widened over accents the
+    normaliser composed; [-1, -1] on question and special tokens) and example_index (the pair each window is
+    of). Evaluation (`SpanQAProcessor`) and serving (`adapterx.serve`) both window through here."""
+    questions = [_truncate_question(q.strip(), tokenizer, max_query) for q in questions]
+    out = tokenizer(
+        questions,
+        list(contexts),
+        truncation="only_second",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
+    whole = tokenizer(list(contexts), add_special_tokens=False, return_offsets_mapping=True)
+    sample_map = out.pop("overflow_to_sample_mapping")
+    offsets_out = []
+    for i, offsets in enumerate(out["offset_mapping"]):
+        sequence_ids = out.sequence_ids(i)
+        example = sample_map[i]
+        offsets = _context_offsets(contexts[example], offsets, sequence_ids, whole["offset_mapping"][example])
+        offsets_out.append([list(o) if s == 1 else [-1, -1] for o, s in zip(offsets, sequence_ids)])
+    return {
+        "input_ids": out["input_ids"],
+        "attention_mask": out["attention_mask"],
+        "offset_mapping": offsets_out,
+        "example_index": list(sample_map),
+    }
+
+
+def best_span(logits: np.ndarray, offsets, n_best: int = 20, max_answer: int = 30) -> tuple[float, int, int] | None:
+    """The best answer span of one window as (start logit + end logit, start char, end char), None if no valid
+    span: among the `n_best` highest start and end logits, context tokens only, end not before start, at most
+    `max_answer` tokens (SQuAD's postprocessing). The first of equal scores wins."""
+    length = len(offsets)
+    start_logits, end_logits = logits[:length, 0], logits[:length, 1]
+    starts = np.argsort(start_logits)[::-1][:n_best]
+    ends = np.argsort(end_logits)[::-1][:n_best]
+    best: tuple[float, int, int] | None = None
+    for s in starts:
+        if offsets[s][0] < 0:
+            continue
+        for e in ends:
+            if offsets[e][0] < 0 or e < s or e - s + 1 > max_answer:
+                continue
+            score = float(start_logits[s] + end_logits[e])
+            if best is None or score > best[0]:
+                best = (score, offsets[s][0], offsets[e][1])
+    return best
 
 
 def _context_offsets(context: str, offsets, sequence_ids, whole) -> list:
@@ -157,14 +199,15 @@ def _truncate_question(question: str, tokenizer, max_tokens: int) -> str:
     return question[: enc["offset_mapping"][max_tokens - 1][1]]
 
 
-def _answer_tokens(answers: dict, offsets, sequence_ids) -> list[int]:
-    """[start, end] token indices of the first gold answer in this window, or [0, 0] when it is not inside."""
+def _answer_tokens(answers: dict, offsets) -> list[int]:
+    """[start, end] token indices of the first gold answer in this window (context tokens: offsets >= 0), or
+    [0, 0] when it is not inside."""
     if not answers["text"]:
         return [0, 0]
     start_char = answers["answer_start"][0]
     end_char = start_char + len(answers["text"][0])
-    first = sequence_ids.index(1)
-    last = len(sequence_ids) - 1 - sequence_ids[::-1].index(1)
+    context = [i for i, o in enumerate(offsets) if o[0] >= 0]
+    first, last = context[0], context[-1]
     if offsets[first][0] > start_char or offsets[last][1] < end_char:
         return [0, 0]
     start = first
@@ -267,9 +310,12 @@ __all__ = [
     "RetrievalProcessor",
     "SpanQAProcessor",
     "TaggingProcessor",
+    "best_span",
     "evaluate_language",
     "evaluate_on_split",
     "mine_pairs",
     "nearest",
     "processor_for",
+    "qa_settings",
+    "qa_windows",
 ]

@@ -46,14 +46,37 @@ def _special_template(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], li
     return template[:at], template[at + 1 :]
 
 
+def word_budget(tokenizer: PreTrainedTokenizerBase, max_length: int) -> int:
+    """How many sub-words of words fit in one sequence of `max_length` tokens (the special tokens take the rest)."""
+    before, after = _special_template(tokenizer)
+    return max_length - len(before) - len(after)
+
+
+def sentence_parts(
+    tokenizer: PreTrainedTokenizerBase, words: list[str], budget: int
+) -> list[tuple[list[int], list[int]]]:
+    """A sentence as the model sequences it is tagged in: (input_ids, word_index) of each part, word_index holding
+    the word's index on its first sub-word and -1 on its other sub-words and the special tokens. Evaluation
+    (`TaggingProcessor`) and serving (`adapterx.serve`) both encode through here."""
+    before, after = _special_template(tokenizer)
+    pieces = word_pieces(tokenizer, words, budget)
+    parts = []
+    for start, end in split_sentence([len(p) for p in pieces], budget):
+        ids, word_index = [], []
+        for w in range(start, end):
+            ids += pieces[w]
+            word_index += [w] + [-1] * (len(pieces[w]) - 1)
+        parts.append((before + ids + after, [-1] * len(before) + word_index + [-1] * len(after)))
+    return parts
+
+
 class TaggingProcessor(Processor):
     """Tags on first sub-words; long sentences in parts; scoring on words with the task's metric."""
 
     def encode(self, task: Task, rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
         require_columns(task, rows, ("tokens", "tags"))
         n = task.num_labels
-        before, after = _special_template(tokenizer)
-        budget = max_length_for(task, tokenizer) - len(before) - len(after)
+        budget = word_budget(tokenizer, max_length_for(task, tokenizer))
         if budget < 1:
             raise AdapterxError(f"task {task.name!r}: max_length {task.max_length} leaves no room for words")
 
@@ -71,18 +94,11 @@ class TaggingProcessor(Processor):
                 bad = [t for t in tags if not 0 <= t < n]
                 if bad:
                     raise AdapterxError(f"task {task.name!r}: tag {bad[0]} outside 0..{n - 1}")
-                pieces = word_pieces(tokenizer, words, budget)
-                for start, end in split_sentence([len(p) for p in pieces], budget):
-                    ids, labels, word_index = [], [], []
-                    for w in range(start, end):
-                        ids += pieces[w]
-                        labels += [tags[w]] + [-100] * (len(pieces[w]) - 1)
-                        word_index += [w] + [-1] * (len(pieces[w]) - 1)
-                    pad = [-100] * len(before), [-100] * len(after)
-                    out["input_ids"].append(before + ids + after)
-                    out["attention_mask"].append([1] * (len(before) + len(ids) + len(after)))
-                    out["labels"].append(pad[0] + labels + pad[1])
-                    out["word_index"].append([-1] * len(before) + word_index + [-1] * len(after))
+                for ids, word_index in sentence_parts(tokenizer, words, budget):
+                    out["input_ids"].append(ids)
+                    out["attention_mask"].append([1] * len(ids))
+                    out["labels"].append([tags[w] if w >= 0 else -100 for w in word_index])
+                    out["word_index"].append(word_index)
                     out["sentence"].append(index)
             return out
 
