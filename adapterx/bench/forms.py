@@ -11,7 +11,6 @@ transformers model (never an adapters-initialised one: ``adapters.init`` alone c
 
 from __future__ import annotations
 
-import copy
 import functools
 import importlib
 import re
@@ -24,6 +23,7 @@ from torch import nn
 
 from adapterx.core.errors import AdapterxError, UnknownNameError, did_you_mean
 from adapterx.core.registry import Registry
+from adapterx.core.sharing import share_copy  # noqa: F401  (re-exported: the bench forms take it from here)
 from adapterx.methods import get_method, kinds
 
 
@@ -86,16 +86,6 @@ class FormContext:
                     weights[name] = (a.to(w.device, w.dtype), b.to(w.device, w.dtype))
             self._lora[i] = weights
         return self._lora[i]
-
-
-def share_copy(model: nn.Module, clone: Callable[[str], bool] = lambda name: False) -> nn.Module:
-    """A structural deep copy of `model` whose parameters and buffers are the *same tensors* as the
-    original's, except those whose name `clone` accepts, which are copied (e.g. weights a merge will change)."""
-    memo = {}
-    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-        if not clone(name):
-            memo[id(t)] = t
-    return copy.deepcopy(model, memo)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -79,9 +79,10 @@ def _load_checked(model: AdaptedModel, part: dict, path: Path, adapter_dir: Path
 
 
 def load_for_inference(backbone: Backbone, adapter_dir: Path, name: str = TARGET) -> AdaptedModel:
-    """A model with the saved adapter, everything it rests on, and its head active: adapters stacked beneath it,
-    a merged base rebuilt from `backbone` (the original, unmerged one; its fingerprint is checked against the
-    one the target was trained on), fused adapters and their fusion layer. Consumes `backbone`."""
+    """A model with the saved adapter, everything it rests on, and its head (if it has one) active: adapters
+    stacked beneath it, a merged base rebuilt from `backbone` (the original, unmerged one; its fingerprint is
+    checked against the one the target was trained on), fused adapters and their fusion layer. Consumes
+    `backbone`."""
     adapter_dir = Path(adapter_dir)
     metadata = store.read_metadata(adapter_dir)
     parts: dict[str, list[tuple[dict, Path]]] = {STACKED: [], MERGED: [], FUSED: [], FUSION: []}
@@ -135,6 +136,7 @@ def load_for_inference(backbone: Backbone, adapter_dir: Path, name: str = TARGET
         store.activate_setup(model, fuse_setup(stacked, fused, name))
     else:
         store.activate(model, [*stacked, name])
-    model.set_head(name)
+    if name in model.heads:  # an adapter saved without a head (an encoder for retrieval) leaves none active
+        model.set_head(name)
     model.eval()
     return model
