@@ -78,13 +78,9 @@ def _load_checked(model: AdaptedModel, part: dict, path: Path, adapter_dir: Path
         )
 
 
-def load_for_inference(backbone: Backbone, adapter_dir: Path, name: str = TARGET) -> AdaptedModel:
-    """A model with the saved adapter, everything it rests on, and its head (if it has one) active: adapters
-    stacked beneath it, a merged base rebuilt from `backbone` (the original, unmerged one; its fingerprint is
-    checked against the one the target was trained on), fused adapters and their fusion layer. Consumes
-    `backbone`."""
-    adapter_dir = Path(adapter_dir)
-    metadata = store.read_metadata(adapter_dir)
+def required_parts(metadata: dict, adapter_dir: Path) -> dict[str, list[tuple[dict, Path]]]:
+    """{role: [(requires entry, its directory)]} of what the adapter saved in `adapter_dir` rests on (a relative
+    path is resolved against `adapter_dir`); a role this adapterx does not know is an error."""
     parts: dict[str, list[tuple[dict, Path]]] = {STACKED: [], MERGED: [], FUSED: [], FUSION: []}
     for part in metadata.get("requires", []):
         role = part.get("role", STACKED)
@@ -96,7 +92,17 @@ def load_for_inference(backbone: Backbone, adapter_dir: Path, name: str = TARGET
             )
         path = Path(part["path"])
         parts[role].append((part, path if path.is_absolute() else (adapter_dir / path).resolve()))
+    return parts
 
+
+def load_for_inference(backbone: Backbone, adapter_dir: Path, name: str = TARGET) -> AdaptedModel:
+    """A model with the saved adapter, everything it rests on, and its head (if it has one) active: adapters
+    stacked beneath it, a merged base rebuilt from `backbone` (the original, unmerged one; its fingerprint is
+    checked against the one the target was trained on), fused adapters and their fusion layer. Consumes
+    `backbone`."""
+    adapter_dir = Path(adapter_dir)
+    metadata = store.read_metadata(adapter_dir)
+    parts = required_parts(metadata, adapter_dir)
     for part, path in parts[MERGED]:
         backbone = merged_backbone(backbone, path, expected_digest=part.get("weights_digest"))
     if parts[MERGED]:

@@ -31,7 +31,7 @@ from adapterx.core.model import AdaptedModel
 from adapterx.core.registry import Registry
 from adapterx.core.sharing import shared_backbone
 from adapterx.deploy.forms import fused_form, merged_form
-from adapterx.deploy.setup import MERGED, STACKED, load_for_inference
+from adapterx.deploy.setup import MERGED, STACKED, load_for_inference, required_parts
 from adapterx.serve.errors import Forbidden
 from adapterx.tasks import Task, get_task
 
@@ -112,14 +112,6 @@ class ServedAdapter:
         }
 
 
-def _parts(metadata: dict, directory: Path) -> list[tuple[dict, Path]]:
-    out = []
-    for part in metadata.get("requires", []):
-        path = Path(part["path"])
-        out.append((part, path if path.is_absolute() else (directory / path).resolve()))
-    return out
-
-
 def _check_parts_inside(parts: list[tuple[dict, Path]], root: Path | None, directory: Path) -> None:
     if root is None:
         return
@@ -146,9 +138,10 @@ def load_served(name: str, directory: Path, backbone: Backbone, form: str, root:
     the fallback form, if it cannot take that one). `root`: everything it rests on must lie under it."""
     directory = Path(directory).resolve()
     metadata = store.read_metadata(directory)
-    parts = _parts(metadata, directory)
+    roles = required_parts(metadata, directory)
+    parts = [item for role in roles.values() for item in role]
     _check_parts_inside(parts, root, directory)
-    merged = any(part.get("role", STACKED) == MERGED for part, _ in parts)
+    merged = bool(roles[MERGED])
     # a merge writes into its base: give it a copy of its own; everything else shares the weights
     model = load_for_inference(backbone.fresh_copy() if merged else shared_backbone(backbone), directory)
     entry = ServedAdapter(
@@ -161,8 +154,8 @@ def load_served(name: str, directory: Path, backbone: Backbone, form: str, root:
         virtual_tokens=sum(getattr(model.adapters[n].spec, "num_virtual_tokens", 0) for n in model.active_adapters),
     )
     chosen = SERVING_FORMS.get(form)
-    if chosen.shared and _gatherable(model, parts):
-        keys = [f"{path}@{part.get('weights_digest')}" for part, path in parts] + [
+    if chosen.shared and _gatherable(model, roles):
+        keys = [f"{path}@{part.get('weights_digest')}" for part, path in roles[STACKED]] + [
             f"{directory}@{metadata.get('weights_digest')}"
         ]
         entry.slots = tuple(keys)
@@ -177,8 +170,7 @@ def load_served(name: str, directory: Path, backbone: Backbone, form: str, root:
     return entry
 
 
-def _gatherable(model: AdaptedModel, parts: list[tuple[dict, Path]]) -> bool:
+def _gatherable(model: AdaptedModel, roles: dict[str, list]) -> bool:
     """A plain stack of LoRA adapters on the original base: each adapter a low-rank weight change."""
-    return all(part.get("role", STACKED) == STACKED for part, _ in parts) and all(
-        model.adapters[n].method.mergeable for n in model.active_adapters
-    )
+    plain_stack = all(not items for role, items in roles.items() if role != STACKED)
+    return plain_stack and all(model.adapters[n].method.mergeable for n in model.active_adapters)
