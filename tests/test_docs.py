@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from adapterx.core.registry import Registry
+from adapterx.methods import kinds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,3 +74,11 @@ def test_nothing_cites_notes_outside_the_repository():
     files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "adapterx").rglob("*.py")]
     citing = [str(f.relative_to(ROOT)) for f in files if "DESIGN.md" in f.read_text(encoding="utf-8")]
     assert not citing, f"cite docs/architecture.md instead of DESIGN.md in: {citing}"
+
+
+def test_the_readme_names_every_registered_adapter_kind():
+    row = next(
+        line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines() if "| adapter kind |" in line
+    )
+    missing = [k for k in kinds() if f"`{k}`" not in row]
+    assert not missing, f"README's adapter kind row does not name {missing}"

@@ -22,14 +22,14 @@ from adapterx.deploy.forms import fused_form, merged_form
 from adapterx.deploy.merge import TOLERANCE, merge_adapters
 from adapterx.methods import get_method, kinds, parse_spec
 
-# one small spec per kind (a second variant where a kind has two architectures)
-SPECS = {
-    "lora": {"kind": "lora", "r": 4},
-    "bottleneck": {"kind": "bottleneck", "reduction_factor": 4},
-    "bottleneck-houlsby": {"kind": "bottleneck", "architecture": "houlsby", "reduction_factor": 4},
-    "prompt": {"kind": "prompt", "num_virtual_tokens": 4},
-    "prefix": {"kind": "prefix", "num_virtual_tokens": 4},
-}
+
+def _variant(kind: str, options: dict) -> str:
+    return kind + "".join(f"-{k}={v}" for k, v in options.items() if k not in ("r", "reduction_factor"))
+
+
+# every registered kind's example specs (`Method.examples`: a small spec per variant, e.g. LoRA and DoRA): a kind
+# added to the registry joins the matrix without a change here
+SPECS = {_variant(k, ex): {"kind": k, **ex} for k in kinds() for ex in get_method(k).examples}
 LABELS = ["e", "n", "c"]
 
 
@@ -86,7 +86,10 @@ def trained(tiny, tmp_path_factory):
 
 
 def test_the_matrix_covers_every_kind():
-    assert {s["kind"] for s in SPECS.values()} == set(kinds())
+    assert {s["kind"] for s in SPECS.values()} == set(kinds()) >= {"lora", "ia3", "bottleneck", "prompt", "prefix"}
+    assert {"lora-use_dora=True", "bottleneck-architecture=houlsby"} <= set(SPECS)
+    for spec in SPECS.values():
+        parse_spec(spec)
 
 
 @pytest.mark.parametrize("variant", sorted(SPECS))
@@ -115,13 +118,18 @@ def test_train_save_reload_gives_identical_outputs(tiny, probe, trained, variant
 
 
 @pytest.mark.parametrize("variant", sorted(SPECS))
-def test_merge_works_or_is_refused_with_the_kinds_reason(tiny, trained, tmp_path, variant):
+def test_merge_works_or_is_refused_with_the_kinds_reason(tiny, probe, trained, tmp_path, variant):
     model, directory, _ = trained(variant)
     method = get_method(SPECS[variant]["kind"])
-    assert (merged_form(model) is not None) == method.mergeable
-    # a fused (library-free) form exists exactly where the kind names a bench form for it: LoRA, bottleneck
+    merged, fused = merged_form(model), fused_form(model)
+    assert (merged is not None) == method.mergeable
+    # a fused (library-free) form exists exactly where the kind names a bench form for it: mergeable kinds, bottleneck
     has_fused = method.bench_form(parse_spec(SPECS[variant]), "none", "fused") is not None
-    assert (fused_form(model) is not None) == has_fused and (has_fused or not method.mergeable)
+    assert (fused is not None) == has_fused and (has_fused or not method.mergeable)
+    with torch.inference_mode():  # and they compute what the adapters compute
+        expected = model(**probe).logits
+        for form in (f for f in (merged, fused) if f is not None):
+            torch.testing.assert_close(form(**probe).logits, expected, atol=1e-4, rtol=1e-4)
     if method.mergeable:
         report = merge_adapters(tiny.fresh_copy(), {"a": directory}, tmp_path / "merged")
         assert report.max_abs_diff <= TOLERANCE and report.merged == ["a"]
@@ -148,8 +156,10 @@ def test_composition_follows_the_kinds_rules(tiny, probe, trained, variant):
         "mixed": Mixed("p", "q"),
         "weighted": Weighted("p", "q", weights=[0.5, 0.5]),
     }
+    specs = {n: p.metadata["spec"] for n, p in parts.items()}
     for name, block in blocks.items():
-        allowed = name in method.composition_blocks and (method.stackable or name in ("mixed", "weighted"))
+        problem = method.composition_problem(name, specs, block.options())
+        allowed = not problem and (method.stackable or name in ("mixed", "weighted"))
         if allowed:
             validate(block, parts)
         else:

@@ -325,6 +325,13 @@ def test_presets_carry_the_papers_prefix_lengths(preset, length):
     assert spec.kind == "prefix" and spec.num_virtual_tokens == length
 
 
+def test_the_ia3_preset_is_the_papers_and_the_kinds_default():
+    data = yaml.safe_load((ROOT / "recipes" / "presets" / "ia3-xnli.yaml").read_text())
+    spec = parse_spec(data["adapter"])
+    assert spec == parse_spec({"kind": "ia3"}) and "attention.output.dense" in spec.exclude_modules
+    assert data["train"] == {"learning_rate": 3.0e-3}
+
+
 def test_quickstart_switches_to_prompt_tuning_with_one_field(tmp_path):
     from adapterx.study.recipe import load_recipe
 

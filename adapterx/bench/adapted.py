@@ -2,8 +2,10 @@
 share-copy of the base, so the bench never touches an adapter library itself.
 
 Every kind gets two generic forms: KIND (one adapter of the kind's default spec) and KIND-stack-K (K of them
-active together, for kinds that stack), each with small random weights drawn from the bench seed. Kinds with
-forms of their own (other specs, library-free fast paths) build them with the helpers here.
+active together, for kinds that stack), each with small random weights drawn from the bench seed (as the kind
+says: `Method.bench_weights`). A mergeable kind also gets its plain forms: KIND-fast / KIND-stack-K-fused (its
+weight changes as plain modules, adapterx.deploy.plain) and KIND-merged (folded into a copy of the weights).
+Kinds with forms of their own (other specs) build them with the helpers here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from adapterx.bench.forms import Batch, Form, FormContext, generic_form, plain_r
 from adapterx.core.backbone import Backbone
 from adapterx.core.errors import AdapterxError
 from adapterx.core.model import AdaptedModel
+from adapterx.deploy.plain import apply_plain_layers, collect_weight_changes, merge_changes
 from adapterx.methods import AdapterSpec, get_method
 
 Weights = Callable[[AdaptedModel, str, int], None]  # (model, adapter name, adapter number) -> set its weights
@@ -46,19 +49,27 @@ def adapted_model(
 
 
 def random_weights(seed: int) -> Weights:
-    """Adapter number i: every matrix N(0, 0.02²), every vector zero, drawn in float32 from (seed, i) in the
-    order of the adapter's own tensors, so that the adapter changes the output a little."""
+    """Adapter number i: small random weights as its kind draws them (`Method.bench_weights`; by default every
+    matrix N(0, 0.02²), every vector zero), in float32 from (seed, i) in the order of the adapter's own tensors,
+    so that the adapter changes the output a little."""
 
     def give(model: AdaptedModel, name: str, i: int) -> None:
         method = model.adapters[name].method
         gen = torch.Generator().manual_seed(seed + i)
-        state = {
-            k: torch.randn(t.shape, generator=gen) * 0.02 if t.dim() > 1 else torch.zeros(t.shape)
-            for k, t in method.adapter_state(model, name).items()
-        }
-        method.load_adapter_state(model, name, state)
+        method.load_adapter_state(model, name, method.bench_weights(method.adapter_state(model, name), gen))
 
     return give
+
+
+def plain_form(ctx: FormContext, name: str, description: str, model: AdaptedModel, how: str, reference: str) -> Form:
+    """The active adapters of `model` (a mergeable kind) as plain modules on a plain share-copy of the base
+    (`how` "fused") or folded into a copy of the weights they change (`how` "merged")."""
+    changes = collect_weight_changes(model, list(model.active_adapters))
+    if how == "fused":
+        return Form(name, description, apply_plain_layers(share_copy(ctx.base), changes), plain_run, reference)
+    prefixes = tuple(f"{module}." for module in changes)
+    plain = share_copy(ctx.base, clone=lambda tensor: tensor.startswith(prefixes))
+    return Form(name, description, merge_changes(plain, changes), plain_run)
 
 
 def adapter_form(name: str, description: str, model: AdaptedModel, reference: str | None = None) -> Form:
@@ -75,12 +86,21 @@ def _encode_run(module: AdaptedModel, batch: Batch) -> torch.Tensor:
 
 
 @generic_form
-def _generic(ctx: FormContext, kind: str, k: int) -> Form:
+def _generic(ctx: FormContext, kind: str, k: int, plain: str | None = None) -> Form:
     method = get_method(kind)
+    unmerged = f"{kind}-stack-{k}" if k > 1 else kind
     if k > 1 and not method.stackable:
-        raise AdapterxError(f"bench form {kind}-stack-{k}: {kind} adapters run alone, never stacked")
+        raise AdapterxError(f"bench form {unmerged}: {kind} adapters run alone, never stacked")
+    if plain and not method.mergeable:
+        raise AdapterxError(
+            f"bench forms {kind}-fast / -fused / -merged: {kind} adapters are not a weight change "
+            f"({method.not_mergeable_reason or 'they cannot be merged'})"
+        )
     model = adapted_model(ctx, method.spec_type(), k, random_weights(ctx.seed * 1000 + 900))
-    what = f"{k} {kind} adapters active together" if k > 1 else f"one {kind} adapter"
-    return adapter_form(
-        f"{kind}-stack-{k}" if k > 1 else kind, f"{what} (default spec, random weights), through adapterx.store", model
-    )
+    what = f"{k} {method.name} adapters active together" if k > 1 else f"one {method.name} adapter"
+    if plain == "fused":
+        name = f"{unmerged}-fused" if k > 1 else f"{kind}-fast"
+        return plain_form(ctx, name, f"{what}, as plain modules (no adapter library)", model, "fused", unmerged)
+    if plain == "merged":
+        return plain_form(ctx, f"{unmerged}-merged", f"{what}, merged into the weights", model, "merged", unmerged)
+    return adapter_form(unmerged, f"{what} (default spec, random weights), through adapterx.store", model)

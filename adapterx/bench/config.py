@@ -7,45 +7,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from adapterx.core.errors import AdapterxError
 
-DEFAULT_FORMS = (
-    "base",
-    "lora",
-    "lora-fast",
-    "lora-merged",
-    "lora-stack-2",
-    "lora-stack-2-fused",
-    "lora-stack-3",
-    "lora-stack-3-fused",
-    "lora-stack-4",
-    "lora-stack-4-fused",
-    "bottleneck",
-    "bottleneck-fast",
-    "bottleneck-stack-2",
-    "bottleneck-stack-2-fast",
-    "bottleneck-stack-3",
-    "bottleneck-stack-3-fast",
-    "bottleneck-stack-4",
-    "bottleneck-stack-4-fast",
-    "lora-mixed-8",
-    "lora-mixed-8-gathered",
-)
-QUICK_FORMS = (
-    "base",
-    "lora",
-    "lora-fast",
-    "lora-merged",
-    "lora-stack-2",
-    "lora-stack-2-fused",
-    "bottleneck",
-    "bottleneck-fast",
-    "bottleneck-stack-2",
-    "bottleneck-stack-2-fast",
-    "lora-mixed-4",
-    "lora-mixed-4-gathered",
-)
 DTYPES = ("fp32", "bf16", "fp16")
 CLOCKS = ("wall", "cpu", "instructions")
-TRAIN_KINDS = ("full", "lora", "bottleneck", "prompt", "prefix")
 COMPILE_CHOICES = ("off", "on", "both")
 
 
@@ -65,7 +28,9 @@ class BenchConfig:
         default="xlm-roberta-base",
     )
     forms: tuple[str, ...] = _help(
-        "Deployment forms to time, comma-separated (see the list above).", default=DEFAULT_FORMS
+        "Deployment forms to time, comma-separated (see the list above). Empty: 'base' and each adapter kind's "
+        "own default forms (with --quick, its quick ones), as the kind lists them.",
+        default=(),
     )
     batch_sizes: tuple[int, ...] = _help("Batch sizes (1 = online serving, >=32 = offline scoring).", default=(1, 32))
     seq_lens: tuple[int, ...] = _help("Sequence lengths in tokens (every row full length).", default=(128, 512))
@@ -107,7 +72,10 @@ class BenchConfig:
         default=False,
     )
     train_kinds: tuple[str, ...] = _help(
-        "Kinds --train measures ('full' = full fine-tuning of the backbone).", default=TRAIN_KINDS
+        "Kinds --train measures ('full' = full fine-tuning of the backbone). Empty: full and every registered "
+        "adapter kind, each with the spec it names for this bench (LoRA: --rank, bottleneck: "
+        "--reduction-factor, prompt/prefix: 16 virtual tokens, others: their default spec).",
+        default=(),
     )
     rank: int = _help("LoRA rank r of every LoRA adapter (alpha = 2r, target query+value).", default=8)
     reduction_factor: int = _help("Bottleneck adapter reduction factor (SeqBnConfig).", default=16)
@@ -133,7 +101,7 @@ class BenchConfig:
         self.validate()
 
     def validate(self) -> None:
-        for name in ("forms", "batch_sizes", "seq_lens", "dtypes", "devices", "threads"):
+        for name in ("batch_sizes", "seq_lens", "dtypes", "devices", "threads"):
             if not getattr(self, name):
                 raise AdapterxError(f"bench: --{name.replace('_', '-')} is empty")
         bad = [d for d in self.dtypes if d not in DTYPES]
@@ -154,11 +122,6 @@ class BenchConfig:
             raise AdapterxError("bench: instruction counts are deterministic; --target-ci is for timings")
         if self.target_ci < 0 or self.max_seconds <= 0:
             raise AdapterxError("bench: --target-ci must be >= 0 and --max-seconds > 0")
-        bad = [k for k in self.train_kinds if k not in TRAIN_KINDS]
-        if bad or not self.train_kinds:
-            raise AdapterxError(
-                f"bench: --train-kinds {list(self.train_kinds)}: unknown or empty; known: {', '.join(TRAIN_KINDS)}"
-            )
         if self.attention not in ("sdpa", "eager"):
             raise AdapterxError(f"bench: --attention must be sdpa or eager, got {self.attention!r}")
         if any(b < 1 for b in self.batch_sizes) or any(s < 2 for s in self.seq_lens):
@@ -167,7 +130,7 @@ class BenchConfig:
             raise AdapterxError("bench: --iterations must be >= 3 (for p10/p90) and --warmup >= 0")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.readme_section):
             raise AdapterxError(f"bench: --readme-section must be a plain name, got {self.readme_section!r}")
-        if "base" not in self.forms:
+        if self.forms and "base" not in self.forms:
             raise AdapterxError("bench: the forms must include 'base' (every ratio is measured against it)")
         if len(set(self.forms)) != len(self.forms):
             raise AdapterxError(f"bench: duplicate forms in {list(self.forms)}")
@@ -194,7 +157,6 @@ class BenchConfig:
 TRAIN_OVERRIDES = dict(batch_sizes=(16,), seq_lens=(128,), iterations=5, warmup=1)
 QUICK_OVERRIDES = dict(
     shape="builtin:tiny-xlmr",
-    forms=QUICK_FORMS,
     batch_sizes=(1, 4),
     seq_lens=(16, 64),
     threads=(1,),

@@ -11,6 +11,7 @@ transformers model (never an adapters-initialised one: ``adapters.init`` alone c
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import re
@@ -21,10 +22,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from adapterx.bench.config import BenchConfig
 from adapterx.core.errors import AdapterxError, UnknownNameError, did_you_mean
 from adapterx.core.registry import Registry
 from adapterx.core.sharing import share_copy  # noqa: F401  (re-exported: the bench forms take it from here)
-from adapterx.methods import get_method, kinds
+from adapterx.methods import AdapterSpec, get_method, kinds
 
 
 @dataclass
@@ -113,12 +115,13 @@ def plain_run(module: nn.Module, batch: Batch) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------- registry
 Builder = Callable[..., Form]
 _GENERIC: list[Builder] = []
-_GENERIC_NAME = re.compile(r"(?P<kind>.+?)(?:-stack-(?P<k>\d+))?\Z")
+_GENERIC_NAME = re.compile(r"(?P<kind>.+?)(?:-stack-(?P<k>\d+))?(?:-(?P<plain>fast|fused|merged))?\Z")
 GENERIC_HELP = (
     "KIND, KIND-stack-K",
-    "any adapter kind (e.g. one registered by a plugin): one adapter of its "
-    "default spec, or K of them stacked, with small random weights, served "
-    "through adapterx.store",
+    "any adapter kind (e.g. one registered by a plugin): one adapter of its default spec, or K of them stacked, "
+    "with small random weights, served through adapterx.store; a mergeable kind also has KIND-fast and "
+    "KIND-stack-K-fused (its weight changes as plain modules, no adapter library) and KIND-merged / "
+    "KIND-stack-K-merged (folded into the weights)",
 )
 
 
@@ -131,6 +134,9 @@ class BenchForm:
     pattern: re.Pattern
     build: Builder
     help: str
+    # the adapter spec the form's adapters have, from the name's groups (None: the form has no adapter or does not
+    # say); checks made before building read it, e.g. how many positions virtual tokens take
+    spec: Callable[..., AdapterSpec] | None = None
 
 
 def builder_modules() -> list[str]:
@@ -149,21 +155,68 @@ def _import_builders() -> None:
 BENCH_FORMS: Registry[BenchForm] = Registry("bench form", group="adapterx.bench_forms", loader=_import_builders)
 
 
-def form(pattern: str, help: str = "") -> Callable[[Builder], Builder]:
+def form(pattern: str, help: str = "", spec: Callable[..., AdapterSpec] | None = None) -> Callable[[Builder], Builder]:
     """Register a builder for form names matching `pattern`, e.g. ``r"lora-stack-(?P<k>\\d+)"`` (listed as
-    lora-stack-K; named groups become int keyword arguments)."""
+    lora-stack-K; named groups become int keyword arguments, of `spec` too: the adapter spec the form builds)."""
     name = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: m.group(1).upper(), pattern)
 
     def register(fn: Builder) -> Builder:
-        BENCH_FORMS.register(name, BenchForm(name, re.compile(pattern + r"\Z"), fn, help))
+        BENCH_FORMS.register(name, BenchForm(name, re.compile(pattern + r"\Z"), fn, help, spec))
         return fn
 
     return register
 
 
+def default_forms(quick: bool = False) -> tuple[str, ...]:
+    """What `adapterx bench` times without --forms: 'base' and each kind's own default forms
+    (`Method.bench_default_forms`, or `bench_quick_forms` with --quick), in the registry's order."""
+    own = (
+        f for k in kinds() for f in (get_method(k).bench_quick_forms if quick else get_method(k).bench_default_forms)
+    )
+    return ("base", *dict.fromkeys(own))
+
+
+def train_kinds() -> tuple[str, ...]:
+    """What `adapterx bench --train` can measure: 'full' (full fine-tuning) and every registered kind."""
+    return ("full", *kinds())
+
+
+def with_defaults(cfg: BenchConfig) -> BenchConfig:
+    """`cfg` with an empty --forms / --train-kinds filled from the registry (`default_forms`, `train_kinds`), and
+    its train kinds checked against it."""
+    forms = cfg.forms or default_forms(cfg.quick)
+    measured = cfg.train_kinds or train_kinds()
+    unknown_kinds = [k for k in measured if k not in train_kinds()]
+    if unknown_kinds:
+        raise AdapterxError(
+            f"bench: --train-kinds {list(cfg.train_kinds)}: unknown {unknown_kinds}; known: {', '.join(train_kinds())}"
+        )
+    if (forms, measured) == (cfg.forms, cfg.train_kinds):
+        return cfg
+    return dataclasses.replace(cfg, forms=forms, train_kinds=measured)
+
+
+def virtual_tokens(name: str) -> int:
+    """Positions in front of the input that form `name`'s adapters take (prompt / prefix tuning), as their kind
+    says (`Method.virtual_tokens`) of the spec the form builds."""
+    spec = _form_spec(name)
+    return get_method(spec.kind).virtual_tokens(spec) if spec is not None else 0
+
+
+def _form_spec(name: str) -> AdapterSpec | None:
+    _import_builders()
+    for entry in BENCH_FORMS.values():
+        m = entry.pattern.match(name)
+        if m:
+            return entry.spec(**{k: int(v) for k, v in m.groupdict().items()}) if entry.spec else None
+    m = _GENERIC_NAME.match(name)
+    return get_method(m["kind"]).spec_type() if m and m["kind"] in kinds() else None
+
+
 def generic_form(fn: Builder) -> Builder:
-    """Register the builder of the forms every adapter kind has: ``fn(ctx, kind, k)`` for the names KIND and
-    KIND-stack-K (used where no registered pattern matches)."""
+    """Register the builder of the forms every adapter kind has: ``fn(ctx, kind, k, plain)`` for the names KIND
+    and KIND-stack-K (plain None), KIND-fast and KIND-stack-K-fused (plain "fused"), KIND-merged and
+    KIND-stack-K-merged (plain "merged"); used where no registered pattern matches."""
     _GENERIC[:] = [fn]
     return fn
 
@@ -186,11 +239,17 @@ def _lookup(name: str) -> tuple[Builder, dict[str, int]]:
         if m:
             return entry.build, {k: int(v) for k, v in m.groupdict().items()}
     m = _GENERIC_NAME.match(name)
-    if m and m["kind"] in kinds() and _GENERIC:
-        return functools.partial(_GENERIC[0], kind=m["kind"]), {"k": int(m["k"] or 1)}
+    if m and m["kind"] in kinds() and _GENERIC and _generic_shape(m["k"], m["plain"]):
+        plain = {"fast": "fused", "fused": "fused", "merged": "merged"}.get(m["plain"] or "")
+        return functools.partial(_GENERIC[0], kind=m["kind"], plain=plain), {"k": int(m["k"] or 1)}
     raise UnknownNameError(
         f"unknown bench form {name!r}{did_you_mean(name, BENCH_FORMS.names() + kinds())}; known forms:\n{form_help()}"
     )
+
+
+def _generic_shape(k: str | None, plain: str | None) -> bool:
+    """KIND-fast is one adapter, KIND-stack-K-fused a stack; -merged goes with either."""
+    return not ((plain == "fast" and k) or (plain == "fused" and not k))
 
 
 def check_form_names(names) -> None:

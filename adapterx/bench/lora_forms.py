@@ -1,14 +1,15 @@
 """LoRA forms: served through adapterx.store (peft underneath: the naive reference, unmerged, stacked and mixed
 batch), merged into the weights, and adapterx.deploy.fastlora (fused stack, gathered mixed batch). Adapter
 number i has the same weights in every form (drawn by `FormContext.lora_weights`), so the forms compute the
-same function and only their speed differs."""
+same function and only their speed differs. The lora-dora forms are the same adapters as DoRA (``use_dora``,
+magnitudes as peft initialises them: the base weight's row norms), unmerged through peft, fused and merged."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from adapterx.bench.adapted import adapted_model, adapter_form, adapter_name
+from adapterx.bench.adapted import adapted_model, adapter_form, adapter_name, plain_form
 from adapterx.bench.forms import Batch, Form, FormContext, form, plain_run, share_copy
 from adapterx.core.lowrank import LoraFactors
 from adapterx.core.model import AdaptedModel
@@ -16,11 +17,18 @@ from adapterx.deploy import fastlora
 from adapterx.methods import get_method, parse_spec
 
 
-def lora_model(ctx: FormContext, n: int, base: nn.Module | None = None) -> AdaptedModel:
+def lora_model(ctx: FormContext, n: int, base: nn.Module | None = None, dora: bool = False) -> AdaptedModel:
     """An AdaptedModel over a share-copy of the base (or `base`) carrying LoRA adapters a0..a{n-1} (r, alpha=2r,
-    the context's target modules, dropout 0) with the context's weights, all active."""
+    the context's target modules, dropout 0; DoRA if `dora`) with the context's weights, all active."""
     spec = parse_spec(
-        {"kind": "lora", "r": ctx.rank, "alpha": float(ctx.alpha), "dropout": 0.0, "target_modules": list(ctx.targets)}
+        {
+            "kind": "lora",
+            "r": ctx.rank,
+            "alpha": float(ctx.alpha),
+            "dropout": 0.0,
+            "target_modules": list(ctx.targets),
+            "use_dora": dora,
+        }
     )
     method = get_method("lora")
 
@@ -130,3 +138,40 @@ def _lora_mixed_gathered(ctx: FormContext, n: int) -> Form:
         run,
         reference="lora",
     )
+
+
+# ----------------------------------------------------------------------------------------------- DoRA
+@form("lora-dora", help="one DoRA adapter (LoRA with use_dora) through peft, unmerged (row norms every call)")
+def _dora(ctx: FormContext) -> Form:
+    return adapter_form(
+        "lora-dora", f"one DoRA adapter (r={ctx.rank}) via peft, unmerged", lora_model(ctx, 1, dora=True)
+    )
+
+
+@form(r"lora-dora-stack-(?P<k>\d+)", help="K DoRA adapters active together through peft")
+def _dora_stack(ctx: FormContext, k: int) -> Form:
+    return adapter_form(
+        f"lora-dora-stack-{k}",
+        f"{k} DoRA adapters active together via peft",
+        lora_model(ctx, k, dora=True),
+        reference="lora-dora" if k > 1 else None,
+    )
+
+
+@form("lora-dora-fast", help="the same DoRA adapter as one plain module per layer (fastlora, norms folded once)")
+def _dora_fast(ctx: FormContext) -> Form:
+    model = lora_model(ctx, 1, dora=True)
+    return plain_form(ctx, "lora-dora-fast", "the same DoRA adapter via fastlora", model, "fused", "lora-dora")
+
+
+@form(r"lora-dora-stack-(?P<k>\d+)-fused", help="the same K DoRA adapters as one plain module per layer (fastlora)")
+def _dora_stack_fused(ctx: FormContext, k: int) -> Form:
+    model = lora_model(ctx, k, dora=True)
+    name = f"lora-dora-stack-{k}-fused"
+    return plain_form(ctx, name, f"the same {k} DoRA adapters via fastlora", model, "fused", f"lora-dora-stack-{k}")
+
+
+@form("lora-dora-merged", help="the same DoRA adapter merged into the weights (a plain model)")
+def _dora_merged(ctx: FormContext) -> Form:
+    model = lora_model(ctx, 1, dora=True)
+    return plain_form(ctx, "lora-dora-merged", "the same DoRA adapter merged into the weights", model, "merged", "")

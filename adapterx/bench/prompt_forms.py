@@ -17,11 +17,19 @@ def _prompt_learning(ctx: FormContext, kind: str, n: int) -> Form:
     return adapter_form(f"{kind}-{n}", f"{kind} tuning, {n} {what} (peft)", model)
 
 
-@form(r"prefix-(?P<n>\d+)", help="prefix tuning with N virtual keys/values in every layer (peft; not mergeable)")
+@form(
+    r"prefix-(?P<n>\d+)",
+    help="prefix tuning with N virtual keys/values in every layer (peft; not mergeable)",
+    spec=lambda n: parse_spec({"kind": "prefix", "num_virtual_tokens": n}),
+)
 def _prefix(ctx: FormContext, n: int) -> Form:
     return _prompt_learning(ctx, "prefix", n)
 
 
-@form(r"prompt-(?P<n>\d+)", help="prompt tuning with N virtual input tokens (peft; not mergeable)")
+@form(
+    r"prompt-(?P<n>\d+)",
+    help="prompt tuning with N virtual input tokens (peft; not mergeable)",
+    spec=lambda n: parse_spec({"kind": "prompt", "num_virtual_tokens": n}),
+)
 def _prompt(ctx: FormContext, n: int) -> Form:
     return _prompt_learning(ctx, "prompt", n)

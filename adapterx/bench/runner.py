@@ -6,7 +6,6 @@ import copy
 import datetime as _dt
 import itertools
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -16,7 +15,17 @@ from torch import nn
 
 from adapterx.bench import env
 from adapterx.bench.config import BenchConfig
-from adapterx.bench.forms import Batch, Form, FormContext, build_form, check_form_names, count_parameters, make_batch
+from adapterx.bench.forms import (
+    Batch,
+    Form,
+    FormContext,
+    build_form,
+    check_form_names,
+    count_parameters,
+    make_batch,
+    virtual_tokens,
+    with_defaults,
+)
 from adapterx.bench.hygiene import LoadMonitor
 from adapterx.bench.instructions import count_instructions
 from adapterx.bench.rounds import measure_rounds, point_deadline, target_ci_summary, widest_interval
@@ -157,6 +166,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
     (see report.write_outputs). Training cost (``cfg.train``) is `adapterx.bench.train_runner.run_train_bench`."""
     if cfg.train:
         raise AdapterxError("bench: run_bench measures inference; use train_runner.run_train_bench for --train")
+    cfg = with_defaults(cfg)
     return guarded(cfg, lambda: _run_inference(cfg, log))
 
 
@@ -275,13 +285,13 @@ def _run_inference(cfg: BenchConfig, log: Callable[[str], None]) -> dict:
     base_cpu = backbone.model
     base_cpu.set_attn_implementation(cfg.attention)
     mcfg = base_cpu.config
-    virtual = max((int(m[1]) for f in cfg.forms if (m := re.fullmatch(r"(?:prompt|prefix)-(\d+)", f))), default=0)
+    virtual = max(virtual_tokens(f) for f in cfg.forms)
     too_long = [s for s in cfg.seq_lens if s + virtual > usable_positions(mcfg)]
     if too_long:
         raise AdapterxError(
             f"bench: sequence length(s) {too_long} exceed the backbone's maximum "
             f"{usable_positions(mcfg)}"
-            + (f" with {virtual} virtual tokens of a prompt/prefix form in front" if virtual else "")
+            + (f" with {virtual} virtual tokens of a form's adapters in front" if virtual else "")
         )
     doc = _document(cfg, backbone_name, backbone, _notes(cfg, shape_note, pairs))
     from tqdm import tqdm

@@ -34,30 +34,31 @@ from safetensors.torch import save_file
 
 from adapterx import store
 from adapterx.bench import env
-from adapterx.bench.config import TRAIN_KINDS
 from adapterx.bench.timing import summarize
 from adapterx.core.backbone import load_backbone
-from adapterx.core.errors import AdapterxError
 from adapterx.core.heads import HeadSpec
 from adapterx.core.io import atomic_write_json
 from adapterx.core.log import show_progress
 from adapterx.core.model import AdaptedModel
-from adapterx.methods import parse_spec
+from adapterx.core.plugins import import_file, imported
+from adapterx.methods import get_method, parse_spec
 
 WORKER_TIMEOUT_S = 3600
 
 
 def kind_options(kind: str, job: dict) -> dict | None:
-    """The adapter spec a kind is trained with (None for full fine-tuning)."""
+    """The adapter spec a kind is trained with, as the kind names it from the bench's settings
+    (`Method.train_bench_spec`); None for full fine-tuning."""
     if kind == "full":
         return None
-    if kind == "lora":
-        return {"kind": "lora", "r": job["rank"], "alpha": 2.0 * job["rank"]}
-    if kind == "bottleneck":
-        return {"kind": "bottleneck", "reduction_factor": job["reduction_factor"]}
-    if kind in ("prompt", "prefix"):
-        return {"kind": kind, "num_virtual_tokens": job["virtual_tokens"]}
-    raise AdapterxError(f"bench --train: unknown kind {kind!r}; known: {', '.join(TRAIN_KINDS)}")
+    return get_method(kind).train_bench_spec(job).to_json()
+
+
+def load_job_plugins(job: dict) -> None:
+    """In a worker: import the plugins the parent had imported (from the same files), so that a kind a plugin
+    registered is known here too."""
+    for name, file in job.get("plugins", {}).items():
+        import_file(name, file)
 
 
 # ------------------------------------------------------------------------------------------------ memory
@@ -243,6 +244,7 @@ def jobs(cfg, backbone_name: str, pairs: list[tuple[str, str]]) -> list[dict]:
             "virtual_tokens": 16,
             "seed": cfg.seed,
             "attention": cfg.attention,
+            "plugins": _plugins(kind),
         }
         for device, dtype in pairs
         for threads in cfg.threads
@@ -250,6 +252,18 @@ def jobs(cfg, backbone_name: str, pairs: list[tuple[str, str]]) -> list[dict]:
         for seq in cfg.seq_lens
         for kind in cfg.train_kinds
     ]
+
+
+def _plugins(kind: str) -> dict[str, str]:
+    """{module: file} a worker imports first: the plugins this process imported, and the module that defines
+    `kind` if it comes from outside adapterx (a kind registered by a test or a script)."""
+    out = {name: file for name, file in imported().items() if file}
+    if kind != "full":
+        module = type(get_method(kind)).__module__
+        file = getattr(sys.modules.get(module), "__file__", None)
+        if not module.startswith("adapterx.") and file and module != "__main__":
+            out.setdefault(module, file)
+    return out
 
 
 def run_train_jobs(job_list: list[dict], log: Callable[[str], None], progress: bool = True) -> list[dict]:
@@ -278,7 +292,9 @@ def main(argv: list[str]) -> int:
         raise SystemExit(
             "usage: python -m adapterx.bench.train_cost '<job json>' OUT.json (a worker of `adapterx bench --train`)"
         )
-    atomic_write_json(Path(argv[1]), measure_kind(json.loads(argv[0])))
+    job = json.loads(argv[0])
+    load_job_plugins(job)
+    atomic_write_json(Path(argv[1]), measure_kind(job))
     return 0
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from adapterx.bench import env
 from adapterx.bench.config import BenchConfig
+from adapterx.bench.forms import with_defaults
 from adapterx.bench.report import targets_and_notes
 from adapterx.bench.runner import SCHEMA_VERSION, check_devices, guarded, log, resolve_shape
 from adapterx.bench.train_cost import jobs, run_train_jobs
@@ -62,6 +63,7 @@ NOTES = (
 
 def run_train_bench(cfg: BenchConfig, log: Callable[[str], None] = log) -> dict:
     """Measure training cost per kind over the grid of `cfg`, watching the machine's load."""
+    cfg = with_defaults(cfg)
     return guarded(cfg, lambda: _run(cfg, log))
 
 

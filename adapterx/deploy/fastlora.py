@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adapterx.core.errors import CompositionError
-from adapterx.core.lowrank import LoraFactors
+from adapterx.core.lowrank import LoraFactors, fold_stack, merged_weight
 
 __all__ = [
     "LoraFactors",
@@ -54,6 +54,7 @@ __all__ = [
     "apply_fused_lora",
     "apply_gathered_lora",
     "merge_lora",
+    "merge_into_linear",
 ]
 
 
@@ -71,6 +72,8 @@ def fuse_factors(factors: Sequence[LoraFactors]) -> tuple[torch.Tensor, torch.Te
     ``B_cat @ A_cat == sum_i scaling_i * B_i @ A_i``: the scalings are folded into ``B_cat``; ranks may differ.
     """
     _check_same_layer(factors)
+    if any(f.is_dora for f in factors):
+        raise CompositionError("DoRA factors depend on the base weight: fold them with fold_stack(weight, factors)")
     a = torch.cat([f.A for f in factors], dim=0)
     b = torch.cat([f.B * f.scaling for f in factors], dim=1)
     return a, b
@@ -83,6 +86,11 @@ def stack_factors(factors: Sequence[LoraFactors]) -> tuple[torch.Tensor, torch.T
     leaves their product unchanged.
     """
     _check_same_layer(factors)
+    if any(f.is_dora for f in factors):
+        raise CompositionError(
+            "a DoRA adapter rescales the whole layer's weight, not only its low-rank part: it has no gathered "
+            "per-row form; serve DoRA adapters one at a time or through peft"
+        )
     r = max(f.rank for f in factors)
     n, d_in, d_out = len(factors), factors[0].in_features, factors[0].out_features
     dtype, device = factors[0].A.dtype, factors[0].A.device
@@ -104,6 +112,8 @@ class FusedLoraLinear(nn.Module):
     Three kernels whatever the stack depth: the base GEMM (bias included), ``x @ A_cat.T`` and an in-place
     ``addmm_`` of ``h @ B_cat.T`` into the base output. The base ``nn.Linear`` is kept, not copied, so its
     weights stay shared with the model it came from. The factors are cast to the base weight's dtype/device.
+    A stack with DoRA adapters also scales the base GEMM's output rows by ``gamma`` (see
+    `adapterx.core.lowrank.fold_stack`): ``gamma * (W x) + b + B'_cat (A_cat x)``.
     """
 
     def __init__(self, base: nn.Linear, factors: Sequence[LoraFactors]):
@@ -116,11 +126,12 @@ class FusedLoraLinear(nn.Module):
                 f"LoRA factors for ({factors[0].in_features} -> {factors[0].out_features}) do not fit "
                 f"Linear({base.in_features}, {base.out_features})"
             )
-        a, b = fuse_factors(factors)
         w = base.weight
+        gamma, folded = fold_stack(w, factors)
         self.base = base
-        self.lora_A = _frozen(a.to(w.device, w.dtype))
-        self.lora_B = _frozen(b.to(w.device, w.dtype))
+        self.lora_A = _frozen(torch.cat([f.A for f in factors], dim=0).to(w.device, w.dtype))
+        self.lora_B = _frozen(torch.cat(folded, dim=1).to(w.device, w.dtype))
+        self.gamma = None if gamma is None else _frozen(gamma.to(w.device, w.dtype))
         self.num_adapters = len(factors)
 
     @property
@@ -128,7 +139,12 @@ class FusedLoraLinear(nn.Module):
         return self.lora_A.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(x, self.base.weight, self.base.bias)
+        if self.gamma is None:
+            out = F.linear(x, self.base.weight, self.base.bias)
+        else:
+            out = F.linear(x, self.base.weight) * self.gamma
+            if self.base.bias is not None:
+                out += self.base.bias
         h = F.linear(x, self.lora_A)
         out2d = out.view(-1, out.shape[-1])
         out2d.addmm_(h.view(-1, h.shape[-1]), self.lora_B.t())
@@ -281,12 +297,25 @@ def apply_gathered_lora(
 
 @torch.no_grad()
 def merge_lora(model: nn.Module, factors_by_module: Mapping[str, Sequence[LoraFactors]]) -> nn.Module:
-    """Add ``sum_i scaling_i B_i A_i`` to each named ``nn.Linear``'s weight, in place (zero inference overhead).
-    The sum is formed in float32. Returns `model`. The weights must not be shared with another model."""
+    """Add ``sum_i scaling_i B_i A_i`` to each named ``nn.Linear``'s weight (DoRA adapters: as
+    `adapterx.core.lowrank.fold_stack` says), in place (zero inference overhead). Formed in float32. Returns
+    `model`. The weights must not be shared with another model."""
     for name, factors in factors_by_module.items():
         layer = model.get_submodule(name)
         if not isinstance(layer, nn.Linear):
             raise CompositionError(f"{name!r} is a {type(layer).__name__}, not an nn.Linear")
-        a, b = fuse_factors([LoraFactors(f.A.float(), f.B.float(), f.scaling) for f in factors])
-        layer.weight += (b @ a).to(layer.weight.device, layer.weight.dtype)
+        merge_into_linear(layer, factors)
     return model
+
+
+@torch.no_grad()
+def merge_into_linear(layer: nn.Linear, factors: Sequence[LoraFactors]) -> None:
+    """Fold a stack of LoRA / DoRA factors into one linear layer's weight, in place."""
+    _check_same_layer(factors, f" for {layer}")
+    moved = [_on(f, layer.weight.device) for f in factors]
+    layer.weight.copy_(merged_weight(layer.weight, moved))
+
+
+def _on(f: LoraFactors, device: torch.device) -> LoraFactors:
+    magnitude = None if f.magnitude is None else f.magnitude.to(device)
+    return LoraFactors(f.A.to(device), f.B.to(device), f.scaling, magnitude)

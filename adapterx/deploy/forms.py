@@ -5,10 +5,12 @@ this one table; which `adapterx bench` form costs what a form costs is the adapt
 (`Method.bench_form(spec, strategy, form)`).
 
   unmerged  the adapter modules active, as trained (any kind)
-  fused     the active adapters as plain modules, no adapter library at inference: LoRA as one low-rank product
-            per layer (adapterx.deploy.fastlora), a stack of bottleneck adapters as one module per sub-layer
-            applying them in order (adapterx.deploy.fastbottleneck)
-  merged    the LoRA deltas folded into the weights: no adapter module left
+  fused     the active adapters as plain modules, no adapter library at inference: a mergeable kind's weight
+            changes as one plain module per layer (LoRA: one low-rank product, adapterx.deploy.fastlora; (IA)³:
+            one vector per side, adapterx.deploy.fastscaling), a stack of bottleneck adapters as one module per
+            sub-layer applying them in order (adapterx.deploy.fastbottleneck)
+  merged    a mergeable kind's weight changes (LoRA deltas, (IA)³ vectors) folded into the weights: no adapter
+            module left
   mixed     many adapters on one base, each row of a batch through its own (`adapterx compose --mode mixed`);
             served and benched, not evaluated per task
 
@@ -26,8 +28,8 @@ from adapterx.core.backbone import Backbone, fingerprint_tensors, freeze
 from adapterx.core.errors import AdapterxError, CompositionError
 from adapterx.core.model import AdaptedModel
 from adapterx.core.registry import Registry
-from adapterx.deploy import fastbottleneck, fastlora
-from adapterx.deploy.plain import collect_lora_factors, merge_into_base, plain_base_copy
+from adapterx.deploy import fastbottleneck
+from adapterx.deploy.plain import apply_plain_layers, collect_weight_changes, merge_into_base, plain_base_copy
 from adapterx.deploy.setup import load_for_inference
 
 
@@ -81,24 +83,24 @@ def deployed(backbone: Backbone, adapter_dir: Path, form: str) -> AdaptedModel |
 
 
 def merged_form(model: AdaptedModel) -> AdaptedModel | None:
-    """The same model with its active LoRA adapters folded into the base weights (None if one cannot be merged):
-    the deployment form with no adapter modules left at inference."""
+    """The same model with its active adapters folded into the base weights (None if one cannot be merged): the
+    deployment form with no adapter modules left at inference."""
     return _plain_form(model, "merged", lambda names: merge_into_base(model, names))
 
 
 def fused_form(model: AdaptedModel) -> AdaptedModel | None:
     """The same model with its active adapters run as plain modules on a plain copy of the base, no adapter
-    library at inference. LoRA: ONE low-rank product per layer (A and B factors concatenated,
-    adapterx.deploy.fastlora), so a stack of k adapters costs one rank-k·r LoRA with no peft loop over adapters.
-    Bottleneck adapters active as a plain stack: one module per sub-layer applying them in order
-    (adapterx.deploy.fastbottleneck), with no library hooks. None otherwise (other kinds, a bottleneck average
-    or fusion)."""
+    library at inference. Mergeable kinds: one plain module per changed layer (LoRA: ONE low-rank product, A and
+    B factors concatenated, adapterx.deploy.fastlora, so a stack of k adapters costs one rank-k·r LoRA with no
+    peft loop over adapters; (IA)³: the vectors multiplied into one per side). Bottleneck adapters active as a
+    plain stack: one module per sub-layer applying them in order (adapterx.deploy.fastbottleneck), with no
+    library hooks. None otherwise (other kinds, a bottleneck average or fusion)."""
     names = list(model.active_adapters)
     if names and all(model.adapters[n].method.mergeable for n in names):
         return _plain_form(
             model,
             "fused",
-            lambda names: fastlora.apply_fused_lora(plain_base_copy(model), collect_lora_factors(model, names)),
+            lambda names: apply_plain_layers(plain_base_copy(model), collect_weight_changes(model, names)),
         )
     methods = {model.adapters[n].method.kind: model.adapters[n].method for n in names}
     if len(methods) != 1:
@@ -151,19 +153,20 @@ register_form(
     DeploymentForm(
         "fused",
         "the active adapters as plain modules, no adapter library: LoRA as one low-rank product per layer "
-        "(fastlora), a bottleneck stack as one module per sub-layer (fastbottleneck)",
+        "(fastlora), (IA)³ as one vector per side (fastscaling), a bottleneck stack as one module per sub-layer "
+        "(fastbottleneck)",
         build=fused_form,
         modules=lambda n: 1,
-        needs="LoRA adapters or a plain stack of bottleneck adapters",
+        needs="adapters of a mergeable kind or a plain stack of bottleneck adapters",
     )
 )
 register_form(
     DeploymentForm(
         "merged",
-        "LoRA deltas folded into the weights: no adapter module left",
+        "the adapters' weight changes (LoRA deltas, (IA)³ vectors) folded into the weights: no adapter module left",
         build=merged_form,
         modules=lambda n: 0,
-        needs="LoRA adapters (these cannot be merged or fused)",
+        needs="adapters of a mergeable kind (these cannot be merged)",
     )
 )
 register_form(

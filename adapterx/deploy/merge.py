@@ -1,4 +1,4 @@
-"""Fold LoRA deltas into the base weights and save a plain transformers checkpoint.
+"""Fold adapters (LoRA deltas, (IA)³ vectors) into the base weights and save a plain transformers checkpoint.
 
 The merged checkpoint needs neither adapterx nor peft. Heads with a transformers twin of the same math
 (registered with the head kind, per architecture: adapterx.core.heads.register_head) are saved inside it,
@@ -15,7 +15,7 @@ Every merge is checked before anything is written: the checkpoint is saved to a 
 reloaded with plain transformers, and its logits compared with the unmerged model's on a probe batch; a
 difference over the tolerance (1e-4 in fp32) fails the merge and leaves the output directory untouched.
 
-Only mergeable kinds (LoRA) fold into linear weights; asking to merge another is an error that names the part
+Only mergeable kinds (LoRA and DoRA, (IA)³: `Method.mergeable`) fold into linear weights; asking to merge another is an error that names the part
 and gives its kind's reason (`Method.not_mergeable_reason`).
 """
 
@@ -283,11 +283,12 @@ def merge_adapters(
     head: str | None = None,
     tolerance: float = TOLERANCE,
 ) -> MergeReport:
-    """Load saved LoRA adapters on `backbone` (all active: their deltas add), fold them into the base and write
-    the checkpoint (see `merge`). Non-LoRA adapters fail before anything is loaded."""
+    """Load saved adapters of a mergeable kind on `backbone` (all active, bottom first: LoRA deltas add, (IA)³
+    vectors multiply), fold them into the base and write the checkpoint (see `merge`). Adapters of other kinds fail
+    before anything is loaded."""
     parts = read_parts(adapters)
     check_mergeable(parts)
-    composed = compose(backbone, {n: p.path for n, p in parts.items()}, "sum", head=head)
+    composed = compose(backbone, {n: p.path for n, p in parts.items()}, "stack", head=head)
     return merge(composed, directory, tolerance=tolerance)
 
 

@@ -1,11 +1,24 @@
 """The adapter-method interface. A kind = a spec dataclass + a `Method` that wires it into the model.
 
-Kinds are grouped by the library that implements them (their *family*): kinds of one family can be active
-together in one model; the family owns activation, saving and loading, the kind owns its config. Everything the
-rest of adapterx knows about a kind is asked of its Method: whether it merges (and why not), whether it stacks,
-which composition blocks and weighted methods it has, how it realises a composition, serves a mixed batch, gives
-its low-rank factors, and which bench forms cost what its deployments cost. The defaults below are those of a
-kind that can do little (one adapter active alone, or a plain stack); a kind overrides what it can do more.
+Kinds are grouped by the library that implements them (their *family*): the family owns activation, saving and
+loading, the kind owns its config. One model holds adapters of one family, and the family may narrow that
+further (peft holds one adapter type per model: LoRA and (IA)³ adapters cannot be attached to one model);
+`shares_model_with` says which kinds can be in one model, and why not.
+
+Everything the rest of adapterx knows about a kind is asked of its Method, never of its name:
+
+  can it                 mergeable (+ not_mergeable_reason), stackable, fusable, mixes_per_row,
+                         composition_blocks / weighted_methods / composition_problem, shares_model_with
+  what it needs          check_backbone (target modules that exist, positions left), virtual_tokens
+  what it is, as tensors weight_changes (mergeable kinds: merged and fused forms), lora_factors,
+                         bottleneck_weights
+  the study's controls   capacity_scaled (one adapter as large as a stack of several)
+  adapterx bench         bench_form (which form costs what a deployment costs), bench_options, bench_builders,
+                         bench_default_forms / bench_quick_forms, bench_weights, train_bench_spec
+  tests and docs         examples (small specs of each variant: the kind-matrix tests run every one)
+
+The defaults below are those of a kind that can do little (one adapter active alone, or a plain stack); a kind
+overrides what it can do more.
 
 A composition *setup* is an adapter name or a tuple ``(block, [children], {options})``: blocks "stack" (bottom
 first), "sum" (LoRA deltas added), "weighted" (options ``weights``, ``method``, ``density``), "fuse" (an
@@ -95,6 +108,12 @@ class Method:
     # (named, not imported here: the bench sits above methods). A kind without any gets the bench's generic
     # forms KIND and KIND-stack-K (its default spec, built through adapterx.store).
     bench_builders: ClassVar[tuple[str, ...]] = ()
+    # adapterx bench: the forms of this kind `adapterx bench` times when --forms is not given, and with --quick
+    bench_default_forms: ClassVar[tuple[str, ...]] = ()
+    bench_quick_forms: ClassVar[tuple[str, ...]] = ()
+    # small specs (options without 'kind') showing the kind's variants: the kind-matrix tests train, save, merge,
+    # compose and bench each one
+    examples: ClassVar[tuple[dict, ...]] = ({},)
     weights_file: ClassVar[str]
 
     def check_backbone(self, spec: AdapterSpec, shape: "BackboneShape", where: str) -> None:
@@ -104,6 +123,38 @@ class Method:
     @property
     def name(self) -> str:
         return self.title or self.kind
+
+    @property
+    def mixes_per_row(self) -> bool:
+        """Whether one batch can run each row through another adapter of this kind (composition 'mixed')."""
+        return "mixed" in self.composition_blocks
+
+    def virtual_tokens(self, spec: AdapterSpec) -> int:
+        """Positions an adapter of `spec` takes from the input (prompt / prefix tuning's virtual tokens); the bench
+        and `--dry-run` check that sequence lengths still fit."""
+        return 0
+
+    def shares_model_with(self, other: "Method") -> str:
+        """Why adapters of this kind and of `other` cannot be attached to one model, or "" if they can: one model
+        carries one adapter library (a family may narrow that further)."""
+        if other.family != self.family:
+            return (
+                f"{self.kind} adapters ({self.family} library) and {other.kind} adapters ({other.family} library) "
+                f"cannot be attached to one model (one adapter library per model)"
+            )
+        return ""
+
+    def capacity_scaled(self, spec: AdapterSpec, factor: int) -> tuple[AdapterSpec | None, str]:
+        """One adapter of this kind as large as `factor` adapters of `spec` stacked (the study's capacity-matched
+        control), or (None, why there is none)."""
+        if not self.stackable:
+            return None, f"{self.kind} adapters cannot be stacked, so there is no stacked size to match"
+        return None, f"{self.kind} adapters have no larger spec that matches {factor} of them stacked"
+
+    def train_bench_spec(self, settings: Mapping[str, int]) -> AdapterSpec:
+        """The spec `adapterx bench --train` trains for this kind, from the bench's settings (``rank``,
+        ``reduction_factor``, ``virtual_tokens``); by default the kind's default spec."""
+        return self.spec_type()
 
     # ------------------------------------------------------------------------------------------ attach
     def check_name(self, name: str) -> None:
@@ -189,6 +240,13 @@ class Method:
     def load_adapter_state(self, model: "AdaptedModel", name: str, state: dict) -> None:
         raise NotImplementedError
 
+    def weight_changes(self, model: "AdaptedModel", name: str) -> dict[str, object]:
+        """{module name (as in the backbone's encoder): what adapter `name` does to that linear layer, as plain
+        tensors} -- what a mergeable kind is, for the merged and fused forms (adapterx.deploy.plain: LoRA/DoRA
+        give `LoraFactors`, (IA)³ `FeatureScaling`; a new type registers itself there). By default the kind's
+        low-rank factors."""
+        return dict(self.lora_factors(model, name))
+
     def lora_factors(self, model: "AdaptedModel", name: str) -> dict[str, LoraFactors]:
         """{module name (as in the backbone's encoder): the low-rank factors adapter `name` adds there} -- what a
         mergeable kind is, as plain tensors (merging, fused and gathered inference use them)."""
@@ -208,10 +266,28 @@ class Method:
     # ------------------------------------------------------------------------------------------ bench
     def bench_form(self, spec: AdapterSpec, strategy: str, form: str) -> str | None:
         """The `adapterx bench` form that costs, at inference, what an adapter of `spec` trained by transfer
-        `strategy` costs in evaluation form `form` (unmerged / fused / merged); None: no form stands for it."""
-        if form != "unmerged" or strategy == "fuse":
+        `strategy` costs in evaluation form `form` (unmerged / fused / merged); None: no form stands for it. The
+        defaults are the bench's generic forms: KIND and KIND-stack-2, and for a mergeable kind KIND-merged,
+        KIND-fast and KIND-stack-2-fused."""
+        if strategy == "fuse":
             return None
-        return f"{self.kind}-stack-2" if strategy == "stack" else self.kind
+        if form == "unmerged":
+            return f"{self.kind}-stack-2" if strategy == "stack" else self.kind
+        if not self.mergeable:
+            return None
+        if form == "merged":
+            return f"{self.kind}-merged"
+        if form == "fused":
+            return f"{self.kind}-stack-2-fused" if strategy == "stack" else f"{self.kind}-fast"
+        return None
+
+    def bench_weights(self, state: Mapping[str, torch.Tensor], generator: torch.Generator) -> dict:
+        """Small random weights for a bench adapter whose freshly initialised tensors are `state`: they must change
+        the output a little. Default: every matrix N(0, 0.02²), every vector zero (LoRA, bottleneck adapters)."""
+        return {
+            k: torch.randn(t.shape, generator=generator) * 0.02 if t.dim() > 1 else torch.zeros(t.shape)
+            for k, t in state.items()
+        }
 
     def bench_options(self, spec: AdapterSpec) -> dict:
         """`BenchConfig` settings that make the bench's adapters of this kind look like `spec`."""

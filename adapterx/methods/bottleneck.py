@@ -7,6 +7,7 @@ them with no library code."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -54,6 +55,38 @@ class BottleneckMethod(AdaptersMethod):
         "of a linear weight equals it"
     )
     bench_builders: ClassVar[tuple[str, ...]] = ("adapterx.bench.bottleneck_forms",)
+    bench_default_forms: ClassVar[tuple[str, ...]] = (
+        "bottleneck",
+        "bottleneck-fast",
+        "bottleneck-stack-2",
+        "bottleneck-stack-2-fast",
+        "bottleneck-stack-3",
+        "bottleneck-stack-3-fast",
+        "bottleneck-stack-4",
+        "bottleneck-stack-4-fast",
+    )
+    bench_quick_forms: ClassVar[tuple[str, ...]] = (
+        "bottleneck",
+        "bottleneck-fast",
+        "bottleneck-stack-2",
+        "bottleneck-stack-2-fast",
+    )
+    examples: ClassVar[tuple[dict, ...]] = (
+        {"reduction_factor": 4},
+        {"architecture": "houlsby", "reduction_factor": 4},
+    )
+
+    def capacity_scaled(self, spec: BottleneckSpec, factor: int) -> tuple[AdapterSpec | None, str]:
+        """The reduction factor divided by `factor` (a bottleneck `factor` times as wide)."""
+        if spec.reduction_factor % factor:
+            return None, (
+                f"reduction factor {spec.reduction_factor} is not divisible by {factor}: no single "
+                f"bottleneck adapter has the stacked size"
+            )
+        return dataclasses.replace(spec, reduction_factor=spec.reduction_factor // factor), ""
+
+    def train_bench_spec(self, settings: Mapping[str, int]) -> BottleneckSpec:
+        return BottleneckSpec(reduction_factor=settings["reduction_factor"])
 
     def composition_problem(self, block: str, specs: Mapping[str, dict], options: Mapping) -> str:
         if block == "sum":

@@ -1,5 +1,12 @@
 """LoRA (Hu et al. 2021) through peft: a low-rank update B·A beside chosen linear layers; mergeable.
 
+``use_dora: true`` makes it DoRA (Liu et al. 2024, arXiv 2402.09353; peft's ``use_dora``): the adapted weight
+``W + s B A`` is split into a direction, normalised per output row, and a learned magnitude vector. Still a change
+of the weight alone, so still mergeable (merged and fused forms, exactly: `adapterx.core.lowrank.fold_stack`);
+its unmerged forward recomputes the weight's row norms on every call, which is what the bench's lora-dora forms
+measure. DoRA adapters cannot serve a mixed batch (peft refuses ``adapter_names`` with DoRA) or take part in a
+weighted merge.
+
 What LoRA can do beyond other kinds, all here: its factors as plain tensors (`lora_factors`, for merging and the
 fused / gathered inference layers of adapterx.deploy.fastlora), weighted merges into one new adapter through
 peft's ``add_weighted_adapter``, mixed batches through peft's per-row ``adapter_names``, and its bench forms.
@@ -7,6 +14,7 @@ peft's ``add_weighted_adapter``, mixed batches through peft's per-row ``adapter_
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -18,9 +26,8 @@ from peft.tuners.lora import LoraLayer
 from adapterx.core.errors import AdapterxError, CompositionError
 from adapterx.core.lowrank import LoraFactors
 from adapterx.core.model import AdapterRecord
-from adapterx.core.shape import BackboneShape, shape_of_config
-from adapterx.methods._peft_family import PeftMethod
 from adapterx.methods.base import AdapterSpec
+from adapterx.methods.peft_base import PeftMethod
 
 if TYPE_CHECKING:
     from adapterx.core.model import AdaptedModel
@@ -43,6 +50,7 @@ class LoraSpec(AdapterSpec):
     alpha: float = 16.0
     dropout: float = 0.0
     target_modules: tuple[str, ...] = ("query", "value")
+    use_dora: bool = False
 
     def __post_init__(self):
         modules = self.target_modules
@@ -70,25 +78,31 @@ class LoraMethod(PeftMethod):
     mergeable = True
     composition_blocks: ClassVar[frozenset[str]] = frozenset({"stack", "sum", "weighted", "mixed"})
     weighted_methods: ClassVar[tuple[str, ...]] = tuple(_COMBINATIONS)
+    module_fields: ClassVar[tuple[str, ...]] = ("target_modules",)
     bench_builders: ClassVar[tuple[str, ...]] = ("adapterx.bench.lora_forms",)
-
-    def check_backbone(self, spec: LoraSpec, shape: BackboneShape, where: str) -> None:
-        """peft attaches LoRA to every module whose dotted name ends in a target name and silently ignores names
-        that match nothing (if at least one matches): refuse those here, naming them."""
-        known = shape.module_suffixes()
-        missing = [m for m in spec.target_modules if m not in known]
-        if missing:
-            raise AdapterxError(
-                f"{where}.target_modules: {', '.join(map(repr, missing))} matches no linear module of "
-                f"{shape.name}; its linear modules are named {', '.join(shape.leaf_names())} "
-                f"(or a dotted path ending in one, e.g. attention.self.query)"
-            )
-
-    def add(self, model: "AdaptedModel", name: str, spec: LoraSpec) -> None:
-        self.check_backbone(
-            spec, shape_of_config(model.backbone.name, model.backbone.model.config), f"adapter {name!r}"
-        )
-        super().add(model, name, spec)
+    bench_default_forms: ClassVar[tuple[str, ...]] = (
+        "lora",
+        "lora-fast",
+        "lora-merged",
+        "lora-stack-2",
+        "lora-stack-2-fused",
+        "lora-stack-3",
+        "lora-stack-3-fused",
+        "lora-stack-4",
+        "lora-stack-4-fused",
+        "lora-mixed-8",
+        "lora-mixed-8-gathered",
+    )
+    bench_quick_forms: ClassVar[tuple[str, ...]] = (
+        "lora",
+        "lora-fast",
+        "lora-merged",
+        "lora-stack-2",
+        "lora-stack-2-fused",
+        "lora-mixed-4",
+        "lora-mixed-4-gathered",
+    )
+    examples: ClassVar[tuple[dict, ...]] = ({"r": 4}, {"r": 4, "use_dora": True})
 
     def peft_config(self, spec: LoraSpec) -> LoraConfig:
         return LoraConfig(
@@ -97,23 +111,38 @@ class LoraMethod(PeftMethod):
             lora_dropout=spec.dropout,
             target_modules=list(spec.target_modules),
             bias="none",
+            use_dora=spec.use_dora,
         )
+
+    def capacity_scaled(self, spec: LoraSpec, factor: int) -> tuple[AdapterSpec | None, str]:
+        """Rank and alpha times `factor` (alpha / rank, the scaling, is kept)."""
+        return dataclasses.replace(spec, r=spec.r * factor, alpha=spec.alpha * factor), ""
+
+    def train_bench_spec(self, settings: Mapping[str, int]) -> LoraSpec:
+        rank = settings["rank"]
+        return LoraSpec(r=rank, alpha=2.0 * rank)
 
     # -------------------------------------------------------------- factors
     def lora_factors(self, model: "AdaptedModel", name: str) -> dict[str, LoraFactors]:
         """Read from every peft LoRA ``Linear`` that carries adapter `name`; module names are relative to the
-        backbone's encoder, so they address the same layers of a plain copy of it. Vanilla LoRA only (no DoRA or
-        other variants, no ``fan_in_fan_out``)."""
+        backbone's encoder, so they address the same layers of a plain copy of it. LoRA and DoRA (its magnitude
+        vector comes along); no other variants, no ``fan_in_fan_out``."""
         out: dict[str, LoraFactors] = {}
         for module_name, module in _lora_layers(model):
             if name not in module.lora_A:
                 continue
-            if getattr(module, "fan_in_fan_out", False) or name in getattr(module, "lora_variant", {}):
+            dora = name in getattr(module, "lora_magnitude_vector", {})
+            if getattr(module, "fan_in_fan_out", False) or (name in getattr(module, "lora_variant", {}) and not dora):
                 raise CompositionError(
-                    f"layer {module_name!r}: only vanilla LoRA (no DoRA/variants/fan_in_fan_out) gives plain factors"
+                    f"layer {module_name!r}: only LoRA and DoRA (no other variants, no fan_in_fan_out) give plain "
+                    f"factors"
                 )
+            magnitude = module.lora_magnitude_vector[name].weight.detach() if dora else None
             out[module_name] = LoraFactors(
-                module.lora_A[name].weight.detach(), module.lora_B[name].weight.detach(), float(module.scaling[name])
+                module.lora_A[name].weight.detach(),
+                module.lora_B[name].weight.detach(),
+                float(module.scaling[name]),
+                magnitude,
             )
         if not out:
             raise CompositionError(f"no LoRA layer carries adapter {name!r}")
@@ -136,10 +165,22 @@ class LoraMethod(PeftMethod):
                 )
             layer.lora_A[name].weight.copy_(f.A)
             layer.lora_B[name].weight.copy_(f.B)
+            if f.magnitude is not None:
+                layer.lora_magnitude_vector[name].weight.copy_(f.magnitude)
 
     # -------------------------------------------------------------- composition
     def composition_problem(self, block: str, specs: Mapping[str, dict], options: Mapping) -> str:
         problem = super().composition_problem(block, specs, options)
+        dora = sorted(name for name, spec in specs.items() if spec.get("use_dora"))
+        if not problem and dora and block in ("mixed", "weighted"):
+            return (
+                f"{', '.join(map(repr, dora))} {'is a DoRA adapter' if len(dora) == 1 else 'are DoRA adapters'}: "
+                f"DoRA rescales the whole weight, so it can neither serve a {block} batch per row nor be merged "
+                f"by weight into one adapter; use 'stack' (or 'sum')"
+                if block == "mixed"
+                else f"{', '.join(map(repr, dora))}: DoRA adapters cannot be combined by a weighted merge (peft has "
+                f"none for them); use 'stack' (or 'sum')"
+            )
         if problem or block != "weighted":
             return problem
         ranks = {name: spec.get("r") for name, spec in specs.items()}
@@ -187,12 +228,11 @@ class LoraMethod(PeftMethod):
         return encoder(input_ids=input_ids, attention_mask=attention_mask, adapter_names=list(rows)).last_hidden_state
 
     # -------------------------------------------------------------- bench
-    def bench_form(self, spec: AdapterSpec, strategy: str, form: str) -> str | None:
-        if form == "merged":
-            return "lora-merged"
-        if form == "fused":
-            return "lora-stack-2-fused" if strategy == "stack" else "lora-fast"
-        return super().bench_form(spec, strategy, form)
+    def bench_form(self, spec: LoraSpec, strategy: str, form: str) -> str | None:
+        """The generic names (lora, lora-fast, lora-merged, lora-stack-2, lora-stack-2-fused); DoRA's forms carry
+        ``-dora`` after the kind (lora-dora, lora-dora-merged, ...)."""
+        name = super().bench_form(spec, strategy, form)
+        return name.replace("lora", "lora-dora", 1) if name and spec.use_dora else name
 
     def bench_options(self, spec: LoraSpec) -> dict:
         return {"rank": spec.r}

@@ -15,13 +15,13 @@ prefix, so a saved adapter holds num_virtual_tokens x (2 * layers * hidden) valu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from peft import PrefixTuningConfig, TaskType
 
 from adapterx.core.errors import AdapterxError, CompositionError
-from adapterx.methods._peft_family import PromptLearningMethod
 from adapterx.methods.base import AdapterSpec
+from adapterx.methods.peft_base import PromptLearningMethod
 
 if TYPE_CHECKING:
     from adapterx.core.model import AdaptedModel
@@ -50,6 +50,7 @@ class PrefixSpec(AdapterSpec):
 class PrefixMethod(PromptLearningMethod):
     kind = "prefix"
     spec_type = PrefixSpec
+    examples: ClassVar[tuple[dict, ...]] = ({"num_virtual_tokens": 4},)
 
     def peft_config(self, spec: PrefixSpec) -> PrefixTuningConfig:
         return PrefixTuningConfig(

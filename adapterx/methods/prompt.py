@@ -12,14 +12,14 @@ may have at most `usable_positions` - num_virtual_tokens tokens (510 - n on XLM-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from peft import PromptTuningConfig, PromptTuningInit, TaskType
 
 from adapterx.core.errors import AdapterxError
-from adapterx.methods._peft_family import PromptLearningMethod
 from adapterx.methods.base import AdapterSpec
+from adapterx.methods.peft_base import PromptLearningMethod
 
 if TYPE_CHECKING:
     from adapterx.core.model import AdaptedModel
@@ -55,6 +55,7 @@ class PromptSpec(AdapterSpec):
 class PromptMethod(PromptLearningMethod):
     kind = "prompt"
     spec_type = PromptSpec
+    examples: ClassVar[tuple[dict, ...]] = ({"num_virtual_tokens": 4},)
 
     def peft_config(self, spec: PromptSpec) -> PromptTuningConfig:
         return PromptTuningConfig(

@@ -7,8 +7,9 @@
                     task transfer only where it exceeds this control's.
   step-matched      the target-only adapter trained for as many steps as the intermediate and target phases
                     together (``max_steps``; the schedule stretches with it): more training, no other task.
-  capacity-matched  for strategy 'stack': one target-only adapter as large as the stacked pair (LoRA: rank and
-                    alpha times two, so alpha/rank is kept; bottleneck: half the reduction factor).
+  capacity-matched  for strategy 'stack': one target-only adapter as large as the stacked pair, as the kind
+                    scales itself (`Method.capacity_scaled`; LoRA: rank and alpha times two, so alpha/rank is
+                    kept; bottleneck: half the reduction factor; a kind that cannot says why).
   pooled            the intermediate task's training rows added to the target's (where the label spaces are
                     the same), trained for the same step budget as intermediate + target: an upper reference
                     for what the intermediate data can give when it is simply more training data.
@@ -25,7 +26,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from adapterx.methods import AdapterSpec
+from adapterx.methods import AdapterSpec, get_method
 from adapterx.tasks.base import DataRequest, Task
 from adapterx.tasks.data import load_split
 from adapterx.training.loop import TrainConfig, planned_steps
@@ -109,17 +110,8 @@ def pooled_task(
 
 
 def capacity_matched_spec(spec: AdapterSpec, stacked: int = 2) -> tuple[AdapterSpec | None, str]:
-    """One adapter as large as `stacked` adapters of `spec`, or (None, why not)."""
-    if spec.kind == "lora":
-        return dataclasses.replace(spec, r=spec.r * stacked, alpha=spec.alpha * stacked), ""
-    if spec.kind == "bottleneck":
-        if spec.reduction_factor % stacked:
-            return None, (
-                f"reduction factor {spec.reduction_factor} is not divisible by {stacked}: no single "
-                f"bottleneck adapter has the stacked size"
-            )
-        return dataclasses.replace(spec, reduction_factor=spec.reduction_factor // stacked), ""
-    return None, f"{spec.kind} adapters cannot be stacked, so there is no stacked size to match"
+    """One adapter as large as `stacked` adapters of `spec`, or (None, why not): the kind's word."""
+    return get_method(spec.kind).capacity_scaled(spec, stacked)
 
 
 def training_steps(tasks: list[Task], config: TrainConfig, data_dir: Path | None, limit: int | None) -> int:

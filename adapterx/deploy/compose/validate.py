@@ -1,5 +1,5 @@
 """Checks of a composition against its parts' saved metadata, before any weight is loaded: the shape of the
-block tree, one adapter library and one backbone, what each kind can take part in (asked of its Method), and
+block tree, kinds that can share one model (`Method.shares_model_with`) and one backbone, what each kind can take part in (asked of its Method), and
 which part's head reads the result. Every error says what is wrong and what would work."""
 
 from __future__ import annotations
@@ -38,12 +38,13 @@ def validate(block: Block, parts: Mapping[str, Part] | None = None, *, head: str
         if n not in parts:
             raise unknown("adapter", n, parts)
     used = [parts[n] for n in names]
-    if len({p.family for p in used}) > 1:
+    methods = {p.kind: get_method(p.kind) for p in used}
+    clash = next((why for a in methods.values() for b in methods.values() if (why := a.shares_model_with(b))), "")
+    if clash:
         mergeable = " and ".join(get_method(k).name for k in kinds() if get_method(k).mergeable)
         raise CompositionError(
-            f"{block}: these adapters come from two adapter libraries and cannot be composed in one model "
-            f"(one library per model): {kinds_summary(used)}. Compose adapters of one kind; only {mergeable} "
-            f"parts can be merged into the base weights"
+            f"{block}: these adapters cannot be composed in one model: {clash}. Parts: {kinds_summary(used)}. "
+            f"Compose adapters of one kind; {mergeable} parts can be merged into the base weights one kind at a time"
         )
     bases = {(p.metadata["base_model"].get("fingerprint"), p.metadata["base_model"].get("name")) for p in used}
     if len(bases) > 1:

@@ -1,12 +1,19 @@
-"""Wiring shared by every kind implemented through peft (LoRA, prompt and prefix tuning, ...).
+"""The public base of every adapter kind implemented through peft (LoRA, (IA)³, prompt and prefix tuning, and a
+plugin's own): subclass `PeftMethod`, set `kind`, `spec_type` and (if the spec names backbone modules)
+`module_fields`, and return the peft config of a spec from `peft_config`; attaching, saving in peft's own format,
+loading, activation, weights and checks come from here. docs/extending.md has a worked example.
 
 The encoder is wrapped once in a `peft.PeftModel` (task_type=None: the heads stay in adapterx, so peft never
 adds or saves one of its own) and further adapters are added to that wrapper. Several active adapters need
 ``base_model.set_adapter([...])`` plus explicit ``requires_grad`` (peft #2749): done in `activate`.
 
 Rules peft imposes, checked here so they fail as CompositionError instead of deep in peft:
-  * one peft type per wrapper ("Cannot combine adapters with different peft types"): LoRA and prefix tuning,
-    or prompt and prefix tuning, cannot be attached to one model;
+  * one peft type per wrapper ("Cannot combine adapters with different peft types"): LoRA and (IA)³, LoRA and
+    prefix tuning, or prompt and prefix tuning, cannot be attached to one model (`shares_model_with` says so
+    before anything is loaded);
+  * peft attaches an adapter to every module whose dotted name ends in a target name and silently ignores
+    names that match nothing (if at least one matches): the spec fields listed in `module_fields` are checked
+    against the backbone's modules (`check_backbone`, also run by ``adapterx run --dry-run``);
   * prompt-learning adapters (prompt / prefix tuning) run one at a time (``PeftModel.set_adapter``), and their
     state lives on the wrapper (``prompt_encoder[name]``), not in the base model's modules. Their wrapper must
     be a task-specific PeftModel class (a kind sets `peft_model_class`): plain ``PeftModel`` forwards straight
@@ -22,7 +29,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -33,23 +40,59 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from adapterx.core.backbone import usable_positions
 from adapterx.core.errors import AdapterxError, CompositionError
+from adapterx.core.shape import BackboneShape, shape_of_config
 from adapterx.methods.base import AdapterSpec, Method
 
 if TYPE_CHECKING:
     from adapterx.core.model import AdaptedModel
-    from adapterx.core.shape import BackboneShape
 
 PEFT_CONFIG_FILE = "adapter_config.json"
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 class PeftMethod(Method):
+    """A kind implemented by peft. A subclass sets `kind`, `spec_type`, `module_fields` where its spec names
+    backbone modules, and implements `peft_config`."""
+
     family: ClassVar[str] = "peft"
     weights_file: ClassVar[str] = PEFT_WEIGHTS_FILE
     peft_model_class: ClassVar[type[PeftModel]] = PeftModel
+    # spec fields holding module names peft matches by dotted suffix (e.g. LoRA's target_modules): each name must
+    # select at least one linear module of the backbone
+    module_fields: ClassVar[tuple[str, ...]] = ()
 
     def peft_config(self, spec: AdapterSpec) -> PeftConfig:
+        """peft's config for an adapter of `spec` (task_type None: adapterx keeps the heads)."""
         raise NotImplementedError
+
+    def check_backbone(self, spec: AdapterSpec, shape: BackboneShape, where: str) -> None:
+        """Every name in the spec's `module_fields` selects a linear module of the backbone (peft would silently
+        ignore one that does not, as long as another matches)."""
+        known = shape.module_suffixes()
+        for field_name in self.module_fields:
+            missing = [m for m in getattr(spec, field_name) if m not in known]
+            if missing:
+                raise AdapterxError(
+                    f"{where}.{field_name}: {', '.join(map(repr, missing))} matches no linear module of "
+                    f"{shape.name}; its linear modules are named {', '.join(shape.leaf_names())} "
+                    f"(or a dotted path ending in one, e.g. attention.self.query)"
+                )
+
+    def shares_model_with(self, other: Method) -> str:
+        """peft holds adapters of one peft type per model."""
+        problem = super().shares_model_with(other)
+        if problem or not isinstance(other, PeftMethod):
+            return problem
+        mine, theirs = self._peft_type(), other._peft_type()
+        if mine != theirs:
+            return (
+                f"peft holds adapters of one type per model: {self.kind} ({mine}) and {other.kind} ({theirs}) "
+                f"cannot be attached to one model"
+            )
+        return ""
+
+    def _peft_type(self) -> str:
+        return str(self.peft_config(self.spec_type()).peft_type.value)
 
     @property
     def parameter_prefix(self) -> str:
@@ -68,6 +111,9 @@ class PeftMethod(Method):
     # -------------------------------------------------------------- attach
     def add(self, model: "AdaptedModel", name: str, spec: AdapterSpec) -> None:
         self.check_name(name)
+        self.check_backbone(
+            spec, shape_of_config(model.backbone.name, model.backbone.model.config), f"adapter {name!r}"
+        )
         config = self.peft_config(spec)
         config.base_model_name_or_path = model.backbone.name
         _check_joinable(model, name, config)
@@ -243,7 +289,11 @@ class PromptLearningMethod(PeftMethod):
     peft_model_class: ClassVar[type[PeftModel]] = PeftModelForFeatureExtraction
     bench_builders: ClassVar[tuple[str, ...]] = ("adapterx.bench.prompt_forms",)
 
-    def check_backbone(self, spec: AdapterSpec, shape: "BackboneShape", where: str) -> None:
+    def virtual_tokens(self, spec: AdapterSpec) -> int:
+        return int(spec.num_virtual_tokens)
+
+    def check_backbone(self, spec: AdapterSpec, shape: BackboneShape, where: str) -> None:
+        super().check_backbone(spec, shape, where)
         if spec.num_virtual_tokens >= shape.positions:
             raise AdapterxError(
                 f"{where}.num_virtual_tokens: {spec.num_virtual_tokens} leaves no positions for the "
@@ -259,6 +309,9 @@ class PromptLearningMethod(PeftMethod):
         if form != "unmerged" or strategy == "fuse":
             return None
         return f"{self.kind}-{spec.num_virtual_tokens}"
+
+    def train_bench_spec(self, settings: Mapping[str, int]) -> AdapterSpec:
+        return self.spec_type.from_options({"num_virtual_tokens": settings["virtual_tokens"]}, f"bench {self.kind}")
 
 
 def _check_position_budget(model: "AdaptedModel", num_virtual_tokens: int) -> None:
