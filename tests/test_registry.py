@@ -194,7 +194,8 @@ def test_recipe_plugins_are_imported_before_the_recipe_is_checked(plugin_dir, tm
         register_task(dataclasses.replace(get_task("tiny-xnli"), name="recipe-plugged-xnli"))
     """,
     )
-    path = tmp_path / "r.yaml"
+    path = tmp_path / "recipes" / "r.yaml"  # not beside the plugin: a recipe's own directory is never searched
+    path.parent.mkdir()
     path.write_text(RECIPE.format(plugin="axplug_recipe_task", task="recipe-plugged-xnli"))
     assert load_recipe(path).target.tasks == ["recipe-plugged-xnli"]
     path.write_text(RECIPE.format(plugin="axplug_not_there", task="tiny-xnli"))

@@ -5,6 +5,8 @@ import logging
 import sys
 
 from adapterx.cli.bench import add_bench_parser
+from adapterx.cli.plugins import load_plugins
+from adapterx.core.errors import AdapterxError
 from adapterx.core.log import console
 
 
@@ -17,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["bench", *argv]
     args = parser.parse_args(argv)
     console(logging.INFO)
+    try:
+        load_plugins(args)
+    except AdapterxError as exc:
+        print(f"adapterx bench: error: {exc}", file=sys.stderr)
+        return 2
     return args.func(args)
 
 

@@ -19,6 +19,7 @@ from adapterx.bench.config import (
     field_help,
 )
 from adapterx.cli.lazy import defer
+from adapterx.cli.plugins import add_plugin_arguments
 from adapterx.core.errors import AdapterxError
 
 DESCRIPTION = """\
@@ -125,6 +126,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help=field_help("quick"))
     p.add_argument("--train", action="store_true", help=field_help("train"))
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_plugin_arguments(p)
     p.set_defaults(progress=True)
 
 

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 from adapterx.cli.lazy import defer
+from adapterx.cli.plugins import add_plugin_arguments
 from adapterx.core.errors import AdapterxError
 
 COMPOSE_MODES = """\
@@ -242,6 +243,7 @@ def add_compose_parsers(subparsers) -> None:
 def _compose_arguments(p: argparse.ArgumentParser) -> None:
     from adapterx.deploy.compose import MODES, WEIGHTED_METHODS
 
+    add_plugin_arguments(p)
     density = ", ".join(name for name, method in WEIGHTED_METHODS.items() if method.needs_density)
     modes = [(mode.name, mode.about) for mode in MODES.values()]
     p.epilog = (
@@ -300,10 +302,12 @@ def _compose_arguments(p: argparse.ArgumentParser) -> None:
 def _add_merge_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "merge",
-        help="fold LoRA adapters into the base weights; write a plain transformers checkpoint",
+        help="fold adapters of a mergeable kind (LoRA, DoRA, (IA)³) into the base weights; write a plain "
+        "transformers checkpoint",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=MERGE_EPILOG,
-        description="Fold the LoRA deltas into the base's linear weights (zero inference overhead) and save\n"
+        description="Fold the adapters' weight changes (LoRA deltas, (IA)³ vectors) into the base's linear weights\n"
+        "(zero inference overhead) and save\n"
         "a checkpoint that plain transformers loads, after checking it against the unmerged model.",
     )
     p.add_argument(
@@ -316,8 +320,8 @@ def _add_merge_parser(subparsers) -> None:
         action="append",
         default=[],
         metavar="[NAME=]DIR",
-        help="a saved LoRA adapter directory; repeat to merge several (their deltas add up); the "
-        "last one's head is saved",
+        help="a saved adapter directory (a mergeable kind); repeat to merge several (all active: LoRA deltas "
+        "add up, (IA)³ vectors multiply); the last one's head is saved",
     )
     p.add_argument("--manifest", metavar="FILE|DIR", help="merge a composition saved by `adapterx compose`")
     p.add_argument("--head", metavar="NAME", help="save this part's head instead of the last one's")
@@ -328,4 +332,5 @@ def _add_merge_parser(subparsers) -> None:
         default=1e-4,
         help="largest allowed max |merged - unmerged| logit difference (fp32; default 1e-4)",
     )
+    add_plugin_arguments(p)
     p.set_defaults(func=cmd_merge)

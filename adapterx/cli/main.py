@@ -16,6 +16,7 @@ from adapterx.cli.compose import add_compose_parsers
 from adapterx.cli.errors import HANDLED, report
 from adapterx.cli.export import add_export_parser
 from adapterx.cli.lazy import LazyParser, defer, listing
+from adapterx.cli.plugins import add_plugin_arguments, load_plugins
 from adapterx.cli.tasks import add_tasks_parser
 from adapterx.core.errors import AdapterxError
 from adapterx.core.log import console
@@ -148,7 +149,11 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         f"{name} ({', '.join(f.name for f in dataclasses.fields(method.spec_type))})"
         for name, method in sorted(METHODS.items())
     )
-    p.add_argument("--task", required=True, help=f"task name: {', '.join(task_names())} (see `adapterx tasks`)")
+    p.add_argument(
+        "--task",
+        required=True,
+        help=f"task name: {', '.join(task_names())}, or one --plugins / --tasks-dir registers (see `adapterx tasks`)",
+    )
     p.add_argument(
         "--backbone",
         default="builtin:tiny-xlmr",
@@ -181,7 +186,11 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             flag, dest=name, type=kind, default=defaults[name], help=text, **({"choices": choices} if choices else {})
         )
-    p.add_argument("--data-dir", help="local copies of the task data (<dir>/<task>/<split>.<lang>.<ext>)")
+    p.add_argument(
+        "--data-dir",
+        help="local copies of the task data, <dir>/<task>/<split>.<language>.<format> (docs/extending.md, 'Local data')",
+    )
+    add_plugin_arguments(p)
     p.add_argument("--train-limit", type=int, help="use only the first N training rows")
     p.add_argument(
         "--resume",
@@ -275,8 +284,13 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--languages", help="comma-separated subset (default: all of the task's)")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, help="rows per language")
-    p.add_argument("--data-dir")
+    p.add_argument(
+        "--data-dir",
+        help="local copies of the task data, <dir>/<task>/<split>.<language>.<format> in the task's public formats "
+        "(docs/extending.md, 'Local data'); default: the built-in files or the hub",
+    )
     p.add_argument("--output", help="write the scores as JSON here")
+    add_plugin_arguments(p)
     p.epilog = "forms:\n" + listing([(name, DEPLOYMENT_FORMS.get(name).about) for name in evaluable_forms()])
 
 
@@ -285,7 +299,7 @@ def cmd_run(args) -> int:
     from adapterx.study.recipe import load_recipe
     from adapterx.study.runner import run_recipe
 
-    recipe = load_recipe(args.recipe)
+    recipe = load_recipe(args.recipe, plugin_dirs=args.plugins_dir)
     if args.data_dir:
         recipe.data_dir = args.data_dir
     if args.dry_run or args.list_jobs:
@@ -342,6 +356,7 @@ def _add_run_parser(sub) -> None:
         help="validate the recipe, print the splits, selection and metric of every target, and stop",
     )
     p.add_argument("--data-dir", help="local copies of the task data (overrides the recipe's data_dir)")
+    add_plugin_arguments(p)
     p.add_argument("--list-jobs", action="store_true", help="print the independent jobs of the recipe and stop")
     p.add_argument("--job", type=int, metavar="N", help="run only job N (for a cluster; see --list-jobs)")
     p.add_argument(
@@ -405,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         _quiet_libraries()
     try:
+        load_plugins(args)
         check_args(args)
         return args.func(args)
     except HANDLED as exc:  # bad input or the file system (full, read-only, ...): one line, exit 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from adapterx.cli.plugins import add_plugin_arguments
 from adapterx.tasks import all_tasks, get_task
 from adapterx.tasks.sources import describe_loader
 
@@ -75,5 +76,6 @@ def add_tasks_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("names", nargs="*", help="only these tasks (with their data sources)")
     parser.add_argument("--role", choices=("intermediate", "target"), help="only tasks of this role")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_plugin_arguments(parser)
     parser.set_defaults(func=run_tasks)
     return parser

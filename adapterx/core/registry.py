@@ -14,15 +14,15 @@ come from outside the package. An entry is
   entry point's name. ``mytask = mypkg.tasks:TASK`` names the object itself; ``mytask = mypkg.tasks`` names a
   module whose import registers ``mytask``. Entry points are read once, on the first lookup.
 
-A recipe can also list ``plugins:`` (importable modules that register entries when imported); see
-`import_plugins`.
+A command's ``--plugins`` and a recipe's ``plugins:`` name modules that register entries when imported; see
+`adapterx.core.plugins`.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from typing import Generic, TypeVar
 
@@ -188,15 +188,3 @@ class Registry(Generic[T]):
                 )
                 continue
             self._entries[ep.name] = _Lazy(ep.value, f"entry point {ep.name} = {ep.value} of {dist}")
-
-
-def import_plugins(modules: Iterable[str], where: str) -> None:
-    """Import each module (it registers tasks, kinds, forms ... as it loads). A module that cannot be imported is
-    an `AdapterxError` naming `where` (e.g. a recipe's ``plugins`` field)."""
-    for index, module in enumerate(modules):
-        if not isinstance(module, str) or not module:
-            raise AdapterxError(f"{where}[{index}]: a plugin is an importable module name, got {module!r}")
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise AdapterxError(f"{where}[{index}]: cannot import plugin module {module!r}: {exc}") from exc

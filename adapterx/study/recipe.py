@@ -17,13 +17,13 @@ from pathlib import Path
 import yaml
 
 from adapterx.core.errors import AdapterxError, RecipeError, unknown
-from adapterx.core.registry import import_plugins
+from adapterx.core.plugins import check_dirs, import_plugins
 from adapterx.deploy.forms import check_evaluable
 from adapterx.methods import AdapterSpec, get_method, parse_spec
 from adapterx.study import design
 from adapterx.study.controls import capacity_matched_spec
 from adapterx.study.recipe_checks import check_values
-from adapterx.tasks import get_task
+from adapterx.tasks import get_task, load_tasks_dir
 from adapterx.training.loop import TrainConfig
 from adapterx.training.strategies import STRATEGIES, kind_problem
 
@@ -131,7 +131,10 @@ class Recipe:
     output_dir: str | None = None  # default: artifacts/<name>
     data_dir: str | None = None  # local copies of task data; None: built-in / the hub
     description: str = ""
-    plugins: list[str] = field(default_factory=list)  # modules imported first: they register tasks, kinds ...
+    # code the recipe runs: modules imported before anything else is checked (they register tasks, kinds ...);
+    # installed modules, or files under a --plugins-dir given on the command line -- never the recipe's directory
+    plugins: list[str] = field(default_factory=list)
+    tasks_dir: str | None = None  # task files (YAML) to register, relative to the recipe; data, not code
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -181,7 +184,9 @@ def config_hash(obj: object) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- parsing
-def load_recipe(path: str | Path) -> Recipe:
+def load_recipe(path: str | Path, plugin_dirs: typing.Sequence[str | Path] = ()) -> Recipe:
+    """The recipe at `path`, every field checked. Its ``plugins:`` are imported from the installed modules and
+    the `plugin_dirs` (``--plugins-dir``) only; its ``tasks_dir:`` (relative to the recipe) is registered."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file")
@@ -195,7 +200,8 @@ def load_recipe(path: str | Path) -> Recipe:
         ) from exc
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a mapping of fields, got {type(data).__name__}")
-    _import_plugins(data.get("plugins"), path)
+    _import_plugins(data.get("plugins"), path, plugin_dirs)
+    _load_tasks_dir(data.get("tasks_dir"), path)
     _check_no_train_seed(data, path)
     recipe = _build(Recipe, data, f"{path}", "")
     recipe.source = path
@@ -206,17 +212,30 @@ def load_recipe(path: str | Path) -> Recipe:
     return recipe
 
 
-def _import_plugins(plugins, path: Path) -> None:
-    """Import the recipe's `plugins` before anything else is checked: the names they register (tasks, adapter
-    kinds, strategies ...) are then known to the rest of the recipe."""
+def _import_plugins(plugins, path: Path, dirs: typing.Sequence[str | Path]) -> None:
+    """Import the recipe's `plugins` (code it runs) before anything else is checked: the names they register
+    (tasks, adapter kinds, strategies ...) are then known to the rest of the recipe. Only installed modules and
+    the `dirs` given on the command line are searched, never the recipe's own directory or the current one."""
     if plugins is None:
         return
     if not isinstance(plugins, list):
         raise RecipeError(f"{path}: field 'plugins' must be a list of importable module names, got {plugins!r}")
     try:
-        import_plugins(plugins, "plugins")
+        import_plugins(plugins, "plugins", check_dirs(dirs, "--plugins-dir"), exclude=[path.resolve().parent])
     except AdapterxError as exc:
         raise RecipeError(f"{path}: {exc}") from exc
+
+
+def _load_tasks_dir(tasks_dir, path: Path) -> None:
+    """Register the task files of the recipe's `tasks_dir` (relative to the recipe) before its tasks are checked."""
+    if tasks_dir is None:
+        return
+    if not isinstance(tasks_dir, str) or not tasks_dir:
+        raise RecipeError(f"{path}: field 'tasks_dir' must be a directory name, got {tasks_dir!r}")
+    try:
+        load_tasks_dir(path.parent / tasks_dir)
+    except AdapterxError as exc:
+        raise RecipeError(f"{path}: tasks_dir: {exc}") from exc
 
 
 def _check_no_train_seed(data: dict, path: Path) -> None:

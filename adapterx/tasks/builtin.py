@@ -1,6 +1,7 @@
 """Built-in offline tasks, generated from the tiny world (adapterx.tasks.tinytasks) and shipped as JSON-lines
 files in the formats of their public models (MNLI/XNLI: premise, hypothesis, label; PAWS-X: sentence1,
-sentence2, label; SST-2: sentence, label).
+sentence2, label; SST-2: sentence, label). The tasks themselves are declared in task files
+(``adapterx/tasks/tiny-*.yaml``, shared parts in ``_tiny.yaml``); this module writes their data.
 
   tiny-xnli        target task with XNLI's label space: 120 English training pairs, evaluation in en/de/es/fr/tr
                    (one set of items rendered in every language)
@@ -20,10 +21,7 @@ from pathlib import Path
 
 from adapterx.core import tinyworld
 from adapterx.core.io import atomic_write_text
-from adapterx.tasks import register_task
 from adapterx.tasks import tinytasks as tt
-from adapterx.tasks.base import DataRequest, Task
-from adapterx.tasks.files import find_file, load_jsonl
 
 BUILTIN_DATA = Path(__file__).resolve().parent.parent / "data" / "builtin"
 
@@ -85,81 +83,6 @@ def write_builtin_data(root: Path = BUILTIN_DATA) -> dict[str, int]:
             _write_rows(root, task, split, "en", rows)
     return dropped
 
-
-# The built-in backbone is not pretrained: its <s> state carries little of the input, so the built-in
-# classification tasks pool the mean of all tokens (see ClassificationHead).
-_MEAN_POOLING = {"head": {"pooling": "mean"}}
-
-
-def _load_builtin(request: DataRequest):
-    # a --data-dir for other tasks does not hide the built-in files unless it holds this task's own copy
-    local = request.data_dir is not None and (request.data_dir / request.task.name).is_dir()
-    root = request.data_dir if local else BUILTIN_DATA
-    return load_jsonl(find_file(root, request.task.name, request.split, request.language, ("jsonl",)))
-
-
-def _classification(
-    name: str,
-    role: str,
-    labels: tuple[str, ...],
-    fields: tuple[str, ...],
-    description: str,
-    languages: tuple[str, ...] = ("en",),
-) -> Task:
-    return Task(
-        name=name,
-        role=role,
-        head="classification",
-        metric="accuracy",
-        loader=_load_builtin,
-        labels=labels,
-        text_fields=fields,
-        max_length=48,
-        languages=languages,
-        options=_MEAN_POOLING,
-        description=description,
-    )
-
-
-for _task in (
-    _classification(
-        "tiny-nli",
-        "intermediate",
-        tt.NLI_LABELS,
-        ("premise", "hypothesis"),
-        "built-in English NLI (MNLI-like) over two-clause premises, synthetic",
-    ),
-    _classification(
-        "tiny-paraphrase",
-        "intermediate",
-        tt.PARAPHRASE_LABELS,
-        ("sentence1", "sentence2"),
-        "built-in English paraphrase identification (PAWS-like: role swaps, passives), synthetic",
-    ),
-    _classification(
-        "tiny-negation",
-        "intermediate",
-        tt.NEGATION_LABELS,
-        ("sentence",),
-        "built-in English negation detection, synthetic",
-    ),
-    _classification(
-        "tiny-sst",
-        "intermediate",
-        tt.SENTIMENT_LABELS,
-        ("sentence",),
-        "built-in English sentiment (SST-2-like), synthetic",
-    ),
-    _classification(
-        "tiny-xnli",
-        "target",
-        tt.NLI_LABELS,
-        ("premise", "hypothesis"),
-        "built-in cross-lingual NLI with XNLI's labels: English training, en/de/es/fr/tr evaluation",
-        languages=tinyworld.LANGUAGES,
-    ),
-):
-    register_task(_task)
 
 if __name__ == "__main__":
     dropped = write_builtin_data()

@@ -1,6 +1,7 @@
 """The nine English intermediate tasks of Phang et al. 2020: ANLI (trained, as there, on SNLI + MNLI + ANLI), CCG,
-CommonsenseQA, Cosmos QA, HellaSwag, MNLI, QQP, SQuAD, SST-2. Each is one `Task` entry: its public dataset (or, for CCG, local files only), the
-fields it reads, its head kind, labels and metric.
+CommonsenseQA, Cosmos QA, HellaSwag, MNLI, QQP, SQuAD, SST-2. Each is one `Task` entry: its public dataset (or, for
+CCG, local files only), the fields it reads, its head kind, labels and metric. QQP and SST-2 need no code: they are
+declared in task files (``adapterx/tasks/qqp.yaml``, ``sst2.yaml``, shared parts in ``_glue.yaml``).
 
 Local copies (``--data-dir``) sit at ``<data_dir>/<task>/<split>.en.<ext>`` in the public formats: GLUE TSV or
 the hub's JSON lines for MNLI/QQP/SST-2, ANLI's JSON lines, SQuAD v1.1 JSON, the JSON lines of HellaSwag,
@@ -272,27 +273,6 @@ register_task(
 )
 register_task(
     Task(
-        name="qqp",
-        role="intermediate",
-        head="classification",
-        metric="accuracy",
-        labels=("not_duplicate", "duplicate"),
-        text_fields=("question1", "question2"),
-        max_length=128,
-        splits=("train", "validation"),
-        loader=Source(
-            "nyu-mll/glue",
-            config="qqp",
-            formats=GLUE_FORMATS,
-            normalise=classification(
-                {"question1": ("question1",), "question2": ("question2",)}, label=("label", "is_duplicate")
-            ),
-        ),
-        description="Quora Question Pairs (nyu-mll/glue qqp; test labels are hidden)",
-    )
-)
-register_task(
-    Task(
         name="squad",
         role="intermediate",
         head="span_qa",
@@ -304,21 +284,5 @@ register_task(
         loader=Source("rajpurkar/squad", formats=("json", "jsonl"), normalise=span_qa),
         options=dict(QA_OPTIONS),
         description="SQuAD v1.1 extractive QA (rajpurkar/squad)",
-    )
-)
-register_task(
-    Task(
-        name="sst2",
-        role="intermediate",
-        head="classification",
-        metric="accuracy",
-        labels=("negative", "positive"),
-        text_fields=("sentence",),
-        max_length=66,
-        splits=("train", "validation"),
-        loader=Source(
-            "nyu-mll/glue", config="sst2", formats=GLUE_FORMATS, normalise=classification({"sentence": ("sentence",)})
-        ),
-        description="SST-2 sentiment (nyu-mll/glue sst2; test labels are hidden)",
     )
 )
