@@ -10,8 +10,8 @@ Everything the rest of adapterx knows about a kind is asked of its Method, never
   can it                 mergeable (+ not_mergeable_reason), stackable, fusable, mixes_per_row,
                          composition_blocks / weighted_methods / composition_problem, shares_model_with
   what it needs          check_backbone (target modules that exist, positions left), virtual_tokens
-  what it is, as tensors weight_changes (mergeable kinds: merged and fused forms), lora_factors,
-                         bottleneck_weights
+  what it is, as tensors weight_changes (mergeable kinds: merged and fused forms), is_low_rank +
+                         lora_factors (gathered per-row products), bottleneck_weights
   the study's controls   capacity_scaled (one adapter as large as a stack of several)
   adapterx bench         bench_form (which form costs what a deployment costs), bench_options, bench_builders,
                          bench_default_forms / bench_quick_forms, bench_weights, train_bench_spec
@@ -128,6 +128,11 @@ class Method:
     def mixes_per_row(self) -> bool:
         """Whether one batch can run each row through another adapter of this kind (composition 'mixed')."""
         return "mixed" in self.composition_blocks
+
+    def is_low_rank(self, spec: AdapterSpec) -> bool:
+        """Whether an adapter of `spec` is exactly a plain low-rank weight change ``s B A`` (`lora_factors` gives
+        it), so that gathered per-row products (fastlora, adapterx serve's bank) can run it. LoRA, not DoRA."""
+        return False
 
     def virtual_tokens(self, spec: AdapterSpec) -> int:
         """Positions an adapter of `spec` takes from the input (prompt / prefix tuning's virtual tokens); the bench

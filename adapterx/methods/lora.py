@@ -114,6 +114,9 @@ class LoraMethod(PeftMethod):
             use_dora=spec.use_dora,
         )
 
+    def is_low_rank(self, spec: LoraSpec) -> bool:
+        return not spec.use_dora
+
     def capacity_scaled(self, spec: LoraSpec, factor: int) -> tuple[AdapterSpec | None, str]:
         """Rank and alpha times `factor` (alpha / rank, the scaling, is kept)."""
         return dataclasses.replace(spec, r=spec.r * factor, alpha=spec.alpha * factor), ""

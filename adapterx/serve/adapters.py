@@ -151,7 +151,9 @@ def load_served(name: str, directory: Path, backbone: Backbone, form: str, root:
         form,
         head=model.heads[model.active_head] if model.active_head else None,
         task=_task(metadata),
-        virtual_tokens=sum(getattr(model.adapters[n].spec, "num_virtual_tokens", 0) for n in model.active_adapters),
+        virtual_tokens=sum(
+            model.adapters[n].method.virtual_tokens(model.adapters[n].spec) for n in model.active_adapters
+        ),
     )
     chosen = SERVING_FORMS.get(form)
     if chosen.shared and _gatherable(model, roles):
@@ -171,6 +173,8 @@ def load_served(name: str, directory: Path, backbone: Backbone, form: str, root:
 
 
 def _gatherable(model: AdaptedModel, roles: dict[str, list]) -> bool:
-    """A plain stack of LoRA adapters on the original base: each adapter a low-rank weight change."""
+    """A plain stack of LoRA adapters on the original base: each adapter a plain low-rank weight change (as its kind
+    says: not DoRA, not (IA)³)."""
     plain_stack = all(not items for role, items in roles.items() if role != STACKED)
-    return plain_stack and all(model.adapters[n].method.mergeable for n in model.active_adapters)
+    records = [model.adapters[n] for n in model.active_adapters]
+    return plain_stack and all(r.method.is_low_rank(r.spec) for r in records)

@@ -56,7 +56,7 @@ class ComposedModel:
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, row_adapters: Sequence[str], *, fast: bool = False
     ) -> list[torch.Tensor]:
         """One encoder pass over a batch whose row j uses adapter ``row_adapters[j]``; row j's logits come
-        from that adapter's head. ``fast=True`` (mergeable kinds, LoRA) uses `adapterx.deploy.fastlora`'s gathered
+        from that adapter's head. ``fast=True`` (plain low-rank kinds: LoRA, not DoRA) uses `adapterx.deploy.fastlora`'s gathered
         low-rank product instead of the library's per-adapter sub-batches (peft #2283); it builds a second, plain
         copy of the base once."""
         names = self.composition.names()
@@ -66,7 +66,7 @@ class ComposedModel:
             if n not in names:
                 raise unknown("adapter", n, names)
         rows = list(row_adapters)
-        if fast and all(self.parts[n].mergeable for n in names):
+        if fast and all(self.model.adapters[n].method.is_low_rank(self.model.adapters[n].spec) for n in names):
             hidden = self._gathered_rows(input_ids, attention_mask, rows)
         else:
             hidden = self.parts[names[0]].method.encode_rows(self.model, input_ids, attention_mask, rows)
