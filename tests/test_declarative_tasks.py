@@ -18,6 +18,7 @@ from adapterx.tasks import tinytasks as tt
 from adapterx.tasks.base import DataRequest
 from adapterx.tasks.data import load_split
 from adapterx.tasks.declarative import read_task_dir
+from adapterx.tasks.sources import describe_loader
 
 NLI = ("entailment", "neutral", "contradiction")
 
@@ -51,6 +52,8 @@ def test_the_builtin_task_files_declare_the_tasks_the_generator_writes():
         assert task.languages == (tinyworld.LANGUAGES if name == "tiny-xnli" else ("en",))
         assert task.role == ("target" if name == "tiny-xnli" else "intermediate")
     assert get_task("sst2").splits == ("train", "validation") and get_task("qqp").max_length == 128
+    assert describe_loader(get_task("sst2").loader, "validation", "en") == "nyu-mll/glue / sst2 [validation]"
+    assert "data/builtin/<task>/test.de.{jsonl}" in describe_loader(get_task("tiny-xnli").loader, "test", "de")
     rows = load_split(get_task("tiny-xnli"), "test", "tr", limit=3)
     assert rows.column_names == ["premise", "hypothesis", "label"] and len(rows) == 3
 

@@ -42,7 +42,7 @@ import datasets
 from adapterx.core.errors import AdapterxError
 from adapterx.core.yamlfile import load_file
 from adapterx.tasks.base import DataRequest, Task
-from adapterx.tasks.sources import Source, classification
+from adapterx.tasks.sources import Source, classification, describe_loader
 
 BUILTIN_DIR = Path(__file__).resolve().parent  # adapterx/tasks/*.yaml
 MAX_INCLUDE_DEPTH = 8
@@ -81,10 +81,10 @@ class DeclaredLoader:
             request = dataclasses.replace(request, data_dir=self.files)
         return self.source(request)
 
-    def describe(self, split: str, language: str) -> str:
-        if self.files is not None:
-            return f"local files {self.files}/<task>/{split}.{language}.{{{','.join(self.source.formats)}}}"
-        return self.source.describe(language)
+    def describe_split(self, split: str, language: str) -> str:
+        """Where `split` in `language` comes from (for `adapterx tasks NAME`)."""
+        local = f"local files {self.files}/<task>/{split}.{language}.{{{','.join(self.source.formats)}}}"
+        return local if self.files is not None else describe_loader(self.source, split, language)
 
 
 # ------------------------------------------------------------------------------------------------ reading

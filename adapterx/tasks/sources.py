@@ -294,7 +294,8 @@ def describe_loader(loader, split: str, language: str) -> str:
         hub = loader.describe(language)
         names = loader.hub_splits(split, language) if loader.hub_id else ()
         return hub + (f" [{'+'.join(names)}]" if names else "")
-    return getattr(loader, "__name__", type(loader).__name__)
+    own = getattr(loader, "describe_split", None)  # a loader that says it itself (a task file's)
+    return own(split, language) if own else getattr(loader, "__name__", type(loader).__name__)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
